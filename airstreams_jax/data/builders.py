@@ -1,0 +1,56 @@
+"""From `config.dataset` to a prepared tfds builder and its metadata."""
+
+import dataclasses
+import os
+from typing import Tuple
+
+from absl import logging
+
+from airstreams_jax import errors
+from airstreams_jax.data import synthetic_actions
+from airstreams_jax.data import synthetic_generator
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetMeta:
+  """What the model needs to know about a dataset."""
+  num_classes: int
+  class_names: Tuple[str, ...]
+  mask_class_names: Tuple[str, ...]  # Teacher classes; background first.
+  multi_label: bool = False
+
+  @property
+  def num_seg_classes(self) -> int:
+    return len(self.mask_class_names)
+
+
+def _data_dir(dataset_config) -> str:
+  return os.path.expanduser(dataset_config.data_dir or
+                            '~/tensorflow_datasets')
+
+
+def make_builder(dataset_config):
+  """The tfds builder that `dataset_config` names (not yet prepared)."""
+  if dataset_config.name == 'synthetic_actions':
+    opts = dataset_config.synthetic
+    return synthetic_actions.SyntheticActions(
+        config=synthetic_actions.make_config(
+            num_classes=opts.num_classes, num_frames=opts.num_frames,
+            image_size=opts.image_size, num_train=opts.num_train,
+            num_test=opts.num_test, seed=opts.seed),
+        data_dir=_data_dir(dataset_config))
+  raise errors.ConfigError(f'Unknown dataset {dataset_config.name!r}; available: '
+                   "'synthetic_actions'.")
+
+
+def prepare(builder) -> None:
+  """Builds the dataset on first use (a no-op once it exists)."""
+  logging.info('Preparing %s in %s', builder.info.full_name, builder.data_dir)
+  builder.download_and_prepare()
+
+
+def dataset_meta(builder) -> DatasetMeta:
+  class_names = tuple(builder.info.features['label'].names)
+  return DatasetMeta(num_classes=len(class_names), class_names=class_names,
+                     mask_class_names=tuple(
+                         synthetic_generator.CATEGORY_NAMES))

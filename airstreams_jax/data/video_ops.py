@@ -1,0 +1,89 @@
+"""Pure TensorFlow clip ops: temporal sampling, crops and flips.
+
+Every op takes the frames `[T, H, W, 3]` uint8 and the teacher masks
+`[T, h, w]` uint8 together and applies the same geometry to both, so masks
+stay aligned with the pixels they label. Randomness is stateless: each op takes
+an explicit `[2]` seed, which makes a pipeline reproducible from its seed.
+"""
+
+from typing import Optional, Tuple
+
+import tensorflow as tf
+
+
+def clip_indices(num_stored: tf.Tensor, num_frames: int, stride: int,
+                 seed: Optional[tf.Tensor]) -> tf.Tensor:
+  """Frame indices of one clip; a random start with a seed, else the centre.
+
+  Videos shorter than the clip repeat their last frame.
+  """
+  span = (num_frames - 1) * stride + 1
+  max_start = tf.maximum(num_stored - span, 0)
+  if seed is None:
+    start = max_start // 2
+  else:
+    start = tf.random.stateless_uniform((), seed, 0, max_start + 1, tf.int32)
+  idx = start + tf.range(num_frames, dtype=tf.int32) * stride
+  return tf.minimum(idx, num_stored - 1)
+
+
+def temporal_clip(video: tf.Tensor, masks: tf.Tensor, num_frames: int,
+                  stride: int = 1, seed: Optional[tf.Tensor] = None
+                  ) -> Tuple[tf.Tensor, tf.Tensor]:
+  """The same T frames of video and masks."""
+  idx = clip_indices(tf.shape(video)[0], num_frames, stride, seed)
+  return tf.gather(video, idx), tf.gather(masks, idx)
+
+
+def crop_and_resize(video: tf.Tensor, masks: tf.Tensor, box: tf.Tensor,
+                    size: int) -> Tuple[tf.Tensor, tf.Tensor]:
+  """Crops the normalised box [y0, x0, y1, x1] from both; resizes to size².
+
+  Frames are resized bilinearly; masks, which may be stored at a lower
+  resolution than the frames, with nearest neighbours (class ids must not
+  blend).
+  """
+  video = tf.image.crop_and_resize(
+      tf.cast(video, tf.float32), tf.repeat(box[None], tf.shape(video)[0], 0),
+      tf.range(tf.shape(video)[0]), (size, size), method='bilinear')
+  video = tf.cast(tf.clip_by_value(tf.round(video), 0, 255), tf.uint8)
+  masks = tf.image.crop_and_resize(
+      tf.cast(masks[..., None], tf.float32),
+      tf.repeat(box[None], tf.shape(masks)[0], 0), tf.range(tf.shape(masks)[0]),
+      (size, size), method='nearest')
+  return video, tf.cast(masks[..., 0], tf.uint8)
+
+
+def random_crop_box(image_shape: tf.Tensor, seed: tf.Tensor,
+                    min_area: float,
+                    aspect_range: Tuple[float, float] = (3 / 4, 4 / 3)
+                    ) -> tf.Tensor:
+  """A random normalised box covering [min_area, 1] of the frame."""
+  begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+      image_shape, tf.zeros((1, 0, 4)), seed=seed,
+      min_object_covered=0.0, aspect_ratio_range=aspect_range,
+      area_range=(min_area, 1.0), max_attempts=20,
+      use_image_if_no_bounding_boxes=True)
+  hw = tf.cast(image_shape[:2], tf.float32)
+  y0, x0 = tf.cast(begin[0], tf.float32), tf.cast(begin[1], tf.float32)
+  h, w = tf.cast(size[0], tf.float32), tf.cast(size[1], tf.float32)
+  # crop_and_resize maps a normalised y to y * (height - 1).
+  return tf.stack([y0 / (hw[0] - 1), x0 / (hw[1] - 1),
+                   (y0 + h - 1) / (hw[0] - 1), (x0 + w - 1) / (hw[1] - 1)])
+
+
+def center_crop_box(image_shape: tf.Tensor) -> tf.Tensor:
+  """The central square of the frame as a normalised box."""
+  hw = tf.cast(image_shape[:2], tf.float32)
+  side = tf.reduce_min(hw)
+  y0, x0 = (hw[0] - side) / 2, (hw[1] - side) / 2
+  return tf.stack([y0 / (hw[0] - 1), x0 / (hw[1] - 1),
+                   (y0 + side - 1) / (hw[0] - 1), (x0 + side - 1) / (hw[1] - 1)])
+
+
+def random_flip(video: tf.Tensor, masks: tf.Tensor,
+                seed: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+  """Flips frames and masks left-right together with probability 1/2."""
+  flip = tf.random.stateless_uniform((), seed) < 0.5
+  return (tf.where(flip, tf.reverse(video, [2]), video),
+          tf.where(flip, tf.reverse(masks, [2]), masks))

@@ -1,0 +1,79 @@
+"""The AIRStreams objective.
+
+    L = λ_rgb L_rgb + λ_flow L_flow + λ_sem L_sem + λ_merged L_merged
+        + λ_interm L_seg
+
+The λ arrive as a traced `[5]` array (order `LOSS_NAMES`), never as Python
+floats, so one compiled step serves any weighting and `vmap` can range over
+candidate weightings during evolution.
+"""
+
+import json
+from typing import Any, Dict, Mapping, Tuple
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+LOSS_NAMES = ('rgb', 'flow', 'semantic', 'merged', 'interm')
+
+
+def loss_weights_vector(weights: Mapping[str, float],
+                        weights_file: str = '') -> np.ndarray:
+  """The five λ as a float32 `[5]` array in `LOSS_NAMES` order.
+
+  Args:
+    weights: a mapping with exactly the keys of `LOSS_NAMES`.
+    weights_file: optional JSON file with the same keys; replaces `weights`.
+
+  Returns:
+    The weights, float32, shape `[5]`.
+  """
+  if weights_file:
+    with open(weights_file) as f:
+      weights = json.load(f)
+  if set(weights) != set(LOSS_NAMES):
+    raise ValueError(f'loss weights need exactly the keys {LOSS_NAMES}, got '
+                     f'{sorted(weights)}.')
+  return np.asarray([float(weights[k]) for k in LOSS_NAMES], np.float32)
+
+
+def classification_loss(logits: jnp.ndarray, labels: jnp.ndarray,
+                        multi_label: bool) -> jnp.ndarray:
+  """Mean softmax CE (int labels) or sigmoid CE (multi-hot labels)."""
+  if multi_label:
+    # Summed over classes, averaged over examples.
+    return optax.sigmoid_binary_cross_entropy(
+        logits, labels.astype(logits.dtype)).sum(-1).mean()
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def segmentation_loss(seg_logits: jnp.ndarray,
+                      masks: jnp.ndarray) -> jnp.ndarray:
+  """Pixelwise softmax CE of `[..., K]` logits against teacher class ids."""
+  return optax.softmax_cross_entropy_with_integer_labels(
+      seg_logits, masks.astype(jnp.int32)).mean()
+
+
+def total_loss(outputs: Mapping[str, Any], batch: Mapping[str, jnp.ndarray],
+               loss_weights: jnp.ndarray, *, multi_label: bool
+               ) -> Tuple[jnp.ndarray, Dict[str, jnp.ndarray]]:
+  """Weighted sum of the stream, merged and segmentation losses.
+
+  Args:
+    outputs: the model's outputs (`logits` per head, maybe `seg_logits`).
+    batch: with 'label' and, when the semantic stream is on, 'masks'.
+    loss_weights: `[5]` array in `LOSS_NAMES` order.
+    multi_label: sigmoid CE instead of softmax CE for the action heads.
+
+  Returns:
+    (total loss, the unweighted term of each name; absent streams give 0).
+  """
+  terms = {name: jnp.zeros((), jnp.float32) for name in LOSS_NAMES}
+  for name, logits in outputs['logits'].items():
+    terms[name] = classification_loss(logits, batch['label'], multi_label)
+  if 'seg_logits' in outputs:
+    terms['interm'] = segmentation_loss(outputs['seg_logits'], batch['masks'])
+  total = sum(loss_weights[i] * terms[name]
+              for i, name in enumerate(LOSS_NAMES))
+  return total, terms

@@ -1,0 +1,104 @@
+r"""Entry point: train, evaluate.
+
+  python -m airstreams_jax.main --config=configs/synthetic.py \
+      --workdir=workdirs/synthetic [--config.num_train_steps=100] \
+      [--mode=train_and_eval|eval]
+
+Kept thin on purpose: the work happens in `airstreams_jax.train`, which tests
+and notebooks import directly.
+"""
+
+import os
+import sys
+
+# TensorFlow's C++ start-up chatter drowns the training log; set before TF loads.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+import tensorflow as tf
+
+from airstreams_jax import errors
+from airstreams_jax import train
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Experiment config file, e.g. configs/synthetic.py:smoke.',
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    'workdir', None, 'Directory for checkpoints, logs and results; training '
+    'resumes from it.')
+_MODE = flags.DEFINE_enum('mode', 'train_and_eval', ['train_and_eval', 'eval'],
+                          'What to run.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _check_workdir(workdir: str) -> None:
+  parent = os.path.dirname(os.path.abspath(workdir))
+  if not os.path.isdir(parent):
+    raise app.UsageError(f'--workdir={workdir}: the parent directory {parent} '
+                         'does not exist; create it first or choose another '
+                         'workdir.')
+
+
+def _one_line(error: Exception) -> str:
+  """The informative lines of a flag-parsing error, joined into one."""
+  text = str(error).replace('\\n', '\n').replace("\\'", "'")
+  lines = [line.strip() for line in text.splitlines()]
+  lines = [line.strip("'") if line.startswith("'") else line for line in lines]
+  lines = [line for line in lines if line and not line.startswith(
+      ('Traceback', 'File ', '^'))]
+  if isinstance(error, AttributeError):  # ml_collections: unknown key.
+    return f'unknown config key {lines[0]!r}' + (
+        f'. {lines[-1]}' if len(lines) > 1 else '')
+  if isinstance(error, OSError):
+    return f'cannot load the config file: {lines[-1]}'
+  # A config file that failed to load: its flag, then the final exception.
+  return lines[0] if len(lines) == 1 else f'{lines[0]} {lines[-1]}'
+
+
+def parse_flags(argv):
+  """absl flag parsing, with config and override mistakes as one-line errors.
+
+  A misspelt `--config.<key>` surfaces from ml_collections as an
+  AttributeError, and a failing config file as a multi-line traceback text.
+  """
+  try:
+    argv = flags.FLAGS(argv)
+    # A config file that fails to load leaves a placeholder that raises on
+    # first use: use it here, while errors are still one-liners.
+    _CONFIG.value.keys()
+    return argv
+  except (flags.Error, AttributeError, KeyError, TypeError, OSError) as e:
+    sys.exit(f'error: {_one_line(e)}')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  _check_workdir(_WORKDIR.value)
+  # tf.data only; keep TensorFlow off any accelerator JAX will use.
+  tf.config.set_visible_devices([], 'GPU')
+  logging.info('JAX devices: %d (%d per process), %d processes.',
+               jax.device_count(), jax.local_device_count(),
+               jax.process_count())
+  try:
+    if _MODE.value == 'eval':
+      results = train.evaluate_checkpoint(_CONFIG.value, _WORKDIR.value)
+    else:
+      results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except errors.ConfigError as e:
+    # Found before any compilation: one line that names the fix, no traceback.
+    sys.exit(f'error: {e}')
+  streams = ', '.join(f'{k} {v:.4f}' for k, v in results['per_stream'].items()
+                      if k != 'merged')
+  print(f"Step {results['step']}: merged top-1 {results['top1']:.4f} on "
+        f"{results['num_examples']} held-out clips (chance "
+        f"{1 / results['num_classes']:.4f}; single-stream heads: {streams}). "
+        f"Results: {os.path.join(_WORKDIR.value, 'eval_results.json')}")
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=parse_flags)

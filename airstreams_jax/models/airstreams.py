@@ -1,0 +1,150 @@
+"""AIRStreams: RGB, learned-flow and semantic towers merged after block 3.
+
+    RGB clip ─► RGB tower 1..m ──────────────────────────┬─► tail ─► head ─► rgb
+        ├─► RepresentationFlow ─► flow tower 1..m ─────────┼─► tail ─► head ─► flow
+        └─► DRN-18 per frame ─► seg logits ─► sem 1..m ───┼─► tail ─► head ─► semantic
+                                                          └─► mean ─► merged tail ─► head ─► merged
+
+`m` is `merge_after`. The input is RGB only: flow and segmentation are computed
+from it inside the network, so inference needs no teacher and no flow tool.
+"""
+
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from airstreams_jax.models import drn
+from airstreams_jax.models import rep_flow
+from airstreams_jax.models import tvn
+
+STREAMS = ('rgb', 'flow', 'semantic')
+
+
+def preprocess_video(video: jnp.ndarray, dtype: Any) -> jnp.ndarray:
+  """uint8 frames in [0, 255] to floats in [-1, 1]."""
+  return (video.astype(jnp.float32) / 127.5 - 1.0).astype(dtype)
+
+
+class AIRStreams(nn.Module):
+  """The multi-stream action recognition network.
+
+  Attributes:
+    num_classes: action classes.
+    num_seg_classes: teacher classes, background included.
+    tower: block specs of one tower (blocks 1..len); every stream uses the same
+      structure so the features at the merge point have the same shape.
+    streams: a non-empty subset of `STREAMS`.
+    merge_after: the merged tower starts after this block (1..len(tower)-1).
+    stop_gradient: if True, the action losses do not reach the flow layer and
+      the segmentation net (the paper's Table 2 ablation).
+    flow: keyword arguments of `rep_flow.RepresentationFlow`.
+    seg_widths: DRN-18 stage widths.
+    seg_output_stride: DRN-18 output stride.
+    dropout_rate: dropout before each head.
+    dtype: compute dtype.
+  """
+  num_classes: int
+  num_seg_classes: int
+  tower: Sequence[tvn.BlockSpec]
+  streams: Sequence[str] = STREAMS
+  merge_after: int = 3
+  stop_gradient: bool = False
+  flow: Optional[Mapping[str, Any]] = None
+  seg_widths: Sequence[int] = (64, 128, 256, 512)
+  seg_output_stride: int = 16
+  dropout_rate: float = 0.5
+  dtype: Any = jnp.float32
+
+  def _stream_inputs(self, x: jnp.ndarray, train: bool,
+                     outputs: Dict[str, jnp.ndarray]) -> Dict[str, jnp.ndarray]:
+    """Computes each stream's input representation from the RGB clip."""
+    maybe_stop = jax.lax.stop_gradient if self.stop_gradient else (lambda a: a)
+    inputs = {}
+    if 'rgb' in self.streams:
+      inputs['rgb'] = x
+    if 'flow' in self.streams:
+      flow = rep_flow.RepresentationFlow(
+          **dict(self.flow or {}), dtype=self.dtype, name='flow_layer')(x, train)
+      outputs['flow'] = flow
+      inputs['flow'] = maybe_stop(flow)
+    if 'semantic' in self.streams:
+      b, t, h, w, c = x.shape
+      seg = drn.DilatedResNet18(
+          self.num_seg_classes, widths=tuple(self.seg_widths),
+          output_stride=self.seg_output_stride, dtype=self.dtype,
+          name='segmentation_net')(x.reshape(b * t, h, w, c), train)
+      # Back to the frame resolution: the semantic tower mirrors the RGB tower
+      # and the pixelwise loss compares with masks at the frame resolution.
+      seg = jax.image.resize(seg, (b * t, h, w, seg.shape[-1]), 'bilinear')
+      seg = seg.reshape(b, t, h, w, -1)
+      outputs['seg_logits'] = seg
+      inputs['semantic'] = maybe_stop(seg).astype(self.dtype)
+    return inputs
+
+  @nn.compact
+  def __call__(self, video: jnp.ndarray, *, train: bool,
+               stream_heads: bool = True) -> Dict[str, Any]:
+    """Runs the network.
+
+    Args:
+      video: `[B, T, H, W, 3]` uint8 RGB clips.
+      train: training mode (batch statistics, dropout).
+      stream_heads: whether to run the single-stream tails and heads. They
+        only serve their training losses; inference skips them.
+
+    Returns:
+      A dict with 'logits' (a dict of `[B, num_classes]` logits for 'merged'
+      and, with `stream_heads`, each stream), plus 'flow' `[B, T, H, W, 2K]`
+      and 'seg_logits' `[B, T, H, W, num_seg_classes]` for the streams present.
+    """
+    unknown = sorted(set(self.streams) - set(STREAMS))
+    if not self.streams or unknown:
+      raise ValueError(f'streams must be a non-empty subset of {STREAMS}, got '
+                       f'{tuple(self.streams)}.')
+    if not 1 <= self.merge_after < len(self.tower):
+      raise ValueError(f'merge_after must be in [1, {len(self.tower) - 1}] for '
+                       f'a {len(self.tower)}-block tower, got '
+                       f'{self.merge_after}.')
+    lower = tuple(self.tower[:self.merge_after])
+    upper = tuple(self.tower[self.merge_after:])
+    outputs = {}
+    inputs = self._stream_inputs(preprocess_video(video, self.dtype), train,
+                                 outputs)
+    features = {
+        s: tvn.TowerStage(lower, self.dtype, name=f'{s}_tower_lower')(
+            inputs[s], train) for s in STREAMS if s in inputs}
+
+    merged = sum(features.values()) / len(features)
+    merged = tvn.TowerStage(upper, self.dtype, name='merged_tower')(
+        merged, train)
+    logits = {'merged': tvn.ClassificationHead(
+        self.num_classes, self.dropout_rate, self.dtype,
+        name='merged_head')(merged, train)}
+    if stream_heads:
+      for s, f in features.items():
+        f = tvn.TowerStage(upper, self.dtype, name=f'{s}_tower_upper')(f, train)
+        logits[s] = tvn.ClassificationHead(
+            self.num_classes, self.dropout_rate, self.dtype,
+            name=f'{s}_head')(f, train)
+    outputs['logits'] = logits
+    return outputs
+
+
+def build_model(model_config, *, num_classes: int,
+                num_seg_classes: int) -> AIRStreams:
+  """Builds `AIRStreams` from the `config.model` ConfigDict."""
+  dtype = jnp.dtype(model_config.dtype)
+  return AIRStreams(
+      num_classes=num_classes,
+      num_seg_classes=num_seg_classes,
+      tower=tuple(tvn.BlockSpec.from_config(b) for b in model_config.tower),
+      streams=tuple(model_config.streams),
+      merge_after=model_config.merge_after,
+      stop_gradient=model_config.stop_gradient,
+      flow=dict(model_config.flow),
+      seg_widths=tuple(model_config.seg.widths),
+      seg_output_stride=model_config.seg.output_stride,
+      dropout_rate=model_config.dropout_rate,
+      dtype=dtype)

@@ -1,0 +1,91 @@
+"""Dilated ResNet-18, the per-frame segmentation network of the semantic stream.
+
+ResNet-18 whose last stages trade stride for dilation (Yu et al., "Dilated
+Residual Networks", fyu/drn; `shared/references.md` §4). AIRStreams uses output
+stride 16: conv5_x runs at stride 1 with dilation 2, giving 14x14 at 224 px.
+Output stride 8 (conv4_x dilation 2, conv5_x dilation 4, DRN-A) and 32 (plain
+ResNet-18) are available for small inputs and ablations.
+
+Unlike the reference code, the first block of a dilated stage is dilated too:
+the receptive field then grows smoothly (the reference's undilated first block
+is a quirk, not a design choice).
+"""
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+_conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+# (stride, dilation) of conv4_x and conv5_x for each output stride.
+_LATE_STAGES = {
+    32: ((2, 1), (2, 1)),
+    16: ((2, 1), (1, 2)),
+    8: ((1, 2), (1, 4)),
+}
+
+
+def _bn(train: bool, dtype: Any, zero_init: bool = False) -> nn.BatchNorm:
+  return nn.BatchNorm(
+      use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+      scale_init=nn.initializers.zeros if zero_init else nn.initializers.ones)
+
+
+class BasicBlock(nn.Module):
+  """Two 3x3 convolutions with a residual connection."""
+  filters: int
+  stride: int = 1
+  dilation: int = 1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+    conv = lambda s, name: nn.Conv(  # pylint: disable=g-long-lambda
+        self.filters, (3, 3), strides=(s, s), padding='SAME',
+        kernel_dilation=(self.dilation, self.dilation), use_bias=False,
+        kernel_init=_conv_init, dtype=self.dtype, name=name)
+    y = nn.relu(_bn(train, self.dtype)(conv(self.stride, 'conv1')(x)))
+    # Zero-initialised last BN: each block starts as the identity.
+    y = _bn(train, self.dtype, zero_init=True)(conv(1, 'conv2')(y))
+    if x.shape[-1] != self.filters or self.stride != 1:
+      x = nn.Conv(self.filters, (1, 1), strides=(self.stride, self.stride),
+                  use_bias=False, kernel_init=_conv_init, dtype=self.dtype,
+                  name='proj')(x)
+      x = _bn(train, self.dtype)(x)
+    return nn.relu(x + y)
+
+
+class DilatedResNet18(nn.Module):
+  """DRN-18 producing per-pixel class logits at `output_stride`.
+
+  Attributes:
+    num_classes: segmentation classes, background included.
+    widths: channels of conv2_x..conv5_x; (64, 128, 256, 512) is ResNet-18.
+    output_stride: 8, 16 (AIRStreams) or 32.
+  """
+  num_classes: int
+  widths: Sequence[int] = (64, 128, 256, 512)
+  output_stride: int = 16
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, images: jnp.ndarray, train: bool) -> jnp.ndarray:
+    """Maps `[N, H, W, 3]` images to `[N, H/os, W/os, num_classes]` logits."""
+    if self.output_stride not in _LATE_STAGES:
+      raise ValueError(f'output_stride must be one of {sorted(_LATE_STAGES)}, '
+                       f'got {self.output_stride}.')
+    x = nn.Conv(self.widths[0], (7, 7), strides=(2, 2), padding='SAME',
+                use_bias=False, kernel_init=_conv_init, dtype=self.dtype,
+                name='stem')(images)
+    x = nn.relu(_bn(train, self.dtype)(x))
+    x = nn.max_pool(x, (3, 3), (2, 2), padding='SAME')
+    stages = ((1, 1), (2, 1)) + _LATE_STAGES[self.output_stride]
+    for i, (width, (stride, dilation)) in enumerate(zip(self.widths, stages)):
+      x = BasicBlock(width, stride, dilation, self.dtype,
+                     name=f'conv{i + 2}_1')(x, train)
+      x = BasicBlock(width, 1, dilation, self.dtype,
+                     name=f'conv{i + 2}_2')(x, train)
+    logits = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype,
+                     name='classifier')(x)
+    return logits.astype(jnp.float32)

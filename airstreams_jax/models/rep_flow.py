@@ -1,0 +1,326 @@
+"""Representation flow: a learnable TV-L1 optical-flow layer (Flax linen).
+
+Implements the layer of Piergiovanni & Ryoo, "Representation Flow for Action
+Recognition" (CVPR 2019) with the semantics of the TensorFlow reference
+(`tensorflow/models` `official/projects/assemblenet/modeling/
+rep_flow_2d_layer.py`): a fixed number of TV-L1 iterations around a single
+linearisation point u0 = 0 (no warping, no pyramid), in which the hyper
+parameters (theta, lambda, tau) and the small difference kernels may be learned.
+
+Conventions:
+  * Input and output are video clips [B, T, H, W, C] (channels last).
+  * x is the width axis (axis -2 of [..., H, W]), y is the row axis (positive
+    downward).
+  * The flow is the displacement from frame t to frame t + 1: u1 along the
+    width, u2 along the rows, so that I_{t+1}(x + u) ~= I_t(x).
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+Dtype = Any
+
+# TV-L1 defaults shared by the TensorFlow and PyTorch reference layers.
+_THETA = 0.3
+_LAMBDA = 0.15
+_TAU = 0.25
+_IMG_GRAD = (-0.5, 0.0, 0.5)  # Central difference.
+_FWD_GRAD = (-1.0, 1.0)  # Forward difference (and, shifted, divergence).
+# The reference adds 1e-12 in several places; kept for exact agreement.
+_EPS = 1e-12
+
+# Spatial axes of the [..., H, W] images the iteration works on. Keeping the
+# width minor (rather than a channels-last [..., H, W, K]) matters on CPU: with
+# K = 1 trailing, the backward pass was ~3x slower.
+_X_AXIS = -1
+_Y_AXIS = -2
+
+
+def _shift_prev(x: Array, axis: int) -> Array:
+  """Returns y with y[i] = x[i - 1] along `axis` and y[0] = 0."""
+  n = x.shape[axis]
+  pad = [(0, 0)] * x.ndim
+  pad[axis] = (1, 0)
+  return jax.lax.slice_in_dim(jnp.pad(x, pad), 0, n, axis=axis)
+
+
+def _shift_next(x: Array, axis: int) -> Array:
+  """Returns y with y[i] = x[i + 1] along `axis` and y[n - 1] = 0."""
+  n = x.shape[axis]
+  pad = [(0, 0)] * x.ndim
+  pad[axis] = (0, 1)
+  return jax.lax.slice_in_dim(jnp.pad(x, pad), 1, n + 1, axis=axis)
+
+
+def _drop_last(x: Array, axis: int) -> Array:
+  """Returns x with its last entry along `axis` set to zero."""
+  n = x.shape[axis]
+  pad = [(0, 0)] * x.ndim
+  pad[axis] = (0, 1)
+  return jnp.pad(jax.lax.slice_in_dim(x, 0, n - 1, axis=axis), pad)
+
+
+def central_grad(x: Array, k: Array, axis: int) -> Array:
+  """3-tap cross-correlation with SAME zero padding (TF `conv2d` semantics).
+
+  Args:
+    x: Array to differentiate.
+    k: Kernel of shape [3]; [-0.5, 0, 0.5] is the central difference.
+    axis: Axis along which to apply the kernel.
+
+  Returns:
+    out[i] = k[0] * x[i - 1] + k[1] * x[i] + k[2] * x[i + 1], zero outside.
+  """
+  return (k[0] * _shift_prev(x, axis) + k[1] * x +
+          k[2] * _shift_next(x, axis))
+
+
+def forward_grad(x: Array, k: Array, axis: int) -> Array:
+  """2-tap cross-correlation with TF SAME padding (0 before, 1 after).
+
+  Args:
+    x: Array to differentiate.
+    k: Kernel of shape [2]; [-1, 1] is the forward difference.
+    axis: Axis along which to apply the kernel.
+
+  Returns:
+    out[i] = k[0] * x[i] + k[1] * x[i + 1] with x[n] = 0, so for [-1, 1] the
+    last entry is -x[n - 1] as in TensorFlow (PyTorch zeroes it instead).
+  """
+  return k[0] * x + k[1] * _shift_next(x, axis)
+
+
+def divergence_1d(p: Array, k: Array, axis: int) -> Array:
+  """One term of the TF divergence: shift by one, then a 2-tap SAME conv.
+
+  TF drops the last entry of p, zero-pads the front and applies the kernel
+  with SAME padding, which unrolls to a backward difference whose last entry
+  is -p[n - 2] (not p[n - 1] - p[n - 2]).
+
+  Args:
+    p: Dual variable component along `axis`.
+    k: Kernel of shape [2]; [-1, 1] by default.
+    axis: Axis along which to take the difference.
+
+  Returns:
+    out[i] = k[0] * p[i - 1] + k[1] * p[i] with p[-1] = 0, except
+    out[n - 1] = k[0] * p[n - 2].
+  """
+  return k[0] * _shift_prev(p, axis) + k[1] * _drop_last(p, axis)
+
+
+def tvl1_flow(i0: Array, i1: Array, *, theta: Array, lam: Array, tau: Array,
+              img_grad_x: Array, img_grad_y: Array, div_x: Array, div_y: Array,
+              flow_grad_x: Array, flow_grad_y: Array, num_iter: int
+              ) -> tuple[Array, Array]:
+  """Runs `num_iter` TV-L1 iterations linearised at u = 0 (TF semantics).
+
+  Every leading index is an independent image; both inputs have shape
+  [..., H, W].
+
+  Args:
+    i0: First frames (already normalised to [0, 255]).
+    i1: Second frames.
+    theta: Scalar theta; made positive as |theta| + 1e-12 like TF.
+    lam: Scalar lambda (data-term weight).
+    tau: Scalar tau (dual step).
+    img_grad_x: [3] kernel for the image gradient along the width.
+    img_grad_y: [3] kernel for the image gradient along the rows.
+    div_x: [2] divergence kernel along the width.
+    div_y: [2] divergence kernel along the rows.
+    flow_grad_x: [2] forward-gradient kernel for u along the width.
+    flow_grad_y: [2] forward-gradient kernel for u along the rows.
+    num_iter: Number of iterations (static).
+
+  Returns:
+    (u1, u2): displacement along the width and along the rows, [..., H, W].
+  """
+  theta = jnp.abs(theta) + _EPS
+  l_t = lam * theta
+  taut = tau / theta
+
+  gx = central_grad(i1, img_grad_x, _X_AXIS)
+  gy = central_grad(i1, img_grad_y, _Y_AXIS)
+  g2 = gx**2 + gy**2 + _EPS
+  rho_c = i1 - i0
+  # Where the image gradient vanishes the reference leaves v = u. The double
+  # `where` keeps 1/g2 (and its derivative) finite in the unused branch, which
+  # would otherwise turn into 0 * inf = NaN in the backward pass.
+  has_grad = g2 > _EPS
+  inv_g2 = jnp.where(has_grad, 1.0 / jnp.where(has_grad, g2, 1.0), 0.0)
+  l_t_g2 = l_t * g2
+
+  def step(carry, _):
+    # The two flow components share every operator, so they are stacked on a
+    # leading axis of size 2 (u = [u1, u2], px = [p11, p21], py = [p12, p22]):
+    # fewer XLA ops and shorter compiles.
+    u, px, py = carry
+    rho = rho_c + gx * u[0] + gy * u[1] + _EPS
+    # Thresholding as one coefficient c with v = u + c * grad(I1). It equals
+    # the reference's three masked terms: where the gradient is zero, c * g is
+    # zero in every branch, matching v = u there.
+    c = jnp.where(rho < -l_t_g2, l_t,
+                  jnp.where(rho > l_t_g2, -l_t, -rho * inv_g2))
+    # Not `u + c * stack([gx, gy])`: broadcasting c over the stacked axis
+    # makes its gradient a reduction over that size-2 axis, which XLA:CPU ran
+    # several times slower than a whole forward iteration.
+    v = jnp.stack([u[0] + c * gx, u[1] + c * gy])
+    u = v + theta * (divergence_1d(px, div_x, _X_AXIS) +
+                     divergence_1d(py, div_y, _Y_AXIS))
+    ux = forward_grad(u, flow_grad_x, _X_AXIS)
+    uy = forward_grad(u, flow_grad_y, _Y_AXIS)
+    denom = 1.0 + taut * jnp.sqrt(ux**2 + uy**2 + _EPS)
+    px = (px + taut * ux) / denom
+    py = (py + taut * uy) / denom
+    return (u, px, py), None
+
+  zeros = jnp.zeros((2,) + i0.shape, i0.dtype)
+  # `scan` instead of a Python loop: an unrolled loop makes XLA:CPU compile
+  # time and run time grow roughly quadratically with num_iter. Checkpointing
+  # the body stores only the carry (u, px, py) per iteration for the backward
+  # pass and recomputes the rest (about 4x less memory, and faster on CPU).
+  # The image terms (gx, gy, rho_c, ...) are loop constants, saved once.
+  # prevent_cse is unnecessary inside scan and would only block fusion.
+  (u, _, _), _ = jax.lax.scan(
+      jax.checkpoint(step, prevent_cse=False), (zeros, zeros, zeros), None,
+      length=num_iter)
+  return u[0], u[1]
+
+
+class RepresentationFlow(nn.Module):
+  """Learnable TV-L1 representation-flow layer on video clips.
+
+  Follows the TensorFlow reference layer (channel reduction, min-max
+  normalisation to [0, 255], `num_iter` TV-L1 iterations on the frame pairs
+  (t, t + 1), the last flow frame repeated), with these deliberate changes:
+
+  * DEVIATION: the min-max normalisation uses the min and max of each clip
+    (over T, H, W, C of one example), not of the whole batch as in TF, so a
+    clip's flow does not depend on the other clips in the batch (evaluation
+    padding, sharding, single-clip inference). A constant clip (max == min)
+    maps to zeros with finite gradients instead of dividing by zero.
+  * For `bottleneck > 1` the 1x1 reduction conv is always applied (TF skips it
+    when C == bottleneck), so the parameter tree does not depend on C.
+  * The kernels are shared by all K reduced channels (TF's identity-masked
+    K x K kernels are depthwise at initialisation).
+
+  Attributes:
+    num_iter: Number of TV-L1 iterations.
+    bottleneck: K. 1 takes the channel mean (a grayscale image); K > 1 applies
+      a bias-free 1x1 conv C -> K and computes one flow per reduced channel.
+    train_hyper: Learn theta (0.3), lambda (0.15) and tau (0.25); else they
+      are constants.
+    train_feature_grad: Learn the 3-tap image-gradient kernels
+      `img_grad_x`/`img_grad_y` (init [-0.5, 0, 0.5]).
+    train_divergence: Learn the 2-tap divergence kernels `div_x`/`div_y`
+      (init [-1, 1]).
+    train_flow_grad: Learn the 2-tap forward-gradient kernels for u,
+      `flow_grad_x`/`flow_grad_y` (init [-1, 1]).
+    residual: K > 1 only. Map the 2K flow channels back to C with a bias-free
+      1x1 conv, apply BatchNorm with scale initialised to 0, add the input and
+      apply ReLU, so that the layer starts as relu(input).
+    dtype: Compute dtype.
+    param_dtype: Parameter dtype.
+  """
+  num_iter: int = 20
+  bottleneck: int = 1
+  train_hyper: bool = True
+  train_feature_grad: bool = True
+  train_divergence: bool = True
+  train_flow_grad: bool = True
+  residual: bool = False
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  def _value(self, name: str, init_value: Any, trainable: bool) -> Array:
+    """Returns a learnable parameter or, if not trainable, a constant."""
+    init_value = jnp.asarray(init_value, self.param_dtype)
+    if trainable:
+      value = self.param(
+          name, lambda _, shape, dtype: jnp.asarray(init_value, dtype),
+          init_value.shape, self.param_dtype)
+    else:
+      value = init_value
+    return jnp.asarray(value, self.dtype)
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool = False) -> Array:
+    """Computes the representation flow of a batch of clips.
+
+    Args:
+      x: Clips [B, T, H, W, C] with T >= 2 (any float values).
+      train: Training mode; only used by the residual BatchNorm (batch
+        statistics and `batch_stats` updates when True).
+
+    Returns:
+      Without `residual`: the flow [B, T, H, W, 2K], channels [u1 (K), u2 (K)],
+      frame t holding the flow from t to t + 1 and the last frame repeating
+      frame T - 2. With `residual`: [B, T, H, W, C].
+    """
+    if x.ndim != 5:
+      raise ValueError(f'Expected [B, T, H, W, C], got shape {x.shape}.')
+    if x.shape[1] < 2:
+      raise ValueError(f'Need at least 2 frames, got T={x.shape[1]}.')
+    if self.bottleneck < 1:
+      raise ValueError(f'bottleneck must be >= 1, got {self.bottleneck}.')
+    if self.residual and self.bottleneck == 1:
+      raise ValueError('residual=True needs bottleneck > 1.')
+    x = jnp.asarray(x, self.dtype)
+    inputs = x
+    channels = x.shape[-1]
+    # Keras VarianceScaling() default, as in the TF reference.
+    conv_init = nn.initializers.variance_scaling(1.0, 'fan_in',
+                                                 'truncated_normal')
+
+    if self.bottleneck == 1:
+      x = jnp.mean(x, axis=-1, keepdims=True)
+    else:
+      # A 1x1 conv is a dense layer on the channel axis.
+      x = nn.Dense(self.bottleneck, use_bias=False, kernel_init=conv_init,
+                   dtype=self.dtype, param_dtype=self.param_dtype,
+                   name='bottleneck_in')(x)
+
+    # Per-clip min-max normalisation (see the class docstring).
+    mn = jnp.min(x, axis=(1, 2, 3, 4), keepdims=True)
+    mx = jnp.max(x, axis=(1, 2, 3, 4), keepdims=True)
+    span = mx - mn
+    # A constant clip would divide by zero (NaN gradients); it maps to 0.
+    x = 255.0 * (x - mn) / jnp.where(span > 0, span, 1.0)
+
+    # Channels to the front: [B, T, K, H, W], see _X_AXIS.
+    x = jnp.moveaxis(x, -1, 2)
+    u1, u2 = tvl1_flow(
+        x[:, :-1], x[:, 1:],
+        theta=self._value('theta', _THETA, self.train_hyper),
+        lam=self._value('lambda', _LAMBDA, self.train_hyper),
+        tau=self._value('tau', _TAU, self.train_hyper),
+        img_grad_x=self._value('img_grad_x', _IMG_GRAD,
+                               self.train_feature_grad),
+        img_grad_y=self._value('img_grad_y', _IMG_GRAD,
+                               self.train_feature_grad),
+        div_x=self._value('div_x', _FWD_GRAD, self.train_divergence),
+        div_y=self._value('div_y', _FWD_GRAD, self.train_divergence),
+        flow_grad_x=self._value('flow_grad_x', _FWD_GRAD,
+                                self.train_flow_grad),
+        flow_grad_y=self._value('flow_grad_y', _FWD_GRAD,
+                                self.train_flow_grad),
+        num_iter=self.num_iter)
+    flow = jnp.moveaxis(jnp.concatenate([u1, u2], axis=2), 2, -1)
+    # T - 1 flows; repeat the last one so that the time axis is preserved.
+    flow = jnp.concatenate([flow, flow[:, -1:]], axis=1)
+
+    if not self.residual:
+      return flow
+    y = nn.Dense(channels, use_bias=False, kernel_init=conv_init,
+                 dtype=self.dtype, param_dtype=self.param_dtype,
+                 name='bottleneck_out')(flow)
+    # Scale 0 at init: the layer starts as relu(input), as in TF.
+    y = nn.BatchNorm(use_running_average=not train, momentum=0.99,
+                     epsilon=1e-5, scale_init=nn.initializers.zeros,
+                     dtype=self.dtype, param_dtype=self.param_dtype,
+                     name='bn')(y)
+    return nn.relu(y + inputs)

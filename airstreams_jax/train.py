@@ -1,0 +1,286 @@
+"""The trainer: `train_and_evaluate(config, workdir)` and `evaluate_checkpoint`.
+
+Library functions, callable from `main`, a test or a notebook. The steps in
+`steps.py` are jitted here once, with explicit shardings and the state donated.
+"""
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from typing import Any, Callable, Dict, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from clu import metric_writers
+from clu import periodic_actions
+from tensorflow.io import gfile
+
+from airstreams_jax import checkpointing
+from airstreams_jax import errors
+from airstreams_jax import evaluate as eval_lib
+from airstreams_jax import losses
+from airstreams_jax import mesh as mesh_lib
+from airstreams_jax import metrics as metrics_lib
+from airstreams_jax import optim
+from airstreams_jax import steps
+from airstreams_jax import train_state as state_lib
+from airstreams_jax.data import builders
+from airstreams_jax.data import pipeline
+from airstreams_jax.models import airstreams
+
+
+def validate_config(config, mesh: jax.sharding.Mesh) -> None:
+  """Checks what would otherwise fail late, after data building or compiling.
+
+  Raises:
+    errors.ConfigError: with a one-line message naming the problem and the fix.
+  """
+  data_size = mesh.shape[mesh_lib.DATA_AXIS]
+  for key in ('batch_size', 'eval_batch_size'):
+    value = config[key]
+    if value <= 0 or value % data_size or value % jax.process_count():
+      raise errors.ConfigError(
+          f'config.{key}={value} is not divisible by the {data_size} devices '
+          f'of the data axis ({jax.process_count()} processes); use a '
+          f'multiple of {data_size}, e.g. --config.{key}='
+          f'{max(data_size, value // data_size * data_size)}.')
+  if config.num_train_steps < 0:
+    raise errors.ConfigError('config.num_train_steps must be >= 0.')
+  for key in ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps'):
+    if config[key] <= 0:
+      raise errors.ConfigError(f'config.{key} must be positive, got {config[key]}.')
+  if config.loss_weights_file and not gfile.exists(config.loss_weights_file):
+    raise errors.ConfigError(f'config.loss_weights_file={config.loss_weights_file!r} '
+                     'does not exist.')
+  try:
+    losses.loss_weights_vector(config.loss_weights)
+  except ValueError as e:
+    raise errors.ConfigError(f'config.loss_weights: {e}') from None
+  unknown = sorted(set(config.model.streams) - set(airstreams.STREAMS))
+  if not config.model.streams or unknown:
+    raise errors.ConfigError(f'config.model.streams={tuple(config.model.streams)} '
+                     f'must be a non-empty subset of {airstreams.STREAMS}.')
+  if not 1 <= config.model.merge_after < len(config.model.tower):
+    raise errors.ConfigError(f'config.model.merge_after={config.model.merge_after} '
+                     f'must be in [1, {len(config.model.tower) - 1}].')
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """Everything derived from the config that the loops share."""
+  config: Any
+  mesh: jax.sharding.Mesh
+  builder: Any
+  meta: builders.DatasetMeta
+  model: airstreams.AIRStreams
+  tx: Any
+  schedule: Any
+  state_shapes: Any
+  state_sharding: Any
+
+  @property
+  def batch_sharding(self):
+    return mesh_lib.data_sharding(self.mesh)
+
+  @property
+  def replicated(self):
+    return mesh_lib.replicated(self.mesh)
+
+
+def _sample_video(config) -> jax.ShapeDtypeStruct:
+  d = config.dataset
+  return jax.ShapeDtypeStruct(
+      (1, d.num_frames, d.image_size, d.image_size, 3), jnp.uint8)
+
+
+def setup(config, mesh: Optional[jax.sharding.Mesh] = None) -> Setup:
+  """Validates the config, prepares the dataset, builds model and optimiser."""
+  if mesh is None:
+    try:
+      mesh = mesh_lib.make_mesh(config.mesh)
+    except ValueError as e:
+      raise errors.ConfigError(str(e)) from None
+  validate_config(config, mesh)
+  builder = builders.make_builder(config.dataset)
+  builders.prepare(builder)
+  meta = builders.dataset_meta(builder)
+  model = airstreams.build_model(config.model, num_classes=meta.num_classes,
+                                 num_seg_classes=meta.num_seg_classes)
+  tx = optim.make_optimizer(config.optimizer, config.num_train_steps)
+  schedule = optim.make_schedule(config.optimizer, config.num_train_steps)
+  init = functools.partial(state_lib.init_state, model=model, tx=tx)
+  state_shapes = jax.eval_shape(init, config.seed,
+                                _sample_video(config))
+  # Data parallelism: parameters and optimiser state are replicated.
+  state_sharding = jax.tree.map(lambda _: mesh_lib.replicated(mesh),
+                                state_shapes)
+  return Setup(config, mesh, builder, meta, model, tx, schedule, state_shapes,
+               state_sharding)
+
+
+def create_state(s: Setup) -> state_lib.TrainState:
+  """Initialises the state directly into its shardings."""
+  init = functools.partial(state_lib.init_state, model=s.model, tx=s.tx)
+  sample = jnp.zeros(_sample_video(s.config).shape, jnp.uint8)
+  return jax.jit(init, out_shardings=s.state_sharding)(
+      jnp.int32(s.config.seed), sample)
+
+
+def jit_train_step(s: Setup) -> Callable[..., Any]:
+  """The train step, compiled once: state donated, batch split on 'data'."""
+  step = functools.partial(
+      steps.train_step, model=s.model, tx=s.tx, schedule=s.schedule,
+      metrics_cls=metrics_lib.train_metrics(),
+      multi_label=s.config.model.multi_label)
+  return jax.jit(step,
+                 in_shardings=(s.state_sharding, s.batch_sharding,
+                               s.replicated),
+                 out_shardings=(s.state_sharding, s.replicated),
+                 donate_argnums=0)
+
+
+def jit_eval_step(s: Setup) -> Callable[..., Any]:
+  heads = tuple(s.config.model.streams) + ('merged',)
+  step = functools.partial(
+      steps.eval_step, model=s.model,
+      metrics_cls=metrics_lib.eval_metrics(s.meta.num_classes, heads))
+  return jax.jit(step, in_shardings=(s.state_sharding, s.batch_sharding),
+                 out_shardings=s.replicated)
+
+
+def run_evaluation(s: Setup, state: Any,
+                   eval_fn: Callable[..., Any]) -> Dict[str, Any]:
+  """Evaluates `state` on the eval split; adds the step and params hash."""
+  ds, _ = pipeline.make_eval_dataset(
+      s.builder, s.config.dataset,
+      local_batch_size=pipeline.local_batch_size(s.config.eval_batch_size),
+      process_index=jax.process_index(), process_count=jax.process_count())
+  results = eval_lib.evaluate(eval_fn, state,
+                              pipeline.global_batches(ds, s.batch_sharding))
+  results['step'] = int(eval_lib.to_host(state.step))
+  results['params_sha256'] = eval_lib.params_sha256(state.params)
+  results['num_classes'] = s.meta.num_classes
+  return results
+
+
+def _write_config(config, workdir: str) -> None:
+  if jax.process_index() == 0:
+    with gfile.GFile(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def _check_finite(step: int, values: Dict[str, float]) -> None:
+  bad = {k: v for k, v in values.items() if not np.isfinite(v)}
+  if bad:
+    raise FloatingPointError(f'Non-finite training metrics at step {step}: '
+                             f'{bad}; lower the learning rate or check the '
+                             'input data.')
+
+
+def _log_eval(writer, step: int, results: Dict[str, Any]) -> None:
+  scalars = {f'eval/{k}': v for k, v in results.items()
+             if isinstance(v, float)}
+  scalars.update({f'eval/accuracy_{k}': v
+                  for k, v in results['per_stream'].items()})
+  writer.write_scalars(step, scalars)
+
+
+def train_and_evaluate(config, workdir: str,
+                       mesh: Optional[jax.sharding.Mesh] = None
+                       ) -> Dict[str, Any]:
+  """Trains, evaluates periodically and at the end, resumes from `workdir`.
+
+  Args:
+    config: the (locked) experiment ConfigDict.
+    workdir: where checkpoints, TensorBoard events, `config.json` and
+      `eval_results.json` go. Training resumes from its latest checkpoint.
+    mesh: optional device mesh; by default built from `config.mesh`.
+
+  Returns:
+    The final evaluation results (also written to `eval_results.json`).
+  """
+  s = setup(config, mesh)
+  gfile.makedirs(workdir)
+  _write_config(config, workdir)
+  writer = metric_writers.create_default_writer(
+      workdir, just_logging=jax.process_index() > 0)
+  manager = checkpointing.make_manager(
+      workdir, save_every_steps=config.checkpoint_every_steps,
+      keep=config.keep_checkpoints)
+
+  state = checkpointing.restore_latest(
+      manager, checkpointing.abstract_like(s.state_shapes, s.state_sharding))
+  if state is None:
+    state = create_state(s)
+    logging.info('Initialised a new state: %d parameters.',
+                 sum(x.size for x in jax.tree.leaves(s.state_shapes.params)))
+  start_step = int(eval_lib.to_host(state.step))
+  if start_step:
+    logging.info('Resumed from the checkpoint of step %d in %s.', start_step,
+                 workdir)
+
+  loss_weights = jax.device_put(
+      losses.loss_weights_vector(config.loss_weights,
+                                 config.loss_weights_file), s.replicated)
+  train_fn, eval_fn = jit_train_step(s), jit_eval_step(s)
+  train_ds = pipeline.make_train_dataset(
+      s.builder, config.dataset,
+      local_batch_size=pipeline.local_batch_size(config.batch_size),
+      # A resumed run draws fresh batches rather than replaying the first ones.
+      seed=config.seed + start_step, process_index=jax.process_index(),
+      process_count=jax.process_count())
+  train_iter = pipeline.global_batches(train_ds, s.batch_sharding)
+
+  report = periodic_actions.ReportProgress(
+      num_train_steps=config.num_train_steps, writer=writer,
+      every_steps=config.log_every_steps, every_secs=None)
+  results, accumulated = None, None
+  with metric_writers.ensure_flushes(writer):
+    for step in range(start_step + 1, config.num_train_steps + 1):
+      with report.timed('data', wait_jax_async_dispatch=False):
+        batch = next(train_iter)
+      with jax.profiler.StepTraceAnnotation('train', step_num=step):
+        state, step_metrics = train_fn(state, batch, loss_weights)
+      accumulated = (step_metrics if accumulated is None
+                     else accumulated.merge(step_metrics))
+      report(step, time.time())
+      is_last = step == config.num_train_steps
+      if step % config.log_every_steps == 0 or is_last:
+        values = {k: float(v) for k, v in
+                  eval_lib.to_host(accumulated).compute().items()}
+        _check_finite(step, values)
+        writer.write_scalars(step, {f'train/{k}': v for k, v in values.items()})
+        accumulated = None
+      if step % config.eval_every_steps == 0 or is_last:
+        with report.timed('eval'):
+          results = run_evaluation(s, state, eval_fn)
+        _log_eval(writer, step, results)
+      checkpointing.save(manager, step, state, force=is_last)
+    if results is None:  # Nothing left to train: evaluate what was restored.
+      results = run_evaluation(s, state, eval_fn)
+  manager.wait_until_finished()
+  eval_lib.write_results(workdir, results)
+  return results
+
+
+def evaluate_checkpoint(config, workdir: str,
+                        mesh: Optional[jax.sharding.Mesh] = None
+                        ) -> Dict[str, Any]:
+  """Evaluates the latest checkpoint in `workdir` and writes the results."""
+  s = setup(config, mesh)
+  manager = checkpointing.make_manager(
+      workdir, save_every_steps=config.checkpoint_every_steps,
+      keep=config.keep_checkpoints)
+  state = checkpointing.restore_latest(
+      manager, checkpointing.abstract_like(s.state_shapes, s.state_sharding))
+  if state is None:
+    raise errors.ConfigError(f'No checkpoint in {workdir}/checkpoints; train '
+                            'first with --mode=train_and_eval.')
+  results = run_evaluation(s, state, jit_eval_step(s))
+  eval_lib.write_results(workdir, results)
+  logging.info('Evaluation: %s', json.dumps(results))
+  return results

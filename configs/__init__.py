@@ -1,0 +1,1 @@
+"""Experiment configs: `python -m airstreams_jax.main --config=configs/<name>.py`."""
