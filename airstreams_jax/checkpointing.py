@@ -7,14 +7,15 @@ import jax
 import orbax.checkpoint as ocp
 
 
-def make_manager(workdir: str, *, save_every_steps: int,
-                 keep: int) -> ocp.CheckpointManager:
-  """A manager that saves asynchronously every `save_every_steps` steps."""
+def make_manager(workdir: str, *, keep: int) -> ocp.CheckpointManager:
+  """A manager that saves asynchronously and keeps the newest `keep`.
+
+  The trainer decides when to save (periodically and at the last step).
+  """
   return ocp.CheckpointManager(
       os.path.join(os.path.abspath(workdir), 'checkpoints'),
-      options=ocp.CheckpointManagerOptions(
-          save_interval_steps=save_every_steps, max_to_keep=keep,
-          enable_async_checkpointing=True))
+      options=ocp.CheckpointManagerOptions(max_to_keep=keep,
+                                           enable_async_checkpointing=True))
 
 
 def abstract_like(shapes: Any, shardings: Any) -> Any:
@@ -33,11 +34,10 @@ def restore_latest(manager: ocp.CheckpointManager,
   return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: Any,
-         force: bool = False) -> None:
-  """Starts an asynchronous save (if the interval or `force` asks for one).
+def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
+  """Starts an asynchronous save of `state` as `step`.
 
   Errors of the previous asynchronous save surface here rather than being
   lost: orbax re-raises them on the next save or wait.
   """
-  manager.save(step, args=ocp.args.StandardSave(state), force=force)
+  manager.save(step, args=ocp.args.StandardSave(state), force=True)

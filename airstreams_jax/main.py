@@ -8,6 +8,7 @@ Kept thin on purpose: the work happens in `airstreams_jax.train`, which tests
 and notebooks import directly.
 """
 
+import logging as logging_std
 import os
 import sys
 
@@ -75,9 +76,17 @@ def parse_flags(argv):
     sys.exit(f'error: {_one_line(e)}')
 
 
+class _DropLibraryChatter(logging_std.Filter):
+  """Drops INFO records of Orbax, whose per-save detail buries the progress."""
+
+  def filter(self, record):
+    return record.levelno > logging_std.INFO or '/orbax/' not in record.pathname
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.get_absl_handler().addFilter(_DropLibraryChatter())
   _check_workdir(_WORKDIR.value)
   # tf.data only; keep TensorFlow off any accelerator JAX will use.
   tf.config.set_visible_devices([], 'GPU')

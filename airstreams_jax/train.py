@@ -208,9 +208,7 @@ def train_and_evaluate(config, workdir: str,
   _write_config(config, workdir)
   writer = metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0)
-  manager = checkpointing.make_manager(
-      workdir, save_every_steps=config.checkpoint_every_steps,
-      keep=config.keep_checkpoints)
+  manager = checkpointing.make_manager(workdir, keep=config.keep_checkpoints)
 
   state = checkpointing.restore_latest(
       manager, checkpointing.abstract_like(s.state_shapes, s.state_sharding))
@@ -259,7 +257,8 @@ def train_and_evaluate(config, workdir: str,
         with report.timed('eval'):
           results = run_evaluation(s, state, eval_fn)
         _log_eval(writer, step, results)
-      checkpointing.save(manager, step, state, force=is_last)
+      if step % config.checkpoint_every_steps == 0 or is_last:
+        checkpointing.save(manager, step, state)
     if results is None:  # Nothing left to train: evaluate what was restored.
       results = run_evaluation(s, state, eval_fn)
   manager.wait_until_finished()
@@ -272,9 +271,7 @@ def evaluate_checkpoint(config, workdir: str,
                         ) -> Dict[str, Any]:
   """Evaluates the latest checkpoint in `workdir` and writes the results."""
   s = setup(config, mesh)
-  manager = checkpointing.make_manager(
-      workdir, save_every_steps=config.checkpoint_every_steps,
-      keep=config.keep_checkpoints)
+  manager = checkpointing.make_manager(workdir, keep=config.keep_checkpoints)
   state = checkpointing.restore_latest(
       manager, checkpointing.abstract_like(s.state_shapes, s.state_sharding))
   if state is None:

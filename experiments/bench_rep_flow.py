@@ -1,10 +1,10 @@
 """Benchmarks the representation-flow layer: compile, forward, forward+backward.
 
-Usage:
-  python experiments/bench_rep_flow.py [--repeats=N]
+Usage (from the repository root):
+  python -m experiments.bench_rep_flow [--repeats=N]
 
-Prints, per configuration, the compile time of the jitted forward and of the
-jitted forward+backward (gradient w.r.t. the parameters and the input), and
+Prints, per configuration, the compile time (tracing, lowering and XLA
+compilation) of the jitted forward and of the jitted forward+backward (gradient w.r.t. the parameters and the input), and
 the median wall time of several runs after compilation.
 """
 
@@ -27,7 +27,7 @@ _CONFIGS = (
 
 
 def _time_compiled(fn, args, repeats):
-  """Compiles `fn` for `args`; returns (compile seconds, median run seconds).
+  """Compiles `fn` for `args`; returns (compile s, median run s).
 
   Args:
     fn: A jitted function.
@@ -35,7 +35,7 @@ def _time_compiled(fn, args, repeats):
     repeats: Number of timed runs after one warm-up run.
 
   Returns:
-    (compile_s, median_s).
+    (compile_s, median_s); compile_s includes tracing and lowering.
   """
   start = time.perf_counter()
   compiled = fn.lower(*args).compile()

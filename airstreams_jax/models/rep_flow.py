@@ -9,8 +9,7 @@ parameters (theta, lambda, tau) and the small difference kernels may be learned.
 
 Conventions:
   * Input and output are video clips [B, T, H, W, C] (channels last).
-  * x is the width axis (axis -2 of [..., H, W]), y is the row axis (positive
-    downward).
+  * x is the width axis (W), y is the row axis (H, positive downward).
   * The flow is the displacement from frame t to frame t + 1: u1 along the
     width, u2 along the rows, so that I_{t+1}(x + u) ~= I_t(x).
 """
@@ -205,8 +204,8 @@ class RepresentationFlow(nn.Module):
     maps to zeros with finite gradients instead of dividing by zero.
   * For `bottleneck > 1` the 1x1 reduction conv is always applied (TF skips it
     when C == bottleneck), so the parameter tree does not depend on C.
-  * The kernels are shared by all K reduced channels (TF's identity-masked
-    K x K kernels are depthwise at initialisation).
+  * Each kernel is shared by all K reduced channels and stays depthwise (TF
+    stores identity-masked K x K kernels, depthwise only until trained).
 
   Attributes:
     num_iter: Number of TV-L1 iterations.

@@ -81,15 +81,6 @@ def _batch_norm(train: bool, dtype: Any, scale_init=nn.initializers.ones,
                       name=name)
 
 
-def _spatial_pool(x: jnp.ndarray, kind: str, kernel: int,
-                  stride: int) -> jnp.ndarray:
-  b, t = x.shape[:2]
-  frames = x.reshape((b * t,) + x.shape[2:])
-  pool = nn.max_pool if kind == 'maxpool' else nn.avg_pool
-  frames = pool(frames, (kernel, kernel), (stride, stride), padding='SAME')
-  return frames.reshape((b, t) + frames.shape[1:])
-
-
 class TVNBlock(nn.Module):
   """A single instance of a TVN block (one repeat)."""
   spec: BlockSpec
@@ -104,22 +95,28 @@ class TVNBlock(nn.Module):
     residual = x
     b, t, h, w, c = x.shape
 
-    # Spatial op, applied to every frame independently.
+    # Spatial op, applied to every frame independently as 2-D convolutions
+    # over [B*T, H, W, C]: XLA:CPU runs them ~1.6x faster than the equivalent
+    # (1, k, k) 3-D convolutions.
     if spec.kernel > 1 or self.stride > 1:
+      x = x.reshape((b * t, h, w, c))
       if spec.spatial in ('std', 'depth'):
-        x = nn.Conv(spec.filters, (1, 1, 1), use_bias=False, dtype=self.dtype,
+        x = nn.Conv(spec.filters, (1, 1), use_bias=False, dtype=self.dtype,
                     kernel_init=_conv_init, name='spatial_reduce')(x)
         if spec.spatial == 'std':
           x = nn.relu(_batch_norm(train, self.dtype)(x))
         groups = spec.filters if spec.spatial == 'depth' else 1
-        x = nn.Conv(spec.filters, (1, spec.kernel, spec.kernel),
-                    strides=(1, self.stride, self.stride), padding='SAME',
+        x = nn.Conv(spec.filters, (spec.kernel, spec.kernel),
+                    strides=(self.stride, self.stride), padding='SAME',
                     feature_group_count=groups, use_bias=False,
                     dtype=self.dtype, kernel_init=_conv_init,
                     name='spatial_conv')(x)
         x = nn.relu(_batch_norm(train, self.dtype)(x))
       else:
-        x = _spatial_pool(x, spec.spatial, spec.kernel, self.stride)
+        pool = nn.max_pool if spec.spatial == 'maxpool' else nn.avg_pool
+        x = pool(x, (spec.kernel, spec.kernel), (self.stride, self.stride),
+                 padding='SAME')
+      x = x.reshape((b, t) + x.shape[1:])
 
     # Temporal op. A (k, 1) 2-D conv over [B, T, H*W, C] is ~25% faster on
     # XLA:CPU than the equivalent (k, 1, 1) 3-D conv (design.md §6).

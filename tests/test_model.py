@@ -1,0 +1,143 @@
+"""AIRStreams structure: shapes, pruned inference, stop-gradient, DRN size."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from airstreams_jax import losses
+from airstreams_jax.models import airstreams
+from airstreams_jax.models import drn
+from airstreams_jax.models import tvn
+from configs import synthetic
+
+NUM_CLASSES, NUM_SEG = 5, 4
+VIDEO_SHAPE = (2, 4, 32, 32, 3)
+
+
+def _model(**overrides):
+  config = synthetic.get_config('smoke').model
+  with config.unlocked():
+    for k, v in overrides.items():
+      config[k] = v
+  return airstreams.build_model(config, num_classes=NUM_CLASSES,
+                                num_seg_classes=NUM_SEG)
+
+
+def _video(seed=0):
+  return jnp.asarray(np.random.default_rng(seed).integers(
+      0, 256, VIDEO_SHAPE, dtype=np.uint8))
+
+
+@functools.lru_cache(maxsize=None)
+def _variables(stop_gradient=False):
+  model = _model(stop_gradient=stop_gradient)
+  return model, jax.jit(functools.partial(model.init, train=False))(
+      {'params': jax.random.PRNGKey(0)}, _video())
+
+
+@pytest.mark.parametrize('streams', [('rgb',), ('flow',), ('semantic',),
+                                     ('rgb', 'flow'), ('rgb', 'semantic'),
+                                     ('rgb', 'flow', 'semantic')])
+@pytest.mark.parametrize('merge_after', [1, 3, 5])
+def test_output_shapes(streams, merge_after):
+  model = _model(streams=streams, merge_after=merge_after)
+  out, variables = jax.eval_shape(
+      lambda v: model.init_with_output({'params': jax.random.PRNGKey(0)}, v,
+                                       train=False), _video())
+  assert set(out['logits']) == set(streams) | {'merged'}
+  for logits in out['logits'].values():
+    assert logits.shape == (VIDEO_SHAPE[0], NUM_CLASSES)
+  assert ('flow' in out) == ('flow' in streams)
+  assert ('seg_logits' in out) == ('semantic' in streams)
+  if 'flow' in streams:
+    assert out['flow'].shape == VIDEO_SHAPE[:4] + (2,)
+    assert 'flow_layer' in variables['params']
+  if 'semantic' in streams:
+    assert out['seg_logits'].shape == VIDEO_SHAPE[:4] + (NUM_SEG,)
+  expected = {f'{s}_tower_lower' for s in streams} | {'merged_tower'}
+  assert expected <= set(variables['params'])
+
+
+def test_invalid_streams_and_merge_point():
+  with pytest.raises(ValueError, match='non-empty subset'):
+    jax.eval_shape(lambda v: _model(streams=('rgb', 'depth')).init(
+        jax.random.PRNGKey(0), v, train=False), _video())
+  with pytest.raises(ValueError, match='merge_after'):
+    jax.eval_shape(lambda v: _model(merge_after=6).init(
+        jax.random.PRNGKey(0), v, train=False), _video())
+
+
+def test_rgb_only_inference_equals_training_merged_and_is_cheaper():
+  model, variables = _variables()
+  video = _video(1)
+  full, pruned = (
+      jax.jit(functools.partial(model.apply, train=False, stream_heads=heads))
+      .lower(variables, video).compile() for heads in (True, False))
+  out_full, out_pruned = full(variables, video), pruned(variables, video)
+  assert set(out_pruned['logits']) == {'merged'}
+  np.testing.assert_allclose(out_pruned['logits']['merged'],
+                             out_full['logits']['merged'], rtol=1e-6,
+                             atol=1e-6)
+  # XLA's count: the single-stream tails and heads are not computed.
+  assert (pruned.cost_analysis()['flops'] <
+          0.9 * full.cost_analysis()['flops'])
+
+
+@pytest.mark.parametrize('stop_gradient', [False, True])
+def test_action_gradients_reach_flow_and_segmentation_unless_stopped(
+    stop_gradient):
+  model, variables = _variables(stop_gradient)
+  # Action losses only: the segmentation loss would reach the DRN anyway.
+  weights = jnp.asarray([1.0, 1.0, 1.0, 1.0, 0.0])
+  batch = {'label': jnp.asarray([1, 3]),
+           'masks': jnp.zeros(VIDEO_SHAPE[:4], jnp.uint8)}
+
+  @jax.jit
+  def grads(params):
+    def loss_fn(p):
+      out, _ = model.apply({'params': p,
+                            'batch_stats': variables['batch_stats']},
+                           _video(2), train=True, mutable=['batch_stats'],
+                           rngs={'dropout': jax.random.PRNGKey(1)})
+      return losses.total_loss(out, batch, weights, multi_label=False)[0]
+    return jax.grad(loss_fn)(params)
+
+  g = grads(variables['params'])
+  for part in ('flow_layer', 'segmentation_net'):
+    norm = sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(g[part]))
+    if stop_gradient:
+      assert norm == 0.0, part
+    else:
+      assert norm > 0.0, part
+  # The towers learn in both modes.
+  assert sum(float(jnp.abs(x).sum())
+             for x in jax.tree.leaves(g['rgb_tower_lower'])) > 0
+
+
+def test_drn18_backbone_parameter_count_at_full_width():
+  net = drn.DilatedResNet18(num_classes=91)
+  shapes = jax.eval_shape(
+      lambda x: net.init(jax.random.PRNGKey(0), x, train=False),
+      jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32))['params']
+  backbone = sum(int(np.prod(x.shape)) for k, v in shapes.items()
+                 if k != 'classifier' for x in jax.tree.leaves(v))
+  assert abs(backbone - 11.18e6) / 11.18e6 < 0.02, backbone
+
+
+@pytest.mark.parametrize('output_stride', [8, 16, 32])
+def test_drn_output_stride(output_stride):
+  net = drn.DilatedResNet18(num_classes=4, widths=(8, 8, 8, 8),
+                            output_stride=output_stride)
+  out = jax.eval_shape(
+      lambda x: net.init_with_output(jax.random.PRNGKey(0), x,
+                                     train=False)[0],
+      jax.ShapeDtypeStruct((2, 224, 224, 3), jnp.float32))
+  assert out.shape == (2, 224 // output_stride, 224 // output_stride, 4)
+
+
+def test_block_spec_rejects_unknown_keys():
+  with pytest.raises(ValueError, match='Unknown tower block keys'):
+    tvn.BlockSpec.from_config({'filters': 8, 'kernal': 3})

@@ -1,0 +1,126 @@
+"""The trainer: sharded equals unsharded, and `main` end to end."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from airstreams_jax import losses
+from airstreams_jax import mesh as mesh_lib
+from airstreams_jax import train
+from configs import synthetic
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _smoke_config(data_dir, **overrides):
+  config = synthetic.get_config('smoke')
+  with config.unlocked():
+    config.dataset.data_dir = data_dir
+    for key, value in overrides.items():
+      config[key] = value
+  return config
+
+
+def test_sharded_train_step_equals_unsharded(data_dir):
+  assert jax.device_count() == 8, 'conftest should fake 8 CPU devices'
+  config = _smoke_config(data_dir)
+  rng = np.random.default_rng(0)
+  d = config.dataset
+  batch = {
+      'video': rng.integers(0, 256, (8, d.num_frames, d.image_size,
+                                     d.image_size, 3), dtype=np.uint8),
+      'masks': rng.integers(0, 4, (8, d.num_frames, d.image_size,
+                                   d.image_size), dtype=np.uint8),
+      'label': rng.integers(0, 6, (8,)).astype(np.int32)}
+  weights = losses.loss_weights_vector(config.loss_weights)
+
+  results = []
+  for devices in (jax.devices()[:1], jax.devices()):
+    mesh = mesh_lib.make_mesh(config.mesh, devices)
+    s = train.setup(config, mesh)
+    state = train.create_state(s)
+    step = train.jit_train_step(s)
+    global_batch = mesh_lib.global_batch(batch, s.batch_sharding)
+    assert len(global_batch['video'].sharding.device_set) == len(devices)
+    for _ in range(2):
+      state, metrics = step(state, global_batch,
+                            jax.device_put(weights, s.replicated))
+    results.append((jax.device_get(state.params),
+                    jax.device_get(state.batch_stats),
+                    {k: float(v) for k, v in metrics.compute().items()}))
+
+  (p1, b1, m1), (p8, b8, m8) = results
+  for key in m1:
+    np.testing.assert_allclose(m1[key], m8[key], rtol=1e-5, atol=1e-6,
+                               err_msg=key)
+  for a, b in zip(jax.tree.leaves((p1, b1)), jax.tree.leaves((p8, b8))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def _main(*args, check=True):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  proc = subprocess.run(
+      [sys.executable, '-m', 'airstreams_jax.main', *args], cwd=ROOT, env=env,
+      capture_output=True, text=True, timeout=900)
+  if check and proc.returncode:
+    raise AssertionError(f'main failed:\n{proc.stderr[-5000:]}')
+  return proc
+
+
+def test_main_smoke_end_to_end_then_resume(tmp_path, data_dir):
+  workdir = str(tmp_path / 'run')
+  common = ['--config=configs/synthetic.py:smoke', f'--workdir={workdir}',
+            f'--config.dataset.data_dir={data_dir}']
+  proc = _main(*common)
+  assert 'merged top-1' in proc.stdout
+  with open(os.path.join(workdir, 'eval_results.json')) as f:
+    results = json.load(f)
+  assert results['step'] == 8
+  assert results['num_examples'] == 16  # The whole smoke test split, once.
+  for key in ('top1', 'top5', 'mean_class_accuracy'):
+    assert 0.0 <= results[key] <= 1.0
+  assert set(results['per_stream']) == {'rgb', 'flow', 'semantic', 'merged'}
+  assert results['per_stream']['merged'] == results['top1']
+  assert len(results['params_sha256']) == 64
+  assert os.path.exists(os.path.join(workdir, 'config.json'))
+  assert any(f.startswith('events.out.tfevents')
+             for f in os.listdir(workdir))
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['4', '8']
+
+  # Re-running the finished job only re-evaluates the restored state ...
+  _main(*common, '--mode=eval')
+  with open(os.path.join(workdir, 'eval_results.json')) as f:
+    again = json.load(f)
+  assert again['params_sha256'] == results['params_sha256']
+  assert again['top1'] == results['top1']
+
+  # ... and raising the step budget resumes from step 8.
+  proc = _main(*common, '--config.num_train_steps=10')
+  with open(os.path.join(workdir, 'eval_results.json')) as f:
+    resumed = json.load(f)
+  assert resumed['step'] == 10
+  assert resumed['params_sha256'] != results['params_sha256']
+  assert 'Resumed from the checkpoint of step 8' in proc.stderr
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--config.num_train_step=3'], "unknown config key 'num_train_step'"),
+    (['--config.batch_size=12'], 'not divisible by the 8 devices'),
+    (['--workdir=/nonexistent_parent_dir/run'], 'does not exist'),
+    (['--config.loss_weights_file=/nonexistent/w.json'], 'does not exist'),
+])
+def test_main_rejects_bad_input_in_one_line(tmp_path, args, message):
+  argv = ['--config=configs/synthetic.py:smoke',
+          f'--workdir={tmp_path / "run"}',
+          f'--config.dataset.data_dir={tmp_path / "never_built"}'] + args
+  proc = _main(*argv, check=False)
+  assert proc.returncode != 0
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith('error:') and message in last, proc.stderr[-2000:]
+  # Rejected before any work: no dataset was built.
+  assert not os.path.exists(tmp_path / 'never_built')
