@@ -39,9 +39,8 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def _check_workdir(workdir: str) -> None:
   parent = os.path.dirname(os.path.abspath(workdir))
   if not os.path.isdir(parent):
-    raise app.UsageError(f'--workdir={workdir}: the parent directory {parent} '
-                         'does not exist; create it first or choose another '
-                         'workdir.')
+    sys.exit(f'error: --workdir={workdir}: the parent directory {parent} does '
+             'not exist; create it first or choose another workdir.')
 
 
 def _one_line(error: Exception) -> str:

@@ -5,6 +5,8 @@ import os
 from typing import Tuple
 
 from absl import logging
+import jax
+from jax.experimental import multihost_utils
 
 from airstreams_jax import errors
 from airstreams_jax.data import synthetic_actions
@@ -44,9 +46,18 @@ def make_builder(dataset_config):
 
 
 def prepare(builder) -> None:
-  """Builds the dataset on first use (a no-op once it exists)."""
-  logging.info('Preparing %s in %s', builder.info.full_name, builder.data_dir)
-  builder.download_and_prepare()
+  """Builds the dataset on first use (a no-op once it exists).
+
+  On a multi-process run, process 0 builds while the others wait, so that no
+  two processes write the same files.
+  """
+  if jax.process_index() == 0:
+    logging.info('Preparing %s in %s', builder.info.full_name,
+                 builder.data_dir)
+    builder.download_and_prepare()
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f'prepared {builder.info.full_name}')
+    builder.download_and_prepare()  # Now only reads the finished dataset.
 
 
 def dataset_meta(builder) -> DatasetMeta:
