@@ -52,21 +52,27 @@ def validate_config(config, mesh: jax.sharding.Mesh) -> None:
     raise errors.ConfigError('config.num_train_steps must be >= 0.')
   for key in ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps'):
     if config[key] <= 0:
-      raise errors.ConfigError(f'config.{key} must be positive, got {config[key]}.')
+      raise errors.ConfigError(
+          f'config.{key} must be positive, got {config[key]}.')
   if config.loss_weights_file and not gfile.exists(config.loss_weights_file):
-    raise errors.ConfigError(f'config.loss_weights_file={config.loss_weights_file!r} '
-                     'does not exist.')
+    raise errors.ConfigError(
+        f'config.loss_weights_file={config.loss_weights_file!r} does not '
+        'exist; give the path of a JSON file with the five loss weights.')
   try:
-    losses.loss_weights_vector(config.loss_weights)
-  except ValueError as e:
-    raise errors.ConfigError(f'config.loss_weights: {e}') from None
+    losses.loss_weights_vector(config.loss_weights, config.loss_weights_file)
+  except ValueError as e:  # Also json.JSONDecodeError.
+    raise errors.ConfigError(
+        f'config.loss_weights{"_file" if config.loss_weights_file else ""}: '
+        f'{e}') from None
   unknown = sorted(set(config.model.streams) - set(airstreams.STREAMS))
   if not config.model.streams or unknown:
-    raise errors.ConfigError(f'config.model.streams={tuple(config.model.streams)} '
-                     f'must be a non-empty subset of {airstreams.STREAMS}.')
+    raise errors.ConfigError(
+        f'config.model.streams={tuple(config.model.streams)} must be a '
+        f'non-empty subset of {airstreams.STREAMS}.')
   if not 1 <= config.model.merge_after < len(config.model.tower):
-    raise errors.ConfigError(f'config.model.merge_after={config.model.merge_after} '
-                     f'must be in [1, {len(config.model.tower) - 1}].')
+    raise errors.ConfigError(
+        f'config.model.merge_after={config.model.merge_after} must be in '
+        f'[1, {len(config.model.tower) - 1}].')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -41,8 +41,8 @@ def make_builder(dataset_config):
             image_size=opts.image_size, num_train=opts.num_train,
             num_test=opts.num_test, seed=opts.seed),
         data_dir=_data_dir(dataset_config))
-  raise errors.ConfigError(f'Unknown dataset {dataset_config.name!r}; available: '
-                   "'synthetic_actions'.")
+  raise errors.ConfigError(f'Unknown dataset {dataset_config.name!r}; '
+                           "available: 'synthetic_actions'.")
 
 
 def prepare(builder) -> None:

@@ -100,8 +100,8 @@ def make_eval_dataset(builder, dataset_config, *, local_batch_size: int,
                                  process_count)
   ds = _read(builder, _process_split(split, process_index, process_count),
              shuffle=False, seed=0)
-  ds = ds.map(lambda ex: dict(preprocess_eval(ex, dataset_config=dataset_config),
-                              mask=True),
+  ds = ds.map(lambda ex: dict(
+      preprocess_eval(ex, dataset_config=dataset_config), mask=True),
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   padding = tf.data.Dataset.from_tensors(
       tf.nest.map_structure(lambda s: tf.zeros(s.shape, s.dtype),

@@ -1,9 +1,9 @@
 """AIRStreams: RGB, learned-flow and semantic towers merged after block 3.
 
-    RGB clip ─► RGB tower 1..m ──────────────────────────┬─► tail ─► head ─► rgb
-        ├─► RepresentationFlow ─► flow tower 1..m ─────────┼─► tail ─► head ─► flow
-        └─► DRN-18 per frame ─► seg logits ─► sem 1..m ───┼─► tail ─► head ─► semantic
-                                                          └─► mean ─► merged tail ─► head ─► merged
+  RGB ───────────────────────► rgb tower 1..m ──┬─► tail ─► head: rgb
+   ├─► RepresentationFlow ───► flow tower 1..m ─┼─► tail ─► head: flow
+   └─► DRN-18 ─► seg logits ─► sem tower 1..m ──┼─► tail ─► head: semantic
+                                                └─► mean ─► merged tail ─► head
 
 `m` is `merge_after`. The input is RGB only: flow and segmentation are computed
 from it inside the network, so inference needs no teacher and no flow tool.
