@@ -22,6 +22,7 @@ import jax
 from ml_collections import config_flags
 import tensorflow as tf
 
+from airstreams_jax import cli
 from airstreams_jax import errors
 from airstreams_jax import train
 
@@ -41,38 +42,6 @@ def _check_workdir(workdir: str) -> None:
   if not os.path.isdir(parent):
     sys.exit(f'error: --workdir={workdir}: the parent directory {parent} does '
              'not exist; create it first or choose another workdir.')
-
-
-def _one_line(error: Exception) -> str:
-  """The informative lines of a flag-parsing error, joined into one."""
-  text = str(error).replace('\\n', '\n').replace("\\'", "'")
-  lines = [line.strip() for line in text.splitlines()]
-  lines = [line.strip("'") if line.startswith("'") else line for line in lines]
-  lines = [line for line in lines if line and not line.startswith(
-      ('Traceback', 'File ', '^'))]
-  if isinstance(error, AttributeError):  # ml_collections: unknown key.
-    return f'unknown config key {lines[0]!r}' + (
-        f'. {lines[-1]}' if len(lines) > 1 else '')
-  if isinstance(error, OSError):
-    return f'cannot load the config file: {lines[-1]}'
-  # A config file that failed to load: its flag, then the final exception.
-  return lines[0] if len(lines) == 1 else f'{lines[0]} {lines[-1]}'
-
-
-def parse_flags(argv):
-  """absl flag parsing, with config and override mistakes as one-line errors.
-
-  A misspelt `--config.<key>` surfaces from ml_collections as an
-  AttributeError, and a failing config file as a multi-line traceback text.
-  """
-  try:
-    argv = flags.FLAGS(argv)
-    # A config file that fails to load leaves a placeholder that raises on
-    # first use: use it here, while errors are still one-liners.
-    _CONFIG.value.keys()
-    return argv
-  except (flags.Error, AttributeError, KeyError, TypeError, OSError) as e:
-    sys.exit(f'error: {_one_line(e)}')
 
 
 class _DropLibraryChatter(logging_std.Filter):
@@ -109,4 +78,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=cli.flags_parser(_CONFIG))
