@@ -84,6 +84,7 @@ def test_main_smoke_end_to_end_then_resume(tmp_path, data_dir):
             f'--config.dataset.data_dir={data_dir}']
   proc = _main(*common)
   assert 'merged top-1' in proc.stdout
+  assert 'JAX devices: 8' in proc.stderr  # The batch is split 8 ways.
   with open(os.path.join(workdir, 'eval_results.json')) as f:
     results = json.load(f)
   assert results['step'] == 8
