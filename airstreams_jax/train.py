@@ -69,6 +69,11 @@ def validate_config(config, mesh: jax.sharding.Mesh) -> None:
     raise errors.ConfigError(
         f'config.model.streams={tuple(config.model.streams)} must be a '
         f'non-empty subset of {airstreams.STREAMS}.')
+  unknown = sorted(set(config.model.stop_gradient_at) - {'flow', 'semantic'})
+  if unknown:
+    raise errors.ConfigError(
+        f'config.model.stop_gradient_at has {unknown}; use a subset of '
+        "('flow', 'semantic').")
   if not 1 <= config.model.merge_after < len(config.model.tower):
     raise errors.ConfigError(
         f'config.model.merge_after={config.model.merge_after} must be in '

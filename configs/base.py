@@ -82,6 +82,9 @@ def get_config():
       streams=('rgb', 'flow', 'semantic'),
       merge_after=3,
       stop_gradient=False,
+      # The representations that `stop_gradient` cuts off from the action
+      # losses: any of 'flow', 'semantic'.
+      stop_gradient_at=('flow', 'semantic'),
       multi_label=False,
       tower=RESNET18_LIKE_TOWER,
       dropout_rate=0.5,

@@ -32,8 +32,9 @@ def _video(seed=0):
 
 
 @functools.lru_cache(maxsize=None)
-def _variables(stop_gradient=False):
-  model = _model(stop_gradient=stop_gradient)
+def _variables(stop_gradient=False, stop_gradient_at=('flow', 'semantic')):
+  model = _model(stop_gradient=stop_gradient,
+                 stop_gradient_at=stop_gradient_at)
   return model, jax.jit(functools.partial(model.init, train=False))(
       {'params': jax.random.PRNGKey(0)}, _video())
 
@@ -86,10 +87,12 @@ def test_rgb_only_inference_equals_training_merged_and_is_cheaper():
           0.9 * full.cost_analysis()['flops'])
 
 
-@pytest.mark.parametrize('stop_gradient', [False, True])
+@pytest.mark.parametrize('stop_gradient,stop_at', [
+    (False, ('flow', 'semantic')), (True, ('flow', 'semantic')),
+    (True, ('flow',))])
 def test_action_gradients_reach_flow_and_segmentation_unless_stopped(
-    stop_gradient):
-  model, variables = _variables(stop_gradient)
+    stop_gradient, stop_at):
+  model, variables = _variables(stop_gradient, stop_at)
   # Action losses only: the segmentation loss would reach the DRN anyway.
   weights = jnp.asarray([1.0, 1.0, 1.0, 1.0, 0.0])
   batch = {'label': jnp.asarray([1, 3]),
@@ -106,9 +109,9 @@ def test_action_gradients_reach_flow_and_segmentation_unless_stopped(
     return jax.grad(loss_fn)(params)
 
   g = grads(variables['params'])
-  for part in ('flow_layer', 'segmentation_net'):
+  for part, name in (('flow_layer', 'flow'), ('segmentation_net', 'semantic')):
     norm = sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(g[part]))
-    if stop_gradient:
+    if stop_gradient and name in stop_at:
       assert norm == 0.0, part
     else:
       assert norm > 0.0, part
@@ -141,3 +144,31 @@ def test_drn_output_stride(output_stride):
 def test_block_spec_rejects_unknown_keys():
   with pytest.raises(ValueError, match='Unknown tower block keys'):
     tvn.BlockSpec.from_config({'filters': 8, 'kernal': 3})
+
+
+@pytest.mark.parametrize('spatial', tvn.SPATIAL_OPS)
+@pytest.mark.parametrize('temporal', tvn.TEMPORAL_OPS)
+@pytest.mark.parametrize('stride,temporal_stride', [(1, 1), (2, 2)])
+def test_tvn_block_options(spatial, temporal, stride, temporal_stride):
+  spec = tvn.BlockSpec(filters=8, spatial=spatial, kernel=3, stride=stride,
+                       temporal=temporal, temporal_kernel=3,
+                       temporal_stride=temporal_stride, expand=3,
+                       se_ratio=0.5, context_gating=True, skip=True,
+                       repeats=3)
+  stage = tvn.TowerStage((spec,))
+  x = jax.ShapeDtypeStruct((2, 4, 16, 16, 5), jnp.float32)
+  out, variables = jax.eval_shape(
+      lambda x: stage.init_with_output(jax.random.PRNGKey(0), x, train=False),
+      x)
+  frames = 4 if temporal == 'none' else 4 // temporal_stride
+  assert out.shape == (2, frames, 16 // stride, 16 // stride, 24)
+  params = variables['params']
+  # Repeats after the first alternate the temporal op: off, on.
+  has_temporal_conv = ['temporal_conv' in params[f'block0_repeat{r}']
+                       for r in range(3)]
+  assert has_temporal_conv == [temporal == '1d', False, temporal == '1d']
+  first = params['block0_repeat0']
+  assert ('spatial_conv' in first) == (spatial in ('std', 'depth'))
+  assert 'se_reduce' in first and 'gate' in first
+  # The skip is dropped when a temporal stride changes the frame count.
+  assert ('skip_proj' in first) == (frames == 4)

@@ -37,8 +37,10 @@ class AIRStreams(nn.Module):
       structure so the features at the merge point have the same shape.
     streams: a non-empty subset of `STREAMS`.
     merge_after: the merged tower starts after this block (1..len(tower)-1).
-    stop_gradient: if True, the action losses do not reach the flow layer and
-      the segmentation net (the paper's Table 2 ablation).
+    stop_gradient: if True, the action losses do not reach the representation
+      networks named in `stop_gradient_at` (the paper's Table 2 ablation).
+    stop_gradient_at: which of 'flow' and 'semantic' `stop_gradient` applies
+      to; both by default.
     flow: keyword arguments of `rep_flow.RepresentationFlow`.
     seg_widths: DRN-18 stage widths.
     seg_output_stride: DRN-18 output stride.
@@ -51,6 +53,7 @@ class AIRStreams(nn.Module):
   streams: Sequence[str] = STREAMS
   merge_after: int = 3
   stop_gradient: bool = False
+  stop_gradient_at: Sequence[str] = ('flow', 'semantic')
   flow: Optional[Mapping[str, Any]] = None
   seg_widths: Sequence[int] = (64, 128, 256, 512)
   seg_output_stride: int = 16
@@ -60,7 +63,11 @@ class AIRStreams(nn.Module):
   def _stream_inputs(self, x: jnp.ndarray, train: bool,
                      outputs: Dict[str, jnp.ndarray]) -> Dict[str, jnp.ndarray]:
     """Computes each stream's input representation from the RGB clip."""
-    maybe_stop = jax.lax.stop_gradient if self.stop_gradient else (lambda a: a)
+    def maybe_stop(representation, value):
+      if self.stop_gradient and representation in self.stop_gradient_at:
+        return jax.lax.stop_gradient(value)
+      return value
+
     inputs = {}
     if 'rgb' in self.streams:
       inputs['rgb'] = x
@@ -68,7 +75,7 @@ class AIRStreams(nn.Module):
       flow = rep_flow.RepresentationFlow(
           **dict(self.flow or {}), dtype=self.dtype, name='flow_layer')(x, train)
       outputs['flow'] = flow
-      inputs['flow'] = maybe_stop(flow)
+      inputs['flow'] = maybe_stop('flow', flow)
     if 'semantic' in self.streams:
       b, t, h, w, c = x.shape
       seg = drn.DilatedResNet18(
@@ -80,7 +87,7 @@ class AIRStreams(nn.Module):
       seg = jax.image.resize(seg, (b * t, h, w, seg.shape[-1]), 'bilinear')
       seg = seg.reshape(b, t, h, w, -1)
       outputs['seg_logits'] = seg
-      inputs['semantic'] = maybe_stop(seg).astype(self.dtype)
+      inputs['semantic'] = maybe_stop('semantic', seg).astype(self.dtype)
     return inputs
 
   @nn.compact
@@ -143,6 +150,7 @@ def build_model(model_config, *, num_classes: int,
       streams=tuple(model_config.streams),
       merge_after=model_config.merge_after,
       stop_gradient=model_config.stop_gradient,
+      stop_gradient_at=tuple(model_config.stop_gradient_at),
       flow=dict(model_config.flow),
       seg_widths=tuple(model_config.seg.widths),
       seg_output_stride=model_config.seg.output_stride,
