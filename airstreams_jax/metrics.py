@@ -4,11 +4,12 @@ Metrics are computed on device inside the jitted steps and merged on the host;
 evaluation batches carry a `mask` so padded examples never count.
 """
 
-from typing import Sequence, Type
+from typing import Sequence, Tuple, Type
 
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 from clu import metrics
 
 from airstreams_jax import losses
@@ -83,3 +84,36 @@ def eval_metrics(num_classes: int,
   for head in heads:
     fields[f'accuracy_{head}'] = _accuracy_of(head)
   return metrics.Collection.create(**fields)
+
+
+def charades_mean_ap(scores: np.ndarray, labels: np.ndarray
+                     ) -> Tuple[float, np.ndarray]:
+  """Charades v1 mAP, as `Charades_v1_classify.m` defines it.
+
+  Per class, videos are ranked by descending score; AP is the sum of the
+  precision at the rank of every positive, divided by the number of
+  positives (THUMOS style). mAP is the mean over classes that have positives.
+
+  Args:
+    scores: `[videos, classes]` scores; a row of NaN is a video without a
+      prediction and scores -inf, so its positives rank last.
+    labels: `[videos, classes]` multi-hot ground truth. Videos without any
+      action score -inf in every class, as in the official evaluation: they
+      rank last and count as trailing negatives.
+
+  Returns:
+    (mAP, per-class AP with NaN for classes without positives).
+  """
+  scores = np.asarray(scores, np.float64)
+  labels = np.asarray(labels) > 0
+  scores = np.where(np.isnan(scores), -np.inf, scores)
+  scores = np.where(labels.any(1, keepdims=True), scores, -np.inf)
+  ranks = np.arange(1, scores.shape[0] + 1)
+  ap = np.full(scores.shape[1], np.nan)
+  for c in range(scores.shape[1]):
+    num_positives = labels[:, c].sum()
+    if num_positives:
+      # A stable sort keeps MATLAB's order among tied scores.
+      hits = labels[np.argsort(-scores[:, c], kind='stable'), c]
+      ap[c] = (np.cumsum(hits) / ranks)[hits].sum() / num_positives
+  return float(np.nanmean(ap)), ap

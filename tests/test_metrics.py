@@ -50,3 +50,36 @@ def test_no_top5_below_five_classes():
       mask=jnp.ones(4, bool))
   values = m.compute()
   assert 'top5' not in values and float(values['top1']) == 1.0
+
+
+def test_charades_map_equals_sklearn_without_ties():
+  rng = np.random.default_rng(1)
+  labels = (rng.random((80, 12)) < 0.15).astype(np.int32)
+  labels[0] = 1  # Every class has a positive ...
+  empty = ~labels.any(1)  # ... and every video an action (see the protocol).
+  labels[empty, rng.integers(0, 12, empty.sum())] = 1
+  scores = rng.normal(size=labels.shape) + 1.5 * labels
+  mean_ap, per_class = metrics.charades_mean_ap(scores, labels)
+  expected = [sk_metrics.average_precision_score(labels[:, c], scores[:, c])
+              for c in range(12)]
+  np.testing.assert_allclose(per_class, expected, rtol=1e-12)
+  assert np.isclose(mean_ap, np.mean(expected))
+
+
+def test_charades_map_protocol_for_missing_scores_and_empty_videos():
+  labels = np.array([[1, 0], [0, 1], [1, 0], [0, 0]])
+  scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.3], [5.0, 5.0]])
+  # The action-less last video scores highest but counts as a trailing
+  # negative: both classes are ranked perfectly.
+  mean_ap, per_class = metrics.charades_mean_ap(scores, labels)
+  assert mean_ap == 1.0 and list(per_class) == [1.0, 1.0]
+  # A video without a prediction ranks last (ties keep the video order):
+  # class 0 then has positives at ranks 1 and 3, AP = (1/1 + 2/3) / 2.
+  scores[2] = np.nan
+  _, per_class = metrics.charades_mean_ap(scores, labels)
+  assert np.isclose(per_class[0], 5 / 6) and per_class[1] == 1.0
+  # A class without positives is NaN and left out of the mean.
+  labels[:, 1] = 0
+  labels[1, 0] = 1
+  mean_ap, per_class = metrics.charades_mean_ap(scores, labels)
+  assert np.isnan(per_class[1]) and mean_ap == per_class[0]
