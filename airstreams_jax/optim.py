@@ -1,26 +1,52 @@
 """Optimiser and learning-rate schedule from `config.optimizer`."""
 
+import flax
 import optax
+
+# Parameters of the representation-flow layer (a top-level module name).
+FLOW_PARAMS = 'flow_layer'
+SCHEDULES = ('cosine', 'constant', 'step')
 
 
 def make_schedule(opt_config, num_train_steps: int) -> optax.Schedule:
-  """Linear warm-up, then cosine decay to 0 or a constant rate."""
+  """Linear warm-up, then cosine decay to 0, a constant, or step decay.
+
+  'step' multiplies the rate by `decay_factor` at each fraction of training
+  in `decay_at` (e.g. (0.6, 0.8)).
+  """
+  lr = opt_config.learning_rate
   warmup = min(opt_config.warmup_steps, max(num_train_steps - 1, 0))
   if opt_config.schedule == 'cosine':
     return optax.warmup_cosine_decay_schedule(
-        0.0, opt_config.learning_rate, warmup_steps=warmup,
+        0.0, lr, warmup_steps=warmup,
         decay_steps=max(num_train_steps, warmup + 1))
   if opt_config.schedule == 'constant':
-    return optax.join_schedules(
-        [optax.linear_schedule(0.0, opt_config.learning_rate, warmup),
-         optax.constant_schedule(opt_config.learning_rate)], [warmup])
-  raise ValueError(f'Unknown schedule {opt_config.schedule!r}; use '
-                   "'cosine' or 'constant'.")
+    after = optax.constant_schedule(lr)
+  elif opt_config.schedule == 'step':
+    after = optax.piecewise_constant_schedule(lr, {
+        int(f * num_train_steps) - warmup: opt_config.decay_factor
+        for f in opt_config.decay_at})
+  else:
+    raise ValueError(f'Unknown schedule {opt_config.schedule!r}; use one of '
+                     f'{SCHEDULES}.')
+  return optax.join_schedules(
+      [optax.linear_schedule(0.0, lr, warmup), after], [warmup])
+
+
+def _is_flow_param(params):
+  flat = flax.traverse_util.flatten_dict(params)
+  return flax.traverse_util.unflatten_dict(
+      {path: path[0] == FLOW_PARAMS for path in flat})
 
 
 def make_optimizer(opt_config, num_train_steps: int
                    ) -> optax.GradientTransformation:
-  """The optax transformation: optional clipping, then AdamW or SGD."""
+  """Optional clipping, AdamW or SGD, and the flow layer's rate multiplier.
+
+  The representation-flow parameters are few, shared by every pixel and
+  sensitive (the rep-flow authors train them at 0.01x the base rate):
+  `flow_lr_multiplier` scales their updates.
+  """
   schedule = make_schedule(opt_config, num_train_steps)
   if opt_config.name == 'adamw':
     opt = optax.adamw(schedule, weight_decay=opt_config.weight_decay)
@@ -30,6 +56,11 @@ def make_optimizer(opt_config, num_train_steps: int
   else:
     raise ValueError(f"Unknown optimizer {opt_config.name!r}; use 'adamw' or "
                      "'sgd'.")
+  parts = []
   if opt_config.grad_clip_norm > 0:
-    opt = optax.chain(optax.clip_by_global_norm(opt_config.grad_clip_norm), opt)
-  return opt
+    parts.append(optax.clip_by_global_norm(opt_config.grad_clip_norm))
+  parts.append(opt)
+  if opt_config.flow_lr_multiplier != 1.0:
+    parts.append(optax.masked(optax.scale(opt_config.flow_lr_multiplier),
+                              _is_flow_param))
+  return optax.chain(*parts)

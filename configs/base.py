@@ -72,10 +72,13 @@ def get_config():
       name='adamw',  # 'adamw' or 'sgd'.
       learning_rate=1e-3,
       warmup_steps=50,
-      schedule='cosine',  # 'cosine' or 'constant' after the warm-up.
+      schedule='cosine',  # After the warm-up: 'cosine', 'constant', 'step'.
+      decay_at=(0.6, 0.8),  # 'step': fractions of training ...
+      decay_factor=0.1,  # ... where the rate is multiplied by this.
       weight_decay=1e-4,
       momentum=0.9,  # SGD only.
       grad_clip_norm=1.0,  # 0 disables clipping.
+      flow_lr_multiplier=1.0,  # Scales the flow layer's updates.
   ))
 
   config.model = ml_collections.ConfigDict(dict(

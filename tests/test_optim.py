@@ -1,0 +1,50 @@
+"""Optimiser and schedules."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from airstreams_jax import optim
+from configs import base
+
+
+def _opt_config(**overrides):
+  config = base.get_config().optimizer
+  with config.unlocked():
+    config.update(overrides)
+  return config
+
+
+@pytest.mark.parametrize('name', ['adamw', 'sgd'])
+def test_flow_lr_multiplier_scales_only_flow_updates(name):
+  params = {'flow_layer': {'theta': jnp.ones(())},
+            'rgb_tower_lower': {'kernel': jnp.ones((3,))}}
+  grads = jax.tree.map(lambda p: 0.5 * jnp.ones_like(p), params)
+  updates = {}
+  for multiplier in (1.0, 0.01):
+    tx = optim.make_optimizer(
+        _opt_config(name=name, flow_lr_multiplier=multiplier,
+                    warmup_steps=0, schedule='constant'), 100)
+    updates[multiplier], _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(updates[0.01]['flow_layer']['theta'],
+                             0.01 * updates[1.0]['flow_layer']['theta'],
+                             rtol=1e-6)
+  np.testing.assert_allclose(updates[0.01]['rgb_tower_lower']['kernel'],
+                             updates[1.0]['rgb_tower_lower']['kernel'])
+  assert float(updates[1.0]['flow_layer']['theta']) != 0.0
+
+
+def test_schedules():
+  cosine = optim.make_schedule(_opt_config(learning_rate=1.0,
+                                           warmup_steps=10), 110)
+  assert float(cosine(0)) == 0.0 and np.isclose(float(cosine(10)), 1.0)
+  assert np.isclose(float(cosine(60)), 0.5, atol=1e-6)  # Half-way cosine.
+  step = optim.make_schedule(_opt_config(
+      learning_rate=1.0, warmup_steps=10, schedule='step',
+      decay_at=(0.5, 0.75), decay_factor=0.1), 100)
+  values = [float(step(s)) for s in (5, 20, 49, 51, 74, 76, 99)]
+  np.testing.assert_allclose(values, [0.5, 1, 1, 0.1, 0.1, 0.01, 0.01],
+                             rtol=1e-6)
+  with pytest.raises(ValueError, match='Unknown schedule'):
+    optim.make_schedule(_opt_config(schedule='linear'), 10)
