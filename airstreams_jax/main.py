@@ -34,7 +34,32 @@ _WORKDIR = flags.DEFINE_string(
     'resumes from it.')
 _MODE = flags.DEFINE_enum('mode', 'train_and_eval', ['train_and_eval', 'eval'],
                           'What to run.')
+# Multi-host: every process runs the same command with its own --process_id.
+# The upper-case environment variables of the same names are the fallback.
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', os.environ.get('COORDINATOR_ADDRESS'),
+    'host:port of process 0, for jax.distributed.initialize.')
+_NUM_PROCESSES = flags.DEFINE_integer(
+    'num_processes', int(os.environ.get('NUM_PROCESSES', '1')),
+    'Number of processes of a multi-host run.')
+_PROCESS_ID = flags.DEFINE_integer(
+    'process_id', int(os.environ.get('PROCESS_ID', '0')),
+    'This process\'s index in a multi-host run.')
 flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _init_distributed() -> None:
+  """Joins a multi-host run when one is asked for (before any JAX use)."""
+  if _NUM_PROCESSES.value <= 1:
+    return
+  if not _COORDINATOR.value:
+    sys.exit('error: --num_processes > 1 needs --coordinator_address '
+             '(host:port of process 0).')
+  if not 0 <= _PROCESS_ID.value < _NUM_PROCESSES.value:
+    sys.exit(f'error: --process_id={_PROCESS_ID.value} must be in '
+             f'[0, {_NUM_PROCESSES.value}).')
+  jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
+                             _PROCESS_ID.value)
 
 
 def _check_workdir(workdir: str) -> None:
@@ -56,6 +81,7 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().addFilter(_DropLibraryChatter())
   _check_workdir(_WORKDIR.value)
+  _init_distributed()
   # tf.data only; keep TensorFlow off any accelerator JAX will use.
   tf.config.set_visible_devices([], 'GPU')
   logging.info('JAX devices: %d (%d per process), %d processes.',
@@ -69,6 +95,8 @@ def main(argv):
   except errors.ConfigError as e:
     # Found before any compilation: one line that names the fix, no traceback.
     sys.exit(f'error: {e}')
+  if jax.process_index() > 0:
+    return
   streams = ', '.join(f'{k} {v:.4f}' for k, v in results['per_stream'].items()
                       if k != 'merged')
   print(f"Step {results['step']}: merged top-1 {results['top1']:.4f} on "

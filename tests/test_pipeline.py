@@ -118,3 +118,9 @@ def test_train_batches_reproducible_from_seed(smoke_builder):
   assert any(not np.array_equal(x, z) for x, z in zip(a, c))
   other_process = first_batches(1, process_index=1)
   assert not np.array_equal(a[0], other_process[0])
+  # Together, two processes make the global batches that one process makes,
+  # row for row (process 0's rows first, as in a global array).
+  one_process = [b['video'] for b in tfds.as_numpy(pipeline.make_train_dataset(
+      builder, config, local_batch_size=8, seed=1).take(3))]
+  for single, p0, p1 in zip(one_process, a, other_process):
+    np.testing.assert_array_equal(np.concatenate([p0, p1]), single)

@@ -24,10 +24,17 @@ def _process_split(split: str, process_index: int, process_count: int):
 
 
 def _read(builder, split, *, shuffle: bool, seed: int) -> tf.data.Dataset:
+  """Examples with their frames still encoded (decode with `_decode`)."""
   read_config = tfds.ReadConfig(shuffle_seed=seed)
   ds = builder.as_dataset(split=split, shuffle_files=shuffle,
-                          read_config=read_config)
+                          read_config=read_config,
+                          decoders={'video': tfds.decode.SkipDecoding()})
   return ds.map(lambda ex: {k: ex[k] for k in _KEYS})
+
+
+def _decode(builder, example: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  video = builder.info.features['video'].decode_example(example['video'])
+  return dict(example, video=video)
 
 
 def preprocess_train(example: Dict[str, tf.Tensor], seed: tf.Tensor, *,
@@ -64,18 +71,31 @@ def preprocess_eval(example: Dict[str, tf.Tensor], *,
 def make_train_dataset(builder, dataset_config, *, local_batch_size: int,
                        seed: int, process_index: int = 0,
                        process_count: int = 1) -> tf.data.Dataset:
-  """An infinite, shuffled, augmented dataset of this process's batches."""
-  split = _process_split(dataset_config.train_split, process_index,
-                         process_count)
-  seed = seed + 7919 * process_index  # Different augmentation per process.
-  ds = _read(builder, split, shuffle=True, seed=seed)
+  """An infinite, shuffled, augmented dataset of this process's batches.
+
+  Every process reads the same seeded stream of encoded examples and keeps
+  its rows of each global batch before decoding. Together the processes thus
+  see exactly the global batches, in the same order and with the same
+  augmentation, that one process would: results do not depend on the number
+  of hosts. (Reading encoded records is cheap next to decoding them.)
+  """
+  ds = _read(builder, dataset_config.train_split, shuffle=True, seed=seed)
   # Shuffle, then repeat: every example is seen once per epoch.
   ds = ds.shuffle(dataset_config.shuffle_buffer, seed=seed,
                   reshuffle_each_iteration=True).repeat()
+  # One augmentation seed per example, drawn before the processes split.
   ds = tf.data.Dataset.zip(ds, tf.data.Dataset.random(seed=seed).batch(2))
-  ds = ds.map(lambda ex, s: preprocess_train(ex, s,
-                                             dataset_config=dataset_config),
-              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  # Global batch k holds stream elements [k*G, (k+1)*G); process p keeps
+  # rows [p*L, (p+1)*L) of it, in order, and global arrays put process p's
+  # rows at exactly that place: the same batches as on one process.
+  global_size = local_batch_size * process_count
+  ds = ds.enumerate().filter(
+      lambda i, _: (i % global_size) // local_batch_size == process_index)
+  ds = ds.map(
+      lambda _, ex_seed: preprocess_train(_decode(builder, ex_seed[0]),
+                                          ex_seed[1],
+                                          dataset_config=dataset_config),
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return ds.batch(local_batch_size, drop_remainder=True).prefetch(2)
 
 
@@ -101,7 +121,8 @@ def make_eval_dataset(builder, dataset_config, *, local_batch_size: int,
   ds = _read(builder, _process_split(split, process_index, process_count),
              shuffle=False, seed=0)
   ds = ds.map(lambda ex: dict(
-      preprocess_eval(ex, dataset_config=dataset_config), mask=True),
+      preprocess_eval(_decode(builder, ex), dataset_config=dataset_config),
+      mask=True),
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   padding = tf.data.Dataset.from_tensors(
       tf.nest.map_structure(lambda s: tf.zeros(s.shape, s.dtype),
