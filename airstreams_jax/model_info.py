@@ -61,6 +61,7 @@ import jax.numpy as jnp
 from ml_collections import config_flags
 
 from airstreams_jax import cli
+from airstreams_jax import errors
 from airstreams_jax import losses
 from airstreams_jax.data import synthetic_generator
 from airstreams_jax.models import airstreams
@@ -363,12 +364,16 @@ def _child_costs(model: nn.Module, variables: Mapping[str, Any],
   # What the model's backward pass differentiates: the parameters of every
   # module the losses reach, and every input computed from parameters (all
   # but the clip).
-  flow_learns = (not model.stop_gradient and
+  def reached(representation):
+    return not (model.stop_gradient and
+                representation in model.stop_gradient_at)
+
+  flow_learns = (reached('flow') and
                  bool(jax.tree.leaves(params.get('flow_layer', {}))))
-  grad_params = {'flow_layer': not model.stop_gradient}
+  grad_params = {'flow_layer': reached('flow')}
   grad_input = {'flow_layer': False, 'segmentation_net': False,
                 'rgb_tower_lower': False, 'flow_tower_lower': flow_learns,
-                'semantic_tower_lower': not model.stop_gradient}
+                'semantic_tower_lower': reached('semantic')}
   stream_tails = {f'{s}_{kind}' for s in airstreams.STREAMS
                   for kind in ('tower_upper', 'head')}
   # Same computation, same cost: the stream tails and the merged tail are the
@@ -417,13 +422,20 @@ def model_costs(config, num_classes: int, num_seg_classes: int
       flow layer, the segmentation net, each stream's lower tower, each
       stream's upper tower and head, the merged tower and head, and 'other'
       (the whole model minus the parts).
+
+  Raises:
+    errors.ConfigError: if the model rejects the config (streams, merge
+      point, block specs, clip shape), before any counting.
   """
   d = config.dataset
   input_shape = (1, d.num_frames, d.image_size, d.image_size, 3)
   video = jax.ShapeDtypeStruct(input_shape, jnp.uint8)
-  model = airstreams.build_model(config.model, num_classes=num_classes,
-                                 num_seg_classes=num_seg_classes)
-  variables, children = _record_children(model, video)
+  try:
+    model = airstreams.build_model(config.model, num_classes=num_classes,
+                                   num_seg_classes=num_seg_classes)
+    variables, children = _record_children(model, video)
+  except ValueError as e:  # The model's own checks of its configuration.
+    raise errors.ConfigError(str(e)) from None
   params = variables['params']
   param_counts = count_params(params)
 
@@ -554,7 +566,7 @@ def main(argv, *, config_flag, num_classes_flag, num_seg_classes_flag):
     num_seg_classes = num_seg_classes_flag.value
   try:
     costs = model_costs(config, num_classes, num_seg_classes)
-  except ValueError as e:  # E.g. unknown streams or a bad merge point.
+  except errors.ConfigError as e:
     sys.exit(f'error: {e}')
   print(format_report(costs))
 

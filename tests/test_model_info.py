@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from airstreams_jax import errors
 from airstreams_jax import model_info
 from airstreams_jax.models import airstreams
 from airstreams_jax.models import rep_flow
@@ -198,3 +199,10 @@ def test_cli_rejects_an_unknown_config_key_in_one_line():
   assert proc.returncode != 0
   last = stderr.strip().splitlines()[-1]
   assert last.startswith('error:') and 'nope' in last, stderr[-2000:]
+
+
+def test_a_config_the_model_rejects_is_a_config_error():
+  config = synthetic.get_config('smoke')
+  config.model.merge_after = 6
+  with pytest.raises(errors.ConfigError, match='merge_after'):
+    model_info.model_costs(config, 6, 4)
