@@ -19,6 +19,7 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 from ml_collections import config_flags
 import tensorflow as tf
 
@@ -95,8 +96,16 @@ def main(argv):
   except errors.ConfigError as e:
     # Found before any compilation: one line that names the fix, no traceback.
     sys.exit(f'error: {e}')
-  if jax.process_index() > 0:
-    return
+  if jax.process_index() == 0:
+    _print_summary(results)
+  if jax.process_count() > 1:
+    # Leave together: a process that exits while another still works makes
+    # the coordination service abort at shutdown.
+    multihost_utils.sync_global_devices('airstreams_jax main finished')
+    jax.distributed.shutdown()
+
+
+def _print_summary(results) -> None:
   streams = ', '.join(f'{k} {v:.4f}' for k, v in results['per_stream'].items()
                       if k != 'merged')
   print(f"Step {results['step']}: merged top-1 {results['top1']:.4f} on "

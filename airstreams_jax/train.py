@@ -31,6 +31,7 @@ from airstreams_jax import train_state as state_lib
 from airstreams_jax.data import builders
 from airstreams_jax.data import pipeline
 from airstreams_jax.models import airstreams
+from airstreams_jax.models import tvn
 
 
 def validate_config(config, mesh: jax.sharding.Mesh) -> None:
@@ -74,6 +75,12 @@ def validate_config(config, mesh: jax.sharding.Mesh) -> None:
     raise errors.ConfigError(
         f'config.model.stop_gradient_at has {unknown}; use a subset of '
         "('flow', 'semantic').")
+  try:  # Optimiser names, schedules and tower specs, before any data work.
+    optim.make_optimizer(config.optimizer, config.num_train_steps)
+    for spec in config.model.tower:
+      tvn.BlockSpec.from_config(spec)
+  except ValueError as e:
+    raise errors.ConfigError(str(e)) from None
   if not 1 <= config.model.merge_after < len(config.model.tower):
     raise errors.ConfigError(
         f'config.model.merge_after={config.model.merge_after} must be in '

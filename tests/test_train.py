@@ -122,6 +122,7 @@ def test_main_smoke_end_to_end_then_resume(tmp_path, data_dir):
     (['--config.batch_size=12'], 'not divisible by the 8 devices'),
     (['--workdir=/nonexistent_parent_dir/run'], 'does not exist'),
     (['--config.loss_weights_file=/nonexistent/w.json'], 'does not exist'),
+    (['--config.optimizer.name=adam'], "Unknown optimizer 'adam'"),
 ])
 def test_main_rejects_bad_input_in_one_line(tmp_path, args, message):
   argv = ['--config=configs/synthetic.py:smoke',
