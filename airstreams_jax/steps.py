@@ -1,7 +1,7 @@
 """Pure train, eval and predict steps. No jit here: `train.py` jits them once
 with explicit shardings; dependencies are keyword-only, bound with partial."""
 
-from typing import Any, Dict, Mapping, Tuple
+from typing import Dict, Mapping, Tuple
 
 import jax
 import jax.numpy as jnp
