@@ -172,3 +172,17 @@ def test_tvn_block_options(spatial, temporal, stride, temporal_stride):
   assert 'se_reduce' in first and 'gate' in first
   # The skip is dropped when a temporal stride changes the frame count.
   assert ('skip_proj' in first) == (frames == 4)
+
+
+def test_bfloat16_compute_keeps_float32_params_and_logits():
+  model, variables = _variables()
+  video = _video(3)
+  bf16 = _model(dtype='bfloat16')
+  out = jax.jit(functools.partial(bf16.apply, train=False))(variables, video)
+  ref = jax.jit(functools.partial(model.apply, train=False))(variables, video)
+  assert out['flow'].dtype == jnp.bfloat16
+  for head, logits in out['logits'].items():
+    assert logits.dtype == jnp.float32, head
+    scale = float(jnp.abs(ref['logits'][head]).max())
+    # bfloat16 keeps 8 bits of mantissa: agreement to a few percent.
+    assert float(jnp.abs(logits - ref['logits'][head]).max()) < 0.05 * scale
