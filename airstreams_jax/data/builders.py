@@ -10,7 +10,6 @@ from jax.experimental import multihost_utils
 
 from airstreams_jax import errors
 from airstreams_jax.data import synthetic_actions
-from airstreams_jax.data import synthetic_generator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +60,12 @@ def prepare(builder) -> None:
 
 
 def dataset_meta(builder) -> DatasetMeta:
+  """Class names of the labels and of the teacher masks (from the builder)."""
   class_names = tuple(builder.info.features['label'].names)
+  metadata = builder.info.metadata or {}
+  if 'mask_class_names' not in metadata:
+    raise errors.ConfigError(
+        f'Dataset {builder.info.full_name} has no teacher classes '
+        "(metadata['mask_class_names']); rebuild it with this version.")
   return DatasetMeta(num_classes=len(class_names), class_names=class_names,
-                     mask_class_names=tuple(
-                         synthetic_generator.CATEGORY_NAMES))
+                     mask_class_names=tuple(metadata['mask_class_names']))
