@@ -75,8 +75,7 @@ def validate_config(config, mesh: jax.sharding.Mesh) -> None:
     raise errors.ConfigError(
         f'config.model.stop_gradient_at has {unknown}; use a subset of '
         "('flow', 'semantic').")
-  try:  # Optimiser names, schedules and tower specs, before any data work.
-    optim.make_optimizer(config.optimizer, config.num_train_steps)
+  try:  # Tower specs, before any data work.
     for spec in config.model.tower:
       tvn.BlockSpec.from_config(spec)
   except ValueError as e:
@@ -123,13 +122,16 @@ def setup(config, mesh: Optional[jax.sharding.Mesh] = None) -> Setup:
     except ValueError as e:
       raise errors.ConfigError(str(e)) from None
   validate_config(config, mesh)
+  try:  # Optimiser names and schedules, also before any data work.
+    tx = optim.make_optimizer(config.optimizer, config.num_train_steps)
+    schedule = optim.make_schedule(config.optimizer, config.num_train_steps)
+  except ValueError as e:
+    raise errors.ConfigError(str(e)) from None
   builder = builders.make_builder(config.dataset)
   builders.prepare(builder)
   meta = builders.dataset_meta(builder)
   model = airstreams.build_model(config.model, num_classes=meta.num_classes,
                                  num_seg_classes=meta.num_seg_classes)
-  tx = optim.make_optimizer(config.optimizer, config.num_train_steps)
-  schedule = optim.make_schedule(config.optimizer, config.num_train_steps)
   init = functools.partial(state_lib.init_state, model=model, tx=tx)
   state_shapes = jax.eval_shape(init, config.seed,
                                 _sample_video(config))
