@@ -1,9 +1,27 @@
 """The teacher interface: RGB frames in, per-pixel class ids out."""
 
 import abc
-from typing import Sequence, Tuple
+import dataclasses
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameSource:
+  """Where the frames handed to a teacher came from.
+
+  Teachers that read precomputed masks (the `files` teacher) need it; image
+  segmenters ignore it.
+
+  Attributes:
+    video_path: The video file.
+    frame_indices: Index in the video of each frame passed to `segment`.
+    num_video_frames: The number of frames the whole video has.
+  """
+  video_path: str
+  frame_indices: Tuple[int, ...]
+  num_video_frames: int
 
 
 class Teacher(abc.ABC):
@@ -20,24 +38,27 @@ class Teacher(abc.ABC):
     """Names of the mask values: `class_names[i]` is id i; id 0 is background."""
 
   @abc.abstractmethod
-  def segment(self, frames: np.ndarray) -> np.ndarray:
+  def segment(self, frames: np.ndarray,
+              source: Optional[FrameSource] = None) -> np.ndarray:
     """Labels frames.
 
     Args:
       frames: uint8 [T, H, W, 3] RGB frames of one video.
+      source: Where the frames came from (None for frames not from a file).
 
     Returns:
       uint8 [T, h, w] class ids in [0, len(class_names)); (h, w) is the
       teacher's own output size (the caller resizes).
     """
 
-  def __call__(self, frames: np.ndarray) -> np.ndarray:
+  def __call__(self, frames: np.ndarray,
+               source: Optional[FrameSource] = None) -> np.ndarray:
     """`segment` with its input and output checked."""
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
       raise ValueError('A teacher takes uint8 [T, H, W, 3] frames, got '
                        f'{frames.dtype} {frames.shape}.')
-    masks = self.segment(frames)
+    masks = self.segment(frames, source)
     check_masks(masks, len(frames), self.class_names)
     return masks
 
