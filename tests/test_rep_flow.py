@@ -250,21 +250,24 @@ def test_gradients_match_finite_differences(bottleneck):
             loss_jit(params, x - eps * d), f'input direction {i}')
 
 
-def test_recovers_subpixel_shift_on_photo():
+@pytest.mark.parametrize('num_iter,dx,dy', [(20, 0.3, -0.2), (50, 0.5, -0.3)])
+def test_recovers_subpixel_shift_on_photo(num_iter, dx, dy):
   """Known sub-pixel shift of a real photo.
 
   Settings: skimage's `camera` (512x512) downscaled to 112x112 with
-  anti-aliasing, Gaussian blur σ=1, frame 2 = frame 1 shifted by
-  (dx, dy) = (0.5, -0.3) with bilinear interpolation, default layer and
-  parameters but 50 iterations. Measured interior mean EPE: 0.079 px at 50
-  iterations (0.144 px at 20 iterations blurred, 0.207 at 20 unblurred), so
-  50 iterations + blur are needed for the 0.1 px bound. Shifts of 1 px or more
-  are out of reach (one linearisation, no warping).
+  anti-aliasing, Gaussian blur σ=1 (a camera's point-spread; sharper images
+  alias at this size), frame 2 = frame 1 shifted by (dx, dy) with bilinear
+  interpolation, default layer and parameters. Measured interior mean EPE:
+  the default 20 iterations give 0.056 / 0.072 / 0.089 / 0.144 px for shifts
+  (0.2,-0.1) / (0.25,-0.15) / (0.3,-0.2) / (0.5,-0.3) (a zero flow would
+  score 0.22 / 0.29 / 0.36 / 0.58); 50 iterations bring (0.5,-0.3) to
+  0.079 px. Unblurred, 20 iterations give 0.076 at (0.2,-0.1) and 0.21 at
+  (0.5,-0.3). Shifts of 1 px or more are out of reach (one linearisation,
+  no warping).
   """
   skimage_data = pytest.importorskip('skimage.data')
   skimage_transform = pytest.importorskip('skimage.transform')
   ndimage = pytest.importorskip('scipy.ndimage')
-  dx, dy = 0.5, -0.3
   img = skimage_data.camera().astype(np.float64)
   img = skimage_transform.resize(img, (112, 112), anti_aliasing=True)
   img = ndimage.gaussian_filter(img, sigma=1.0)
@@ -275,7 +278,7 @@ def test_recovers_subpixel_shift_on_photo():
   # the per-clip normalisation keeps them independent).
   clips = np.stack([np.stack([img, moved]), np.stack([moved, img])])
   clips = clips[..., None].astype(np.float32)
-  model = RepresentationFlow(num_iter=50)
+  model = RepresentationFlow(num_iter=num_iter)
   flow = np.asarray(jax.jit(model.apply)(_init(model, clips), clips))
   assert flow.shape == (2, 2, 112, 112, 2)
   u = flow[0, 0, 10:-10, 10:-10]
@@ -285,8 +288,8 @@ def test_recovers_subpixel_shift_on_photo():
   assert epe.mean() <= 0.1
   # Direction convention: u1 along the width, u2 along the rows (down = +);
   # swapped or negated components fail these bounds.
-  assert abs(np.median(u[..., 0]) - dx) < 0.1
-  assert abs(np.median(u[..., 1]) - dy) < 0.1
+  assert abs(np.median(u[..., 0]) - dx) < 0.05
+  assert abs(np.median(u[..., 1]) - dy) < 0.05
   # Time direction: the reversed pair gives the opposite flow.
   back = flow[1, 0, 10:-10, 10:-10]
   assert abs(np.median(back[..., 0]) + dx) < 0.15
