@@ -93,6 +93,10 @@ def get_config():
       dropout_rate=0.5,
       dtype='float32',
       flow=dict(num_iter=20, bottleneck=1),
+      # A second flow layer on the first one's output (rep_flow.FlowOfFlow):
+      # conv to `features` channels, then a flow layer with these options.
+      flow_of_flow=dict(enabled=False, features=16, num_iter=20,
+                        bottleneck=1),
       seg=dict(widths=(64, 128, 256, 512), output_stride=16),
   ))
 

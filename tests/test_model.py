@@ -120,6 +120,40 @@ def test_action_gradients_reach_flow_and_segmentation_unless_stopped(
              for x in jax.tree.leaves(g['rgb_tower_lower'])) > 0
 
 
+def test_flow_of_flow_stream_shapes_and_gradients():
+  model = _model(streams=('rgb', 'flow'), flow_of_flow=dict(
+      enabled=True, features=6, num_iter=3, bottleneck=2))
+  video = _video(3)
+  variables = jax.jit(functools.partial(model.init, train=False))(
+      {'params': jax.random.PRNGKey(0)}, video)
+  flow_params = variables['params']['flow_layer']
+  assert {'flow', 'conv', 'flow_of_flow'} <= set(flow_params)
+  # bottleneck 2 in the second layer: u1 and u2 for each of 2 channels.
+  out = model.apply(variables, video, train=False)
+  assert out['flow'].shape == VIDEO_SHAPE[:4] + (4,)
+  # The last genuine flow-of-flow frame is repeated (T - 1 -> T frames).
+  np.testing.assert_array_equal(out['flow'][:, -1], out['flow'][:, -2])
+
+  def loss_fn(params):
+    out, _ = model.apply({'params': params,
+                          'batch_stats': variables['batch_stats']}, video,
+                         train=True, mutable=['batch_stats'],
+                         rngs={'dropout': jax.random.PRNGKey(1)})
+    return jnp.sum(out['logits']['merged'] ** 2)
+  g = jax.jit(jax.grad(loss_fn))(variables['params'])['flow_layer']
+  for layer in ('flow', 'conv', 'flow_of_flow'):
+    assert sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(g[layer])) > 0
+
+
+def test_flow_of_flow_needs_three_frames():
+  model = _model(streams=('flow',), flow_of_flow=dict(
+      enabled=True, features=4, num_iter=2, bottleneck=1))
+  with pytest.raises(ValueError, match='T >= 3'):
+    jax.eval_shape(lambda v: model.init(jax.random.PRNGKey(0), v,
+                                        train=False),
+                   jnp.zeros((1, 2, 32, 32, 3), jnp.uint8))
+
+
 def test_drn18_backbone_parameter_count_at_full_width():
   net = drn.DilatedResNet18(num_classes=91)
   shapes = jax.eval_shape(

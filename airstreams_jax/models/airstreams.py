@@ -42,6 +42,9 @@ class AIRStreams(nn.Module):
     stop_gradient_at: which of 'flow' and 'semantic' `stop_gradient` applies
       to; both by default.
     flow: keyword arguments of `rep_flow.RepresentationFlow`.
+    flow_of_flow: None, or the `features` and second-layer keyword arguments
+      of a `rep_flow.FlowOfFlow` that then replaces the single flow layer
+      (`flow` configures its first layer).
     seg_widths: DRN-18 stage widths.
     seg_output_stride: DRN-18 output stride.
     dropout_rate: dropout before each head.
@@ -55,6 +58,7 @@ class AIRStreams(nn.Module):
   stop_gradient: bool = False
   stop_gradient_at: Sequence[str] = ('flow', 'semantic')
   flow: Optional[Mapping[str, Any]] = None
+  flow_of_flow: Optional[Mapping[str, Any]] = None
   seg_widths: Sequence[int] = (64, 128, 256, 512)
   seg_output_stride: int = 16
   dropout_rate: float = 0.5
@@ -72,8 +76,15 @@ class AIRStreams(nn.Module):
     if 'rgb' in self.streams:
       inputs['rgb'] = x
     if 'flow' in self.streams:
-      flow = rep_flow.RepresentationFlow(
-          **dict(self.flow or {}), dtype=self.dtype, name='flow_layer')(x, train)
+      if self.flow_of_flow is None:
+        flow_layer = rep_flow.RepresentationFlow(
+            **dict(self.flow or {}), dtype=self.dtype, name='flow_layer')
+      else:
+        second = dict(self.flow_of_flow)
+        flow_layer = rep_flow.FlowOfFlow(
+            first=self.flow, features=second.pop('features', 16),
+            second=second, dtype=self.dtype, name='flow_layer')
+      flow = flow_layer(x, train)
       outputs['flow'] = flow
       inputs['flow'] = maybe_stop('flow', flow)
     if 'semantic' in self.streams:
@@ -139,6 +150,13 @@ class AIRStreams(nn.Module):
     return outputs
 
 
+def _flow_of_flow_kwargs(model_config) -> Optional[Dict[str, Any]]:
+  options = model_config.get('flow_of_flow')
+  if not options or not options.enabled:
+    return None
+  return {k: v for k, v in options.items() if k != 'enabled'}
+
+
 def build_model(model_config, *, num_classes: int,
                 num_seg_classes: int) -> AIRStreams:
   """Builds `AIRStreams` from the `config.model` ConfigDict."""
@@ -152,6 +170,7 @@ def build_model(model_config, *, num_classes: int,
       stop_gradient=model_config.stop_gradient,
       stop_gradient_at=tuple(model_config.stop_gradient_at),
       flow=dict(model_config.flow),
+      flow_of_flow=_flow_of_flow_kwargs(model_config),
       seg_widths=tuple(model_config.seg.widths),
       seg_output_stride=model_config.seg.output_stride,
       dropout_rate=model_config.dropout_rate,
