@@ -1,0 +1,102 @@
+"""Toyota Smarthome (trimmed) from a local copy: the cross-subject protocol.
+
+Expected layout under `manual_dir` (the unpacked mp4 archive of the trimmed
+release):
+
+  MANUAL_DIR/mp4/Cook.Cleandishes_p02_r00_v02_c03.mp4
+  MANUAL_DIR/mp4/<Activity>_p<SS>_r<RR>_v<VV>_c<CC>.mp4
+
+The activity is the label (31 classes); p<SS> is the subject. Cross-subject
+(CS) protocol: subjects 3, 4, 6, 7, 9, 12, 13, 15, 17, 19 and 25 train, all
+other subjects test.
+"""
+
+import os
+import re
+from typing import Dict, List, Tuple
+
+from absl import logging
+
+from airstreams_jax import errors
+from airstreams_jax.data.video_entries import VideoEntry
+
+NUM_CLASSES = 31
+VIDEO_DIR = 'mp4'
+TRAIN_SUBJECTS = frozenset((3, 4, 6, 7, 9, 12, 13, 15, 17, 19, 25))
+URL = 'https://project.inria.fr/toyotasmarthome/'
+LAYOUT = (f'expected MANUAL_DIR/{VIDEO_DIR}/<Activity>_p<SS>_r<RR>_v<VV>_'
+          f'c<CC>.mp4, e.g. {VIDEO_DIR}/Cook.Cleandishes_p02_r00_v02_c03.mp4 '
+          f'(the trimmed mp4 release, on request from {URL})')
+
+_NAME = re.compile(
+    r'^(?P<activity>.+)_p(?P<subject>\d+)_r\d+_v\d+_c\d+\.mp4$', re.IGNORECASE)
+
+
+def _error(problem: str) -> errors.ConfigError:
+  return errors.ConfigError(f'Toyota Smarthome: {problem}; {LAYOUT}.')
+
+
+def parse_name(file_name: str) -> Tuple[str, int]:
+  """(activity, subject) of a file name such as `Walk_p03_r01_v05_c07.mp4`.
+
+  Args:
+    file_name: The base name of a video.
+
+  Returns:
+    The activity (the label) and the subject number.
+
+  Raises:
+    ConfigError: If the name does not follow the release's pattern.
+  """
+  match = _NAME.match(file_name)
+  if not match:
+    raise _error(f'cannot parse the video name {file_name!r} (move or '
+                 'rename files that are not part of the release)')
+  return match['activity'], int(match['subject'])
+
+
+def list_videos(
+    manual_dir: str
+) -> Tuple[Tuple[str, ...], Dict[str, List[VideoEntry]]]:
+  """Lists the cross-subject train and test videos.
+
+  Class names are the activities found in the file names, sorted (the
+  release has 31; another count is logged, not refused). Files other than
+  `.mp4` are ignored.
+
+  Args:
+    manual_dir: The local copy's root (see the module docstring).
+
+  Returns:
+    (class names, {'train': [VideoEntry], 'test': [VideoEntry]}), entries
+    sorted by file name.
+
+  Raises:
+    ConfigError: If the video folder is missing or empty, an mp4 name does
+      not parse, or a split would be empty.
+  """
+  manual_dir = os.path.abspath(os.path.expanduser(manual_dir))
+  video_dir = os.path.join(manual_dir, VIDEO_DIR)
+  if not os.path.isdir(video_dir):
+    raise _error(f'no folder {video_dir}')
+  names = sorted(n for n in os.listdir(video_dir)
+                 if n.lower().endswith('.mp4'))
+  if not names:
+    raise _error(f'no .mp4 file in {video_dir}')
+  parsed = [(name, *parse_name(name)) for name in names]
+  class_names = tuple(sorted({activity for _, activity, _ in parsed}))
+  if len(class_names) != NUM_CLASSES:
+    logging.warning('Toyota Smarthome: %d activities in %s, the release has '
+                    '%d.', len(class_names), video_dir, NUM_CLASSES)
+  label_of = {name: i for i, name in enumerate(class_names)}
+  splits = {'train': [], 'test': []}
+  for name, activity, subject in parsed:
+    split = 'train' if subject in TRAIN_SUBJECTS else 'test'
+    splits[split].append(VideoEntry(
+        video_id=os.path.splitext(name)[0],
+        path=os.path.join(video_dir, name), label=label_of[activity]))
+  for split, entries in splits.items():
+    if not entries:
+      raise _error(f'no {split} video in {video_dir} (cross-subject train '
+                   f'subjects: {sorted(TRAIN_SUBJECTS)})')
+  return class_names, splits
