@@ -14,18 +14,6 @@ is ambiguous, so motion and object identity both matter.
 
 from configs import base
 
-# Small CPU tower: the structure of the full one (6 TVN blocks, (2+1)D convs,
-# squeeze-excite, context gating, skips) at 1/8 of its widths.
-SMALL_TOWER = (
-    dict(filters=8, kernel=3, stride=2, temporal_kernel=3, expand=2),
-    dict(filters=16, kernel=3, stride=2, temporal_kernel=3, expand=2),
-    dict(filters=16, kernel=3, stride=1, temporal_kernel=3, expand=2),
-    dict(filters=32, kernel=3, stride=2, temporal_kernel=3, expand=1),
-    dict(filters=32, kernel=3, stride=1, temporal_kernel=3, expand=2),
-    dict(filters=64, kernel=3, stride=2, temporal_kernel=3, expand=1),
-)
-
-
 def get_config(arg=None):
   """Config argument: 'smoke' for a tiny, fast run."""
   arg = base.parse_arg(arg, smoke=False)
@@ -38,7 +26,7 @@ def get_config(arg=None):
   config.checkpoint_every_steps = 300
   config.optimizer.learning_rate = 3e-3
 
-  config.model.tower = SMALL_TOWER
+  config.model.tower = base.SMALL_TOWER
   config.model.dropout_rate = 0.2
   config.model.flow = dict(num_iter=10, bottleneck=1)
   config.model.seg = dict(widths=(8, 16, 16, 32), output_stride=16)
@@ -53,17 +41,7 @@ def get_config(arg=None):
       num_test=256, seed=0)
 
   if arg.smoke:
-    config.num_train_steps = 8
-    config.batch_size = 8
-    config.eval_batch_size = 8
-    config.log_every_steps = 2
-    config.eval_every_steps = 8
-    config.checkpoint_every_steps = 4
-    config.optimizer.warmup_steps = 2
-    config.model.flow = dict(num_iter=3, bottleneck=1)
-    config.dataset.image_size = 32
-    config.dataset.num_frames = 4
-    config.dataset.shuffle_buffer = 16
+    base.shrink_for_smoke(config)
     config.dataset.synthetic = dict(
         num_classes=6, num_frames=4, image_size=32, num_train=32,
         num_test=16, seed=0)

@@ -48,3 +48,56 @@ def test_unknown_config_argument():
   path = os.path.join(ROOT, 'configs', 'synthetic.py')
   with pytest.raises(flags.IllegalFlagValueError):
     _load([f'--config={path}:smok'])
+
+
+REAL_DATASET_CONFIGS = ('hmdb51', 'mit', 'charades', 'toyota_smarthome')
+
+
+@pytest.mark.parametrize('name', REAL_DATASET_CONFIGS)
+def test_ablation_arguments(name, tmp_path):
+  path = os.path.join(ROOT, 'configs', f'{name}.py')
+  config = _load([f'--config={path}'])
+  assert config.model.streams == ('rgb', 'flow', 'semantic')
+  assert not config.model.stop_gradient
+  assert dict(config.loss_weights) == dict(rgb=1.0, flow=0.0, semantic=0.0,
+                                           merged=1.0, interm=1.0)
+  assert config.loss_weights_file == ''
+  weights = tmp_path / 'weights.json'
+  config = _load([f'--config={path}:streams=rgb_sem,grad=stop,'
+                  f'weights={weights}'])
+  assert config.model.streams == ('rgb', 'semantic')
+  assert config.model.stop_gradient
+  assert config.loss_weights_file == str(weights)
+  config = _load([f'--config={path}:streams=rgb_flow,weights=uniform'])
+  assert config.model.streams == ('rgb', 'flow')
+  assert set(config.loss_weights.values()) == {1.0}
+  with pytest.raises(flags.IllegalFlagValueError, match='rgb_sem'):
+    _load([f'--config={path}:streams=flow_only'])
+  with pytest.raises(flags.IllegalFlagValueError, match='propagate'):
+    _load([f'--config={path}:grad=none'])
+
+
+def test_real_dataset_configs_share_the_paper_scale_model():
+  """One model and clip size for all: test_model_info checks its budget."""
+  configs = [_load([f'--config={os.path.join(ROOT, "configs", n)}.py'])
+             for n in REAL_DATASET_CONFIGS]
+  for config in configs[1:]:
+    assert config.model.tower == configs[0].model.tower
+    assert config.model.seg == configs[0].model.seg
+    for key in ('num_frames', 'image_size'):
+      assert config.dataset[key] == configs[0].dataset[key]
+
+
+def test_hmdb51_split_argument():
+  path = os.path.join(ROOT, 'configs', 'hmdb51.py')
+  assert _load([f'--config={path}:split=3']).dataset.builder_config == 'split3'
+  with pytest.raises(flags.IllegalFlagValueError, match='splits 1, 2 and 3'):
+    _load([f'--config={path}:split=4'])
+
+
+def test_charades_is_multi_label_and_can_start_from_mit():
+  path = os.path.join(ROOT, 'configs', 'charades.py')
+  config = _load([f'--config={path}:init=workdirs/mit'])
+  assert config.model.multi_label
+  assert config.init_from == 'workdirs/mit'
+  assert config.best_metric == 'mAP'

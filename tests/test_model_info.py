@@ -16,6 +16,7 @@ from airstreams_jax import model_info
 from airstreams_jax.models import airstreams
 from airstreams_jax.models import rep_flow
 from configs import base
+from configs import mit as configs_mit
 from configs import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -206,3 +207,17 @@ def test_a_config_the_model_rejects_is_a_config_error():
   config.model.merge_after = 6
   with pytest.raises(errors.ConfigError, match='merge_after'):
     model_info.model_costs(config, 6, 4)
+
+
+def test_paper_scale_inference_fits_the_papers_17g_macs():
+  """The full-size model of the real-dataset configs (they share it:
+  tests/test_configs.py), RGB-only inference, counted in multiply-adds."""
+  config = configs_mit.get_config()
+  # 339 MiT classes, the selfie teacher's 2 classes.
+  costs = model_info.model_costs(config, 339, 2)
+  summary = model_info.summary(costs)
+  print(model_info.format_report(costs))
+  assert summary['inference_gmacs'] <= 17.0
+  # Still a full-size model: ~41M parameters in training, three streams.
+  assert summary['params'] > 30e6
+  assert config.model.streams == ('rgb', 'flow', 'semantic')
