@@ -14,6 +14,11 @@ different options never share a data directory:
 The predefined configs (`BUILDER_CONFIGS`) can also be built with
 `tfds build airstreams_jax/data/synthetic_actions.py
 [--config c6_t8_s32_n256x64_seed0]`.
+
+The `masks` feature holds the generator's true masks, optionally corrupted by
+the oracle teacher (`oracle_drop_prob`, `oracle_erode_px`, `oracle_seed`) to
+imitate a real teacher's mistakes; non-default corruption options appear in
+the config name, e.g. c6_t8_s32_n256x64_seed0_drop0.5_erode1.
 """
 
 import dataclasses
@@ -27,6 +32,9 @@ import tensorflow_datasets as tfds
 # `data.synthetic_actions` (the repository root is not on sys.path then), and
 # only a relative import resolves under both that name and the package name.
 from . import synthetic_generator
+# Absolute: the teachers live outside this folder, so `tfds build <path>`
+# needs the package installed (`pip install -e .`, as the README says).
+from airstreams_jax.teachers import oracle
 
 # Teacher segmentation classes of the `masks` feature (index = mask value).
 MASK_CLASS_NAMES = synthetic_generator.CATEGORY_NAMES
@@ -103,6 +111,10 @@ class SyntheticActionsConfig(tfds.core.BuilderConfig):
     num_train: Number of training clips.
     num_test: Number of test clips.
     seed: Base seed; each split derives its own stream from it.
+    oracle_drop_prob: Probability that the teacher misses an object class
+      for a whole clip (see `teachers.oracle.OracleTeacher`).
+    oracle_erode_px: Pixels by which the teacher's objects shrink.
+    oracle_seed: Seed of the teacher's dropping decisions.
   """
 
   num_classes: int = 6
@@ -111,6 +123,15 @@ class SyntheticActionsConfig(tfds.core.BuilderConfig):
   num_train: int = 1024
   num_test: int = 256
   seed: int = 0
+  oracle_drop_prob: float = 0.0
+  oracle_erode_px: int = 0
+  oracle_seed: int = 0
+
+  def make_oracle(self) -> oracle.OracleTeacher:
+    """The teacher that corrupts this config's masks."""
+    return oracle.OracleTeacher(
+        MASK_CLASS_NAMES, drop_prob=self.oracle_drop_prob,
+        erode_px=self.oracle_erode_px, seed=self.oracle_seed)
 
 
 def config_name(
@@ -120,8 +141,15 @@ def config_name(
     num_train: int,
     num_test: int,
     seed: int,
+    oracle_drop_prob: float = 0.0,
+    oracle_erode_px: int = 0,
+    oracle_seed: int = 0,
 ) -> str:
   """Returns a name encoding all options, e.g. c6_t8_s64_n1024x256_seed0.
+
+  Corruption options are appended only when they differ from their defaults
+  (e.g. ..._seed0_drop0.25_erode1_oseed3), so names of uncorrupted datasets,
+  and their data directories, are those of earlier versions.
 
   Args:
     num_classes: Number of action classes.
@@ -130,14 +158,24 @@ def config_name(
     num_train: Number of training clips.
     num_test: Number of test clips.
     seed: Base seed.
+    oracle_drop_prob: Teacher's object-drop probability.
+    oracle_erode_px: Teacher's erosion in pixels.
+    oracle_seed: Seed of the teacher's corruption.
 
   Returns:
     The config name.
   """
-  return (
+  name = (
       f"c{num_classes}_t{num_frames}_s{image_size}"
       f"_n{num_train}x{num_test}_seed{seed}"
   )
+  if oracle_drop_prob:
+    name += f"_drop{float(oracle_drop_prob):g}"
+  if oracle_erode_px:
+    name += f"_erode{oracle_erode_px}"
+  if oracle_seed:
+    name += f"_oseed{oracle_seed}"
+  return name
 
 
 def _new_config(
@@ -147,6 +185,9 @@ def _new_config(
     num_train: int,
     num_test: int,
     seed: int,
+    oracle_drop_prob: float = 0.0,
+    oracle_erode_px: int = 0,
+    oracle_seed: int = 0,
 ) -> SyntheticActionsConfig:
   """Validates the options and builds a fresh config."""
   # Validate eagerly so that bad options fail here rather than midway
@@ -166,22 +207,35 @@ def _new_config(
     )
   if seed < 0:
     raise ValueError(f"seed must be >= 0, got {seed}.")
+  teacher = oracle.OracleTeacher(  # Validates the corruption options.
+      MASK_CLASS_NAMES, drop_prob=oracle_drop_prob, erode_px=oracle_erode_px,
+      seed=oracle_seed)
   name = config_name(
-      num_classes, num_frames, image_size, num_train, num_test, seed
+      num_classes, num_frames, image_size, num_train, num_test, seed,
+      teacher.drop_prob, teacher.erode_px, teacher.seed
   )
+  description = (
+      f"{num_classes} classes, {num_frames} frames of "
+      f"{image_size}x{image_size}, {num_train} train / {num_test} test "
+      f"clips, seed {seed}."
+  )
+  if not teacher.is_identity or teacher.seed:
+    description += (
+        f" Teacher masks corrupted: drop_prob {teacher.drop_prob:g}, "
+        f"erode_px {teacher.erode_px}, seed {teacher.seed}."
+    )
   return SyntheticActionsConfig(
       name=name,
-      description=(
-          f"{num_classes} classes, {num_frames} frames of "
-          f"{image_size}x{image_size}, {num_train} train / {num_test} test "
-          f"clips, seed {seed}."
-      ),
+      description=description,
       num_classes=num_classes,
       num_frames=num_frames,
       image_size=image_size,
       num_train=num_train,
       num_test=num_test,
       seed=seed,
+      oracle_drop_prob=teacher.drop_prob,
+      oracle_erode_px=teacher.erode_px,
+      oracle_seed=teacher.seed,
   )
 
 
@@ -204,6 +258,9 @@ def make_config(
     num_train: int = 1024,
     num_test: int = 256,
     seed: int = 0,
+    oracle_drop_prob: float = 0.0,
+    oracle_erode_px: int = 0,
+    oracle_seed: int = 0,
 ) -> SyntheticActionsConfig:
   """Returns a validated config whose name encodes all options.
 
@@ -214,6 +271,11 @@ def make_config(
     num_train: Number of training clips (>= 1).
     num_test: Number of test clips (>= 1).
     seed: Non-negative base seed.
+    oracle_drop_prob: Probability in [0, 1] that the teacher masks miss an
+      object class for a whole clip.
+    oracle_erode_px: Pixels (>= 0) by which the teacher masks' objects
+      shrink.
+    oracle_seed: Non-negative seed of the teacher's dropping decisions.
 
   Returns:
     A `SyntheticActionsConfig`; the predefined instance when the options
@@ -223,7 +285,8 @@ def make_config(
     ValueError: If an option is out of range.
   """
   config = _new_config(
-      num_classes, num_frames, image_size, num_train, num_test, seed
+      num_classes, num_frames, image_size, num_train, num_test, seed,
+      oracle_drop_prob, oracle_erode_px, oracle_seed
   )
   return _PREDEFINED_CONFIGS.get(config.name, config)
 
@@ -274,14 +337,21 @@ class SyntheticActions(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, split: str, num_examples: int):
     cfg = self.builder_config
-    for key, example in synthetic_generator.generate_split(
+    teacher = cfg.make_oracle()
+    split_index = _SPLIT_INDICES[split]
+    for index, (key, example) in enumerate(synthetic_generator.generate_split(
         seed=cfg.seed,
         num_examples=num_examples,
         num_classes=cfg.num_classes,
         num_frames=cfg.num_frames,
         image_size=cfg.image_size,
-        split_index=_SPLIT_INDICES[split],
-    ):
+        split_index=split_index,
+    )):
+      # Keyed by (split, example) like the clips themselves, so a clip's
+      # corruption does not depend on generation order.
+      example["masks"] = teacher.corrupt(
+          example["masks"], (split_index, index)
+      )
       # `Video` accepts a list of already-encoded frames and stores them as
       # is, which skips its much slower per-frame TF encoder.
       example["video"] = encode_png_frames(example["video"])

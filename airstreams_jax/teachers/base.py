@@ -6,6 +6,24 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from airstreams_jax import errors
+
+
+class TeacherSetupError(errors.ConfigError):
+  """A teacher cannot be built: a missing option, model file or package.
+
+  Raised by constructors and `factory.make_teacher`, before any video is
+  read; `main` prints it as one line. The message names the fix.
+  """
+
+
+class TeacherInputError(ValueError):
+  """One video's teacher input is bad (e.g. its precomputed mask file).
+
+  Dataset builders catch it, skip the video and name it in their bad-file
+  report; the message names the file and the problem.
+  """
+
 
 @dataclasses.dataclass(frozen=True)
 class FrameSource:
@@ -35,7 +53,7 @@ class Teacher(abc.ABC):
   @property
   @abc.abstractmethod
   def class_names(self) -> Tuple[str, ...]:
-    """Names of the mask values: `class_names[i]` is id i; id 0 is background."""
+    """Names of the mask values: `class_names[i]` is id i; 0 is background."""
 
   @abc.abstractmethod
   def segment(self, frames: np.ndarray,
@@ -65,7 +83,7 @@ class Teacher(abc.ABC):
 
 def check_masks(masks: np.ndarray, num_frames: int,
                 class_names: Sequence[str]) -> None:
-  """Raises ValueError unless `masks` is uint8 [num_frames, h, w] of valid ids."""
+  """Raises ValueError unless `masks` is uint8 [num_frames, h, w], ids valid."""
   if masks.dtype != np.uint8 or masks.ndim != 3:
     raise ValueError(f'Masks must be uint8 [T, h, w], got {masks.dtype} '
                      f'{masks.shape}.')
