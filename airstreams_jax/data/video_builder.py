@@ -1,0 +1,532 @@
+"""The shared tfds builder for real videos: decode, label with a teacher, store.
+
+A dataset module (video_folder, hmdb51, charades, ...) subclasses
+`VideoDatasetBuilder` and supplies only what is specific to it:
+
+  class MyDataset(video_builder.VideoDatasetBuilder):
+    VERSION = tfds.core.Version('1.0.0')
+    RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+    BUILDER_CONFIGS = [video_builder.VideoBuilderConfig()]  # The default.
+    MANUAL_DOWNLOAD_INSTRUCTIONS = 'Place ... in manual_dir.'
+    DESCRIPTION = 'One paragraph about the dataset.'
+    MULTI_LABEL = False
+
+    def _list_videos(self, manual_dir):
+      return video_builder.VideoListing(
+          class_names=[...], splits={'train': [VideoEntry(...)], ...})
+
+Everything else happens here. For each `VideoEntry`, in a pool of worker
+processes (one teacher per worker): `video_io.decode` keeps the frames at the
+configured rate and size, the teacher labels them, the masks are resized
+(nearest neighbour) to the stored mask size and the frames JPEG-encoded. The
+stored features are the contract of `video_entries` ('video', 'masks',
+'label' or 'frame_labels', 'video_id'). Metadata: 'mask_class_names' (the
+teacher's), 'class_names', 'multi_label', 'num_bad_inputs', 'manual_dir'.
+
+A file that does not decode, or that the teacher rejects (`ValueError`, e.g.
+the teachers' `TeacherInputError`), is skipped; so is anything the listing
+reports in `VideoListing.bad_inputs` (e.g. an unreadable folder). Every
+skipped input is named with its reason in `bad_inputs.json` beside the
+dataset (`<data_dir>/<name>/<config>/<version>/bad_inputs.json`) and counted
+in the log. A split left without any good video is an error.
+
+Each builder config's name encodes every option that changes the stored
+data (`VideoBuilderConfig.options_name`), so datasets built with different
+options never share a directory.
+"""
+
+import abc
+import collections
+import concurrent.futures
+import dataclasses
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+from typing import (Any, Dict, Iterator, List, Mapping, Optional, Sequence,
+                    Tuple)
+
+from absl import logging
+import numpy as np
+import PIL.Image
+import tensorflow_datasets as tfds
+import tqdm
+
+from airstreams_jax.data import video_io
+from airstreams_jax.data.video_entries import VideoEntry
+from airstreams_jax.teachers import base as teacher_base
+
+REPORT_FILENAME = 'bad_inputs.json'
+JPEG_QUALITY = 90
+# Teacher options that change only speed or caching, not the masks: left
+# out of the config name so that changing them reuses the dataset.
+_OPTIONS_NOT_IN_NAME = ('num_threads', 'batch_size', 'cache_dir')
+# Videos in flight per worker: keeps both cores busy while results are
+# written in order, without holding a whole split in memory.
+_IN_FLIGHT_PER_WORKER = 4
+
+
+@dataclasses.dataclass(eq=False)
+class VideoBuilderConfig(tfds.core.BuilderConfig):
+  """How videos become examples. The name is derived from the options.
+
+  Attributes:
+    name: Leave empty: set to `options_name()`.
+    teacher: Teacher name for `teachers.factory.make_teacher`.
+    teacher_options: The teacher's options (JSON-serialisable; None values
+      count as unset and are dropped).
+    short_side: Stored frames are resized so their short side has this many
+      pixels (aspect ratio kept).
+    fps: Frames are kept at this rate (0: every frame of the source).
+    max_frames: At most this many frames per video, evenly spread over it
+      (0: no limit).
+    mask_size: Short side of the stored masks, at most `short_side`.
+  """
+  name: str = ''
+  teacher: str = 'selfie'
+  teacher_options: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  short_side: int = 128
+  fps: float = 0.
+  max_frames: int = 0
+  mask_size: int = 64
+
+  def __post_init__(self):
+    self.teacher_options = {k: v for k, v in dict(self.teacher_options).items()
+                            if v is not None}
+    self.validate()
+    if not self.name:
+      self.name = self.options_name()
+    if not self.description:
+      self.description = self.name
+
+  def validate(self) -> None:
+    """Raises ValueError naming the first option out of range."""
+    if not self.teacher:
+      raise ValueError('teacher must be set (e.g. selfie, files, tflite).')
+    try:
+      json.dumps(self.teacher_options, sort_keys=True)
+    except (TypeError, ValueError) as e:
+      raise ValueError(f'teacher_options must be JSON-serialisable: {e}'
+                       ) from None
+    if self.short_side < 8:
+      raise ValueError(f'short_side must be >= 8, got {self.short_side}.')
+    if self.fps < 0:
+      raise ValueError(f'fps must be >= 0 (0: every frame), got {self.fps}.')
+    if self.max_frames < 0:
+      raise ValueError('max_frames must be >= 0 (0: no limit), got '
+                       f'{self.max_frames}.')
+    if not 1 <= self.mask_size <= self.short_side:
+      raise ValueError(f'mask_size must be in [1, short_side={self.short_side}'
+                       f'], got {self.mask_size}.')
+
+  def options_name(self) -> str:
+    """E.g. 'selfie_s128_fps8_max64_m32'; options add a hash to the teacher.
+
+    Subclasses with more options (e.g. an official split) prepend them.
+    """
+    teacher = self.teacher
+    options = {k: v for k, v in self.teacher_options.items()
+               if k not in _OPTIONS_NOT_IN_NAME}
+    if options:
+      digest = hashlib.sha1(json.dumps(options, sort_keys=True)
+                            .encode()).hexdigest()[:8]
+      teacher = f'{teacher}-{digest}'
+    fps = f'{self.fps:g}'.replace('.', 'p') if self.fps else 'all'
+    max_frames = self.max_frames or 'all'
+    return (f'{teacher}_s{self.short_side}_fps{fps}_max{max_frames}'
+            f'_m{self.mask_size}')
+
+
+@dataclasses.dataclass(frozen=True)
+class BadInput:
+  """An input left out of the dataset, and why."""
+  path: str
+  reason: str
+  split: str = ''
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoListing:
+  """What a dataset module finds in `manual_dir`.
+
+  Attributes:
+    class_names: Action class names; entry labels index them.
+    splits: Split name -> its videos, in a deterministic order.
+    bad_inputs: What the listing skipped (e.g. unreadable folders); they
+      go into the report with the videos that fail to decode.
+  """
+  class_names: Sequence[str]
+  splits: Mapping[str, Sequence[VideoEntry]]
+  bad_inputs: Sequence[BadInput] = ()
+
+
+# ------------------------------------------------------------ numpy helpers
+
+
+def resize_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
+  """Nearest-neighbour resize of uint8 [T, h, w] class ids to [T, H, W]."""
+  _, h, w = masks.shape
+  rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64),
+                    h - 1)
+  cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64),
+                    w - 1)
+  return masks[:, rows][:, :, cols]
+
+
+def frame_labels(intervals, timestamps: np.ndarray,
+                 num_classes: int) -> np.ndarray:
+  """Multi-hot uint8 [T, num_classes]: the actions under each frame.
+
+  Args:
+    intervals: `ActionInterval`s (class, start and end in seconds).
+    timestamps: [T] time of each stored frame in seconds.
+    num_classes: Number of action classes.
+
+  Returns:
+    labels[t, c] = 1 iff an interval of class c covers timestamps[t]
+    (start and end included).
+  """
+  labels = np.zeros((len(timestamps), num_classes), np.uint8)
+  for interval in intervals:
+    covered = (timestamps >= interval.start) & (timestamps <= interval.end)
+    labels[covered, interval.label] = 1
+  return labels
+
+
+def encode_jpeg(frames: np.ndarray, quality: int = JPEG_QUALITY
+                ) -> List[bytes]:
+  """JPEG bytes of each uint8 [H, W, 3] frame of `frames`."""
+  encoded = []
+  for frame in frames:
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(frame).save(buffer, format='JPEG', quality=quality)
+    encoded.append(buffer.getvalue())
+  return encoded
+
+
+# ------------------------------------------------------ per-video work
+
+
+@dataclasses.dataclass(frozen=True)
+class _Work:
+  """Everything a worker needs to turn an entry into an example."""
+  teacher: str
+  teacher_options: Mapping[str, Any]
+  manual_dir: str
+  fps: float
+  max_frames: int
+  short_side: int
+  mask_size: int
+  multi_label: bool
+  num_classes: int
+
+
+def make_teacher(name: str, manual_dir: str,
+                 options: Mapping[str, Any]) -> teacher_base.Teacher:
+  """`teachers.factory.make_teacher` (imported here: it loads models)."""
+  from airstreams_jax.teachers import factory  # pylint: disable=g-import-not-at-top
+  return factory.make_teacher(name, manual_dir=manual_dir,
+                              options=dict(options))
+
+
+# One teacher per worker process, created by `_init_worker`.
+_worker_state: Dict[str, Any] = {}
+
+
+def _init_worker(work: _Work) -> None:
+  _worker_state['work'] = work
+  _worker_state['teacher'] = make_teacher(work.teacher, work.manual_dir,
+                                          work.teacher_options)
+
+
+def _process_in_worker(entry: VideoEntry):
+  return process_video(entry, _worker_state['work'],
+                       _worker_state['teacher'])
+
+
+def process_video(entry: VideoEntry, work: _Work,
+                  teacher: teacher_base.Teacher
+                  ) -> Tuple[Optional[Dict[str, Any]], str]:
+  """Decodes, labels and encodes one video.
+
+  Returns:
+    (example, '') or, for a bad input, (None, one-line reason).
+  """
+  try:
+    video = video_io.decode(entry.path, fps=work.fps,
+                            max_frames=work.max_frames,
+                            short_side=work.short_side)
+  except video_io.VideoDecodeError as e:
+    return None, str(e)
+  source = teacher_base.FrameSource(
+      video_path=entry.path,
+      frame_indices=tuple(int(i) for i in video.indices),
+      num_video_frames=video.num_video_frames)
+  try:
+    masks = teacher(video.frames, source)
+  except ValueError as e:  # Includes the teachers' TeacherInputError.
+    return None, f'teacher: {" ".join(str(e).split())}'
+  height, width = video_io.resized_shape(*video.frames.shape[1:3],
+                                         work.mask_size)
+  example = {
+      'video': encode_jpeg(video.frames),
+      'masks': resize_masks(masks, height, width),
+      'video_id': entry.video_id,
+  }
+  if work.multi_label:
+    example['frame_labels'] = frame_labels(entry.intervals, video.timestamps,
+                                           work.num_classes)
+  else:
+    example['label'] = entry.label
+  return example, ''
+
+
+def _ordered_results(entries: Sequence[VideoEntry],
+                     pool: Optional[concurrent.futures.Executor],
+                     in_flight: int, work: _Work,
+                     teacher: teacher_base.Teacher
+                     ) -> Iterator[Tuple[Any, str]]:
+  """process_video over entries, in order, at most `in_flight` at a time."""
+  if pool is None:
+    for entry in entries:
+      yield process_video(entry, work, teacher)
+    return
+  pending = collections.deque()
+  entries = iter(entries)
+  while True:
+    while len(pending) < in_flight:
+      entry = next(entries, None)
+      if entry is None:
+        break
+      pending.append((entry, pool.submit(_process_in_worker, entry)))
+    if not pending:
+      return
+    entry, future = pending.popleft()
+    try:
+      yield future.result()
+    except concurrent.futures.process.BrokenProcessPool:
+      paths = [entry.path] + [e.path for e, _ in pending]
+      raise RuntimeError(
+          'A build worker died (a crash inside the decoder or the teacher) '
+          f'while processing one of {paths}; build with num_workers=1 to '
+          'find the file, then remove it.') from None
+
+
+# ------------------------------------------------------------- builder
+
+
+class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder):
+  """Base of the real-video builders; see the module docstring.
+
+  Subclasses set VERSION, RELEASE_NOTES, BUILDER_CONFIGS (at least a default
+  `VideoBuilderConfig`, or a subclass of it), MANUAL_DOWNLOAD_INSTRUCTIONS,
+  DESCRIPTION, MULTI_LABEL, and implement `_list_videos`.
+  """
+
+  DESCRIPTION = ''
+  MULTI_LABEL = False
+
+  def __init__(self, *, manual_dir: str = '', num_workers: int = 0,
+               **kwargs):
+    """Args:
+
+      manual_dir: The local copy of the dataset; when empty, tfds's
+        `download_config.manual_dir` (`tfds build --manual_dir=...`).
+      num_workers: Worker processes for decoding and the teacher (0: one
+        per CPU core; 1: work in this process).
+      **kwargs: For `tfds.core.GeneratorBasedBuilder` (data_dir, config,
+        ...).
+    """
+    self._manual_dir = os.path.abspath(os.path.expanduser(manual_dir)
+                                       ) if manual_dir else ''
+    self._num_workers = num_workers or os.cpu_count() or 1
+    self._bad_inputs: List[BadInput] = []
+    self._pool = None
+    self._teacher = None
+    self._work = None
+    super().__init__(**kwargs)
+    # While building, `data_dir` names a temporary directory that tfds
+    # renames to this one when the build succeeds.
+    self._final_data_dir = self.data_dir
+
+  @classmethod
+  def make_config(cls, **options) -> VideoBuilderConfig:
+    """A config of this builder from its options.
+
+    Args:
+      **options: Fields of the builder's config class (`teacher`,
+        `short_side`, ...).
+
+    Returns:
+      The config; the predefined instance of `BUILDER_CONFIGS` when the
+      options name one (tfds refuses a look-alike with the same name).
+
+    Raises:
+      ValueError: If an option is out of range.
+    """
+    config = cls.builder_config_cls(**options)
+    return cls.builder_configs.get(config.name, config)
+
+  @abc.abstractmethod
+  def _list_videos(self, manual_dir: str) -> VideoListing:
+    """Finds the videos of every split in the local copy.
+
+    Args:
+      manual_dir: The local copy (an existing directory).
+
+    Returns:
+      The class names, the entries of each split (labels index the class
+      names; single-label entries set `label`, multi-label ones
+      `intervals`; `video_id`s unique within a split) and anything skipped.
+
+    Raises:
+      errors.ConfigError: When expected files are missing, with the layout
+        expected and where to get the data.
+    """
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    features = {
+        'video': tfds.features.Video(shape=(None, None, None, 3),
+                                     encoding_format='jpeg'),
+        'masks': tfds.features.Tensor(shape=(None, None, None),
+                                      dtype=np.uint8,
+                                      encoding=tfds.features.Encoding.ZLIB),
+        'video_id': tfds.features.Text(),
+    }
+    if self.MULTI_LABEL:
+      features['frame_labels'] = tfds.features.Tensor(
+          shape=(None, None), dtype=np.uint8,
+          encoding=tfds.features.Encoding.ZLIB)
+    else:
+      # Names are set from the listing when the dataset is built, and read
+      # back from the dataset's files afterwards.
+      features['label'] = tfds.features.ClassLabel()
+    return self.dataset_info_from_configs(
+        description=self.DESCRIPTION,
+        features=tfds.features.FeaturesDict(features),
+        metadata=tfds.core.MetadataDict(),
+    )
+
+  def _resolve_manual_dir(self, dl_manager) -> str:
+    if self._manual_dir:
+      manual_dir = self._manual_dir
+    else:
+      manual_dir = os.fspath(dl_manager.manual_dir)
+    if not os.path.isdir(manual_dir):
+      raise FileNotFoundError(
+          f'manual_dir {manual_dir} is not a directory; '
+          f'{self.MANUAL_DOWNLOAD_INSTRUCTIONS or ""}'.strip())
+    return manual_dir
+
+  def _check_listing(self, listing: VideoListing) -> None:
+    num_classes = len(listing.class_names)
+    if not num_classes:
+      raise ValueError(f'{self.name}: the listing found no classes.')
+    for split, entries in listing.splits.items():
+      ids = collections.Counter(e.video_id for e in entries)
+      twice = [i for i, n in ids.items() if n > 1]
+      if twice:
+        raise ValueError(f'{self.name}: video ids listed twice in split '
+                         f'{split!r}: {twice[:5]}')
+      for e in entries:
+        labels = [i.label for i in e.intervals] if self.MULTI_LABEL else [
+            e.label]
+        if any(not 0 <= label < num_classes for label in labels):
+          raise ValueError(f'{self.name}: {e.path} has label(s) {labels} '
+                           f'outside the {num_classes} classes.')
+
+  def _split_generators(self, dl_manager):
+    cfg = self.builder_config
+    manual_dir = self._resolve_manual_dir(dl_manager)
+    listing = self._list_videos(manual_dir)
+    self._check_listing(listing)
+    class_names = [str(n) for n in listing.class_names]
+    self._bad_inputs = list(listing.bad_inputs)
+    for bad in self._bad_inputs:
+      logging.warning('Skipping %s: %s', bad.path, bad.reason)
+    # The teacher in this process: its class names go into the metadata,
+    # and a misconfigured teacher fails before any video is decoded.
+    self._teacher = make_teacher(cfg.teacher, manual_dir, cfg.teacher_options)
+    self._work = _Work(
+        teacher=cfg.teacher, teacher_options=dict(cfg.teacher_options),
+        manual_dir=manual_dir, fps=cfg.fps, max_frames=cfg.max_frames,
+        short_side=cfg.short_side, mask_size=cfg.mask_size,
+        multi_label=self.MULTI_LABEL, num_classes=len(class_names))
+    if not self.MULTI_LABEL:
+      self.info.features['label'].names = class_names
+    self.info.metadata.update(
+        mask_class_names=list(self._teacher.class_names),
+        class_names=class_names, multi_label=self.MULTI_LABEL,
+        manual_dir=manual_dir)
+    return {split: self._generate_examples(split, list(entries))
+            for split, entries in listing.splits.items()}
+
+  def _download_and_prepare(self, dl_manager, download_config=None):
+    """Runs tfds's generation inside a worker pool; writes the report."""
+    self._bad_inputs = []
+    try:
+      super()._download_and_prepare(dl_manager, download_config)
+    except Exception:
+      if self._bad_inputs:
+        # The incomplete dataset directory is about to be deleted: keep the
+        # report beside it.
+        self._write_report(os.path.dirname(self._final_data_dir))
+      raise
+    finally:
+      if self._pool is not None:
+        self._pool.shutdown(cancel_futures=True)
+        self._pool = None
+    self.info.metadata['num_bad_inputs'] = len(self._bad_inputs)
+    self._write_report(self.data_dir)  # Renamed to the version dir after.
+    if self._bad_inputs:
+      logging.warning('%s: %d bad inputs skipped, named in %s',
+                      self.info.full_name, len(self._bad_inputs),
+                      os.path.join(self._final_data_dir, REPORT_FILENAME))
+
+  def _write_report(self, directory: str) -> None:
+    with open(os.path.join(directory, REPORT_FILENAME), 'w') as f:
+      json.dump({'num_bad_inputs': len(self._bad_inputs),
+                 'bad_inputs': [dataclasses.asdict(b)
+                                for b in self._bad_inputs]}, f, indent=1)
+
+  def _get_pool(self) -> Optional[concurrent.futures.Executor]:
+    if self._num_workers <= 1:
+      return None
+    if self._pool is None:
+      # Spawned, not forked: the parent may run TensorFlow and JAX threads.
+      self._pool = concurrent.futures.ProcessPoolExecutor(
+          max_workers=self._num_workers,
+          mp_context=multiprocessing.get_context('spawn'),
+          initializer=_init_worker, initargs=(self._work,))
+    return self._pool
+
+  def _generate_examples(self, split: str, entries: List[VideoEntry]):
+    pool = self._get_pool()
+    num_good = 0
+    bad = []
+    results = _ordered_results(entries, pool,
+                               _IN_FLIGHT_PER_WORKER * self._num_workers,
+                               self._work, self._teacher)
+    with tqdm.tqdm(total=len(entries), unit='video', dynamic_ncols=True,
+                   desc=f'{self.name} {split}') as progress:
+      for entry, (example, reason) in zip(entries, results):
+        progress.update()
+        if example is None:
+          logging.warning('Skipping %s: %s', entry.path, reason)
+          bad.append(BadInput(entry.path, reason, split))
+          continue
+        num_good += 1
+        yield entry.video_id, example
+    self._bad_inputs.extend(bad)
+    logging.info('%s %s: %d videos, %d skipped.', self.name, split, num_good,
+                 len(bad))
+    if not num_good:
+      reasons = '; '.join(f'{os.path.basename(b.path)}: {b.reason}'
+                          for b in bad[:3])
+      report = os.path.join(os.path.dirname(self._final_data_dir),
+                            REPORT_FILENAME)
+      raise ValueError(
+          f'{self.name}: split {split!r} has no good video ({len(entries)} '
+          f'listed{", e.g. " + reasons if reasons else ""}); see {report}.')
+

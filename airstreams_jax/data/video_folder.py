@@ -1,0 +1,135 @@
+"""Any folder of labelled videos as a dataset with teacher masks.
+
+Layout (split and class names are the folder names):
+
+  ROOT/train/<class>/<video>.mp4     also .avi, .mkv, .webm, .mov (any case)
+  ROOT/test/<class>/<video>.avi
+
+Classes are the class folders of all splits together, sorted (a class may
+be missing from a split). Other files (e.g. a `files` teacher's
+`<stem>.masks.npz` or `ROOT/classes.txt`) and hidden folders are ignored; a
+class folder that cannot be read is skipped and named in the bad-input
+report. Each video's id is `<class>/<file name>`.
+
+From `main` (builds on first use; see configs/video_folder.py):
+
+  python -m airstreams_jax.main --config=configs/video_folder.py \
+      --workdir=W --config.dataset.manual_dir=ROOT \
+      --config.dataset.data_dir=D --config.dataset.teacher=selfie
+
+With tfds (the default config: selfie teacher, short side 128, every frame,
+masks of short side 64; `--config` takes a JSON of other options):
+
+  tfds build airstreams_jax/data/video_folder.py --manual_dir=ROOT \
+      --data_dir=D [--config '{"teacher": "files", "fps": 8}']
+"""
+
+import os
+import re
+from typing import Dict, List
+
+import tensorflow_datasets as tfds
+
+from airstreams_jax import errors
+from airstreams_jax.data import video_builder
+from airstreams_jax.data.video_entries import VideoEntry
+
+VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mkv', '.webm', '.mov')
+LAYOUT = ('expected ROOT/<split>/<class>/<video> (e.g. ROOT/train/jump/'
+          'a.mp4, ROOT/test/jump/b.avi) with .mp4, .avi, .mkv, .webm or '
+          '.mov videos')
+# tfds split names: letters, digits and underscores.
+_SPLIT_NAME = re.compile(r'^\w+$')
+
+
+def _error(problem: str) -> errors.ConfigError:
+  return errors.ConfigError(f'video_folder: {problem}; {LAYOUT}.')
+
+
+def _subfolders(path: str) -> List[str]:
+  """Sorted names of the non-hidden folders in `path`."""
+  with os.scandir(path) as it:
+    return sorted(e.name for e in it
+                  if e.is_dir() and not e.name.startswith('.'))
+
+
+def _videos(path: str) -> List[str]:
+  """Sorted names of the video files in `path`."""
+  with os.scandir(path) as it:
+    return sorted(e.name for e in it if e.is_file() and
+                  os.path.splitext(e.name)[1].lower() in VIDEO_EXTENSIONS)
+
+
+def list_videos(root: str) -> video_builder.VideoListing:
+  """Lists `ROOT/<split>/<class>/<video>`.
+
+  Args:
+    root: The dataset folder.
+
+  Returns:
+    The class names, each split's entries (sorted by class, then file name)
+    and the class folders that could not be read.
+
+  Raises:
+    errors.ConfigError: If ROOT is missing or unreadable, has no split
+      folder, or a split holds no video.
+  """
+  root = os.path.abspath(os.path.expanduser(root))
+  if not os.path.isdir(root):
+    raise _error(f'{root} is not a directory')
+  try:
+    split_names = _subfolders(root)
+  except OSError as e:
+    raise _error(f'cannot read {root} ({e.strerror})') from None
+  if not split_names:
+    raise _error(f'{root} has no split folders')
+  bad_names = [s for s in split_names if not _SPLIT_NAME.match(s)]
+  if bad_names:
+    raise _error(f'split folder names may hold only letters, digits and _, '
+                 f'got {bad_names} in {root}')
+  class_folders: Dict[str, List[str]] = {}
+  for split in split_names:
+    try:
+      class_folders[split] = _subfolders(os.path.join(root, split))
+    except OSError as e:
+      raise _error(f'cannot read split folder {os.path.join(root, split)} '
+                   f'({e.strerror})') from None
+  class_names = sorted(set().union(*class_folders.values()))
+  label = {name: i for i, name in enumerate(class_names)}
+  splits, bad = {}, []
+  for split in split_names:
+    entries = []
+    for name in class_folders[split]:
+      folder = os.path.join(root, split, name)
+      try:
+        files = _videos(folder)
+      except OSError as e:
+        bad.append(video_builder.BadInput(
+            folder, f'unreadable class folder ({e.strerror})', split))
+        continue
+      entries.extend(
+          VideoEntry(video_id=f'{name}/{f}', path=os.path.join(folder, f),
+                     label=label[name]) for f in files)
+    if not entries and not any(b.split == split for b in bad):
+      raise _error(f'split folder {os.path.join(root, split)} holds no '
+                   'videos')
+    splits[split] = entries
+  return video_builder.VideoListing(class_names=class_names, splits=splits,
+                                    bad_inputs=bad)
+
+
+class VideoFolder(video_builder.VideoDatasetBuilder):
+  """Videos from `ROOT/<split>/<class>/<video>` with teacher masks."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  BUILDER_CONFIGS = [video_builder.VideoBuilderConfig()]
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+      f'Point manual_dir at your video folder: {LAYOUT}.')
+  DESCRIPTION = (
+      'Labelled videos from a local folder ROOT/<split>/<class>/<video>; '
+      "`masks` holds the teacher's per-pixel class ids, named by "
+      "metadata['mask_class_names'].")
+
+  def _list_videos(self, manual_dir: str) -> video_builder.VideoListing:
+    return list_videos(manual_dir)
