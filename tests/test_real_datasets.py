@@ -2,19 +2,24 @@
 
 The copies (tests/fake_datasets.py) have the real layouts, file names and
 split/annotation formats. The listing tests check counts, labels, intervals
-and the errors for malformed or missing files.
+and the errors for malformed or missing files; the build tests turn each copy
+into a tfds dataset with the `files` teacher and read it back.
 """
 
+import json
 import os
 import shutil
 
+import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from airstreams_jax import errors
 from airstreams_jax.data import charades
 from airstreams_jax.data import hmdb51
 from airstreams_jax.data import moments_in_time
 from airstreams_jax.data import toyota_smarthome
+from airstreams_jax.data import video_builder
 from airstreams_jax.data.video_entries import ActionInterval
 
 import fake_datasets
@@ -63,7 +68,9 @@ def _ids(entries):
 @pytest.mark.parametrize('split, test_video', [
     (1, 'Prelinger_HabitPat1954'), (2, 'THE_PROTECTOR'), (3, 'April_09')])
 def test_hmdb51_official_splits(copies, split, test_video):
-  class_names, splits = hmdb51.list_videos(copies['hmdb51'], split)
+  listing = hmdb51.list_videos(copies['hmdb51'], split)
+  class_names, splits = listing.class_names, listing.splits
+  assert not listing.bad_inputs
   assert class_names == ('brush_hair', 'cartwheel', 'climb_stairs')
   assert sorted(splits) == ['test', 'train']
   assert len(splits['train']) == 6 and len(splits['test']) == 3
@@ -89,7 +96,7 @@ def test_hmdb51_split_file_whitespace(copy_of):
   with open(path, 'w', newline='') as f:
     f.write(f'{videos[0]} 1  \r\n\r\n  {videos[1]}\t1\t\r\n'
             f'{videos[2]} 2\n\n{videos[3]} 0')  # No final newline.
-  _, splits = hmdb51.list_videos(root, 1)
+  splits = hmdb51.list_videos(root, 1).splits
   assert len(splits['train']) == 6 and len(splits['test']) == 3
 
 
@@ -133,22 +140,30 @@ def test_hmdb51_missing_files(copy_of, tmp_path):
 
 
 def test_hmdb51_missing_videos(copy_of):
-  """A few missing videos are left to the builder's report; all is an error."""
+  """Missing videos go to the builder's report; none on disk is an error."""
   root = copy_of('hmdb51')
-  train, _ = [hmdb51.list_videos(root, 1)[1][s] for s in ('train', 'test')]
+  train = hmdb51.list_videos(root, 1).splits['train']
   os.remove(train[0].path)
-  assert hmdb51.list_videos(root, 1)[1]['train'] == train
+  listing = hmdb51.list_videos(root, 1)
+  assert listing.splits['train'] == train[1:]
+  split_file = os.path.join(root, hmdb51.SPLIT_DIR,
+                            'brush_hair_test_split1.txt')
+  assert [(b.path, b.reason, b.split) for b in listing.bad_inputs] == [
+      (train[0].path, f'listed in {split_file} but not on disk', 'train')]
   for class_name in fake_datasets.HMDB_CLASSES:
     for name in os.listdir(os.path.join(root, class_name)):
       os.remove(os.path.join(root, class_name, name))
-  _raises(hmdb51.list_videos, root, 1, match='none of the 6 split 1 train')
+  _raises(hmdb51.list_videos, root, 1,
+          match='split 1 lists no train video on disk .6 listed')
 
 
 # Charades.
 
 
 def test_charades_listing(copies):
-  class_names, splits = charades.list_videos(copies['charades'])
+  listing = charades.list_videos(copies['charades'])
+  class_names, splits = listing.class_names, listing.splits
+  assert not listing.bad_inputs
   assert class_names == tuple(n for _, n in fake_datasets.CHARADES_CLASSES)
   # Train leaves out 0IH69 (no action); test keeps TQ5Q6 (no action).
   assert _ids(splits['train']) == ['46GP8', 'N11GT', 'KRF68']
@@ -171,7 +186,7 @@ def test_charades_alternative_layout(copy_of):
     shutil.move(os.path.join(root, 'Charades', name), root)
   os.rename(os.path.join(root, 'Charades_v1_480'),
             os.path.join(root, 'Charades_v1'))
-  _, splits = charades.list_videos(root)
+  splits = charades.list_videos(root).splits
   assert splits['test'][0].path == os.path.join(root, 'Charades_v1',
                                                 'YSKX3.mp4')
 
@@ -219,8 +234,8 @@ def test_charades_bad_classes_and_columns(copy_of):
 
 
 def test_toyota_cross_subject(copies):
-  class_names, splits = toyota_smarthome.list_videos(
-      copies['toyota_smarthome'])
+  listing = toyota_smarthome.list_videos(copies['toyota_smarthome'])
+  class_names, splits = listing.class_names, listing.splits
   assert class_names == ('Cook.Cleandishes', 'Drink.Fromcup', 'Walk')
   assert _ids(splits['train']) == [
       'Cook.Cleandishes_p03_r00_v14_c03', 'Drink.Fromcup_p25_r02_v01_c01',
@@ -266,7 +281,8 @@ def test_moments_in_time_listing(copies):
   for manual_dir in (copies['moments_in_time'],
                      os.path.join(copies['moments_in_time'],
                                   'Moments_in_Time_Raw')):
-    class_names, splits = moments_in_time.list_videos(manual_dir)
+    listing = moments_in_time.list_videos(manual_dir)
+    class_names, splits = listing.class_names, listing.splits
     # Ordered by the categories file's index column.
     assert class_names == ('applauding', 'arresting', 'aiming')
     assert sorted(splits) == ['train', 'validation']
@@ -294,3 +310,138 @@ def test_moments_in_time_errors(copy_of):
   message = _raises(moments_in_time.list_videos, root,
                     match='missing in .*: validation/')
   assert moments_in_time.URL in message
+
+
+def test_missing_videos_are_bad_inputs(copy_of):
+  """Charades and MiT: a listed video not on disk is named, not built."""
+  root = copy_of('charades')
+  os.remove(os.path.join(root, 'Charades_v1_480', 'ZS9XR.mp4'))
+  listing = charades.list_videos(root)
+  assert _ids(listing.splits['test']) == ['YSKX3', 'TQ5Q6']
+  assert [(os.path.basename(b.path), b.split) for b in listing.bad_inputs
+          ] == [('ZS9XR.mp4', 'test')]
+  for video_id in ('46GP8', 'N11GT', 'KRF68'):
+    os.remove(os.path.join(root, 'Charades_v1_480', video_id + '.mp4'))
+  _raises(charades.list_videos, root,
+          match='none of the 3 train videos listed in Charades_v1_train.csv')
+
+  root = copy_of('moments_in_time')
+  validation = os.path.join(root, 'Moments_in_Time_Raw', 'validation')
+  os.remove(os.path.join(validation, 'aiming', 'yt-Gq1Q3cZ1b8w_27.mp4'))
+  listing = moments_in_time.list_videos(root)
+  assert len(listing.splits['validation']) == 1
+  assert [b.reason for b in listing.bad_inputs] == [
+      'listed in ' + os.path.join(root, 'Moments_in_Time_Raw',
+                                  'validationSet.csv') + ' but not on disk']
+
+
+# Builds: each fake copy becomes a tfds dataset with the `files` teacher.
+
+_STORAGE = dict(teacher='files', short_side=32, mask_size=8)
+
+
+def _build(builder_cls, manual_dir, data_dir, **options):
+  builder = builder_cls(config=builder_cls.make_config(**_STORAGE, **options),
+                        data_dir=data_dir, manual_dir=manual_dir,
+                        num_workers=1)
+  builder.download_and_prepare()
+  with open(os.path.join(builder.data_dir,
+                         video_builder.REPORT_FILENAME)) as f:
+    assert json.load(f)['num_bad_inputs'] == 0
+  examples = {
+      split: {ex['video_id'].decode(): ex
+              for ex in tfds.as_numpy(builder.as_dataset(split=split))}
+      for split in builder.info.splits}
+  return builder, examples
+
+
+def _check_video(example):
+  video, masks = example['video'], example['masks']
+  assert video.shape == (fake_datasets.NUM_FRAMES, 32, 48, 3)
+  assert masks.shape == (fake_datasets.NUM_FRAMES, 8, 12)
+  # The `files` teacher's masks: the bar's columns t, t + 1 are 'person'.
+  for t in range(fake_datasets.NUM_FRAMES):
+    assert np.array_equal(np.flatnonzero(masks[t].max(0)), [t, t + 1])
+
+
+def test_build_hmdb51(copies, tmp_path):
+  builder, examples = _build(hmdb51.Hmdb51, copies['hmdb51'], str(tmp_path),
+                             split=2)
+  assert builder.builder_config.name == 'split2_files_s32_fpsall_maxall_m8'
+  assert builder.info.features['label'].names == list(
+      fake_datasets.HMDB_CLASSES)
+  assert builder.info.metadata['mask_class_names'] == ['background', 'person']
+  assert {s: len(e) for s, e in examples.items()} == {'train': 6, 'test': 3}
+  for video_id, example in examples['test'].items():
+    assert video_id.split('/')[1].startswith('THE_PROTECTOR_')
+    assert example['label'] == fake_datasets.HMDB_CLASSES.index(
+        video_id.split('/')[0])
+    _check_video(example)
+
+
+def test_build_charades(copies, tmp_path):
+  builder, examples = _build(charades.Charades, copies['charades'],
+                             str(tmp_path))
+  assert 'label' not in builder.info.features
+  assert builder.info.metadata['multi_label']
+  assert builder.info.metadata['class_names'] == [
+      n for _, n in fake_datasets.CHARADES_CLASSES]
+  assert sorted(examples['train']) == ['46GP8', 'KRF68', 'N11GT']
+  assert sorted(examples['test']) == ['TQ5Q6', 'YSKX3', 'ZS9XR']
+  # Frames at 4 fps: t = 0, 0.25, ..., 1.75 s. 46GP8 has c001 over
+  # [0, 1] s (frames 0-4) and c003 over [0.5, 2] s (frames 2-7).
+  labels = examples['train']['46GP8']['frame_labels']
+  expected = np.zeros((8, 5), np.uint8)
+  expected[0:5, 1] = 1
+  expected[2:8, 3] = 1
+  np.testing.assert_array_equal(labels, expected)
+  assert not examples['test']['TQ5Q6']['frame_labels'].any()
+  _check_video(examples['test']['TQ5Q6'])
+
+
+def test_build_toyota_smarthome(copies, tmp_path):
+  builder, examples = _build(toyota_smarthome.ToyotaSmarthome,
+                             copies['toyota_smarthome'], str(tmp_path))
+  assert builder.builder_config.name.startswith('cross_subject_files_')
+  assert builder.info.features['label'].names == [
+      'Cook.Cleandishes', 'Drink.Fromcup', 'Walk']
+  assert {v: e['label'] for v, e in examples['test'].items()} == {
+      'Cook.Cleandishes_p02_r00_v02_c03': 0,
+      'Drink.Fromcup_p10_r05_v07_c04': 1, 'Walk_p10_r00_v03_c06': 2}
+  assert len(examples['train']) == 4
+  _check_video(examples['train']['Walk_p25_r03_v11_c02'])
+
+
+def test_build_moments_in_time(copies, tmp_path):
+  builder, examples = _build(moments_in_time.MomentsInTime,
+                             copies['moments_in_time'], str(tmp_path))
+  assert builder.info.features['label'].names == [
+      'applauding', 'arresting', 'aiming']
+  assert {v: e['label'] for v, e in examples['validation'].items()} == {
+      'validation/aiming/yt-Gq1Q3cZ1b8w_27': 2,
+      'validation/applauding/yt-1hX3sHkaa7E_95': 0}
+  assert len(examples['train']) == 5
+  _check_video(examples['train']['training/arresting/yt-8RJeMhyqXz4_12'])
+
+
+def test_build_reports_missing_and_corrupt_videos(copy_of, tmp_path):
+  """Listed-but-missing and undecodable videos are named, the rest built."""
+  root = copy_of('hmdb51')
+  train = hmdb51.list_videos(root, 1).splits['train']
+  os.remove(train[0].path)
+  with open(train[1].path, 'r+b') as f:  # Truncated: the header only.
+    f.truncate(200)
+  builder = hmdb51.Hmdb51(
+      config=hmdb51.Hmdb51.make_config(**_STORAGE, split=1),
+      data_dir=str(tmp_path / 'tfds'), manual_dir=root, num_workers=1)
+  builder.download_and_prepare()
+  assert builder.info.splits['train'].num_examples == 4
+  assert builder.info.splits['test'].num_examples == 3
+  with open(os.path.join(builder.data_dir,
+                         video_builder.REPORT_FILENAME)) as f:
+    report = json.load(f)
+  assert report['num_bad_inputs'] == 2
+  bad = {b['path']: b for b in report['bad_inputs']}
+  assert sorted(bad) == sorted([train[0].path, train[1].path])
+  assert 'not on disk' in bad[train[0].path]['reason']
+  assert bad[train[1].path]['split'] == 'train'

@@ -22,11 +22,13 @@ positives; their count is logged).
 import csv
 import os
 import re
-from typing import Dict, List, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 from absl import logging
+import tensorflow_datasets as tfds
 
 from airstreams_jax import errors
+from airstreams_jax.data import video_builder
 from airstreams_jax.data.video_entries import ActionInterval, VideoEntry
 
 NUM_CLASSES = 157
@@ -200,19 +202,17 @@ def read_split(path: str, class_ids: Sequence[str],
   return entries
 
 
-def list_videos(
-    manual_dir: str
-) -> Tuple[Tuple[str, ...], Dict[str, List[VideoEntry]]]:
+def list_videos(manual_dir: str) -> video_builder.VideoListing:
   """Lists the train and test videos with their action intervals.
 
   Args:
     manual_dir: The local copy's root (see the module docstring).
 
   Returns:
-    (class names, {'train': [VideoEntry], 'test': [VideoEntry]}) in CSV
+    The class names and {'train': [VideoEntry], 'test': [VideoEntry]} in CSV
     order; train without the videos that have no action (module docstring).
-    A listed video missing on disk stays in the listing: the builder skips
-    it and names it in its report of bad inputs.
+    A listed video missing on disk is left out and named in the listing's
+    `bad_inputs` (the builder's report).
 
   Raises:
     ConfigError: If a file is missing or malformed, or no listed video of a
@@ -221,7 +221,7 @@ def list_videos(
   annotation_dir, video_dir = find_files(manual_dir)
   class_ids, class_names = read_classes(
       os.path.join(annotation_dir, CLASSES_FILE))
-  splits = {}
+  splits, bad = {}, []
   for split, file_name in SPLIT_FILES.items():
     path = os.path.join(annotation_dir, file_name)
     entries = read_split(path, class_ids, video_dir)
@@ -231,15 +231,37 @@ def list_videos(
         logging.info('Charades train: %d of %d videos have no action and are '
                      'left out.', len(entries) - len(labelled), len(entries))
       entries = labelled
-    if not entries:
-      raise _error(f'{path} lists no usable video')
+    present = [e for e in entries if os.path.isfile(e.path)]
+    if not present:
+      raise _error(f'none of the {len(entries)} {split} videos listed in '
+                   f'{file_name} is in {video_dir}')
     missing = [e.path for e in entries if not os.path.isfile(e.path)]
-    if len(missing) == len(entries):
-      raise _error(f'none of the {len(entries)} {split} videos is in '
-                   f'{video_dir} (e.g. {missing[0]})')
     if missing:
-      logging.warning('Charades %s: %d of %d listed videos are missing (they '
-                      'will be reported as bad inputs), e.g. %s', split,
-                      len(missing), len(entries), missing[0])
-    splits[split] = entries
-  return class_names, splits
+      logging.warning('Charades %s: %d of %d listed videos are not on disk '
+                      '(named in the report of bad inputs).', split,
+                      len(missing), len(entries))
+    bad += [video_builder.BadInput(p, f'listed in {path} but not on disk',
+                                   split) for p in missing]
+    splits[split] = present
+  return video_builder.VideoListing(class_names=class_names, splits=splits,
+                                    bad_inputs=bad)
+
+
+class Charades(video_builder.VideoDatasetBuilder):
+  """Charades v1 with teacher masks and per-frame multi-hot action labels."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  BUILDER_CONFIGS = [video_builder.VideoBuilderConfig()]
+  MANUAL_DOWNLOAD_INSTRUCTIONS = LAYOUT[0].upper() + LAYOUT[1:] + '.'
+  DESCRIPTION = (
+      'Charades v1: 9,848 videos of daily indoor activities, 157 action '
+      'classes with temporal intervals (multi-label). `frame_labels` holds '
+      'the actions covering each stored frame (class names in '
+      "metadata['class_names']); `masks` the teacher's per-pixel class ids, "
+      "named by metadata['mask_class_names']. Train leaves out the videos "
+      'without actions; test keeps them.')
+  MULTI_LABEL = True
+
+  def _list_videos(self, manual_dir: str) -> video_builder.VideoListing:
+    return list_videos(manual_dir)

@@ -12,14 +12,16 @@ id 1 = train, 2 = test, 0 = not used by that split (70 train and 30 test
 videos per class and split, so 3,570 / 1,530 clips per split).
 """
 
-import collections
+import dataclasses
 import os
 import re
 from typing import Dict, List, Sequence, Tuple
 
 from absl import logging
+import tensorflow_datasets as tfds
 
 from airstreams_jax import errors
+from airstreams_jax.data import video_builder
 from airstreams_jax.data.video_entries import VideoEntry
 
 NUM_CLASSES = 51
@@ -109,15 +111,13 @@ def split_files(manual_dir: str, split: int) -> Dict[str, str]:
   return files
 
 
-def list_videos(
-    manual_dir: str, split: int
-) -> Tuple[Tuple[str, ...], Dict[str, List[VideoEntry]]]:
+def list_videos(manual_dir: str, split: int) -> video_builder.VideoListing:
   """Lists the train and test videos of one official split.
 
   Class names are the split files' class names, sorted (the official 51;
   a different count is logged, not refused, so that partial copies work).
-  A listed video missing on disk stays in the listing: the builder skips it
-  and names it in its report of bad inputs. A class folder that is missing
+  A listed video missing on disk is left out and named in the listing's
+  `bad_inputs` (the builder's report). A class folder that is missing
   altogether, or a split with no video on disk, is an error.
 
   Args:
@@ -125,8 +125,8 @@ def list_videos(
     split: 1, 2 or 3.
 
   Returns:
-    (class names, {'train': [VideoEntry], 'test': [VideoEntry]}), entries
-    sorted by class, then in split-file order.
+    The class names and {'train': [VideoEntry], 'test': [VideoEntry]},
+    entries sorted by class, then in split-file order.
 
   Raises:
     ConfigError: If a file or folder is missing or a split file is malformed.
@@ -142,35 +142,66 @@ def list_videos(
   if missing_dirs:
     raise _error(f'{len(missing_dirs)} class folder(s) missing: '
                  f'{_first(missing_dirs)}')
-  splits = collections.defaultdict(list)
+  splits = {'train': [], 'test': []}
+  bad = []
   for label, class_name in enumerate(class_names):
     for name, split_id in read_split_file(files[class_name]):
       if split_id == '0':
         continue
-      splits[_SPLIT_IDS[split_id]].append(VideoEntry(
-          video_id=f'{class_name}/{os.path.splitext(name)[0]}',
-          path=os.path.join(manual_dir, class_name, name), label=label))
-  for split_name in ('train', 'test'):
-    entries = splits[split_name]
+      split_name = _SPLIT_IDS[split_id]
+      path = os.path.join(manual_dir, class_name, name)
+      if not os.path.isfile(path):
+        bad.append(video_builder.BadInput(
+            path, f'listed in {files[class_name]} but not on disk',
+            split_name))
+        continue
+      splits[split_name].append(VideoEntry(
+          video_id=f'{class_name}/{os.path.splitext(name)[0]}', path=path,
+          label=label))
+  for split_name, entries in splits.items():
+    num_missing = sum(b.split == split_name for b in bad)
     if not entries:
-      raise _error(f'split {split} lists no {split_name} video (id '
-                   f'{"1" if split_name == "train" else "2"}) in {SPLIT_DIR}')
-    _check_on_disk(entries, f'split {split} {split_name}')
-  return class_names, {'train': splits['train'], 'test': splits['test']}
-
-
-def _check_on_disk(entries: Sequence[VideoEntry], what: str) -> None:
-  """Refuses a listing none of whose videos exist; logs partial gaps."""
-  missing = [e.path for e in entries if not os.path.isfile(e.path)]
-  if len(missing) == len(entries):
-    raise _error(f'none of the {len(entries)} {what} videos is on disk '
-                 f'(e.g. {missing[0]})')
-  if missing:
-    logging.warning('HMDB51 %s: %d of %d listed videos are missing (they '
-                    'will be reported as bad inputs), e.g. %s', what,
-                    len(missing), len(entries), _first(missing))
+      raise _error(f'split {split} lists no {split_name} video on disk '
+                   f'({num_missing} listed, none found)')
+    if num_missing:
+      logging.warning('HMDB51 split %d %s: %d listed videos are not on disk '
+                      '(named in the report of bad inputs).', split,
+                      split_name, num_missing)
+  return video_builder.VideoListing(class_names=class_names, splits=splits,
+                                    bad_inputs=bad)
 
 
 def _first(items: Sequence[str], n: int = 3) -> str:
   shown = ', '.join(items[:n])
   return shown + (f' and {len(items) - n} more' if len(items) > n else '')
+
+
+@dataclasses.dataclass(eq=False)
+class Hmdb51Config(video_builder.VideoBuilderConfig):
+  """Storage options plus the official split (1, 2 or 3)."""
+  split: int = 1
+
+  def validate(self) -> None:
+    super().validate()
+    if self.split not in SPLITS:
+      raise ValueError(f'HMDB51 split must be 1, 2 or 3, got {self.split!r}.')
+
+  def options_name(self) -> str:
+    return f'split{self.split}_{super().options_name()}'
+
+
+class Hmdb51(video_builder.VideoDatasetBuilder):
+  """HMDB51 with teacher masks; one builder config per official split."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  BUILDER_CONFIGS = [Hmdb51Config(split=s) for s in SPLITS]
+  MANUAL_DOWNLOAD_INSTRUCTIONS = LAYOUT[0].upper() + LAYOUT[1:] + '.'
+  DESCRIPTION = (
+      'HMDB51: 6,766 clips of 51 human actions from movies and web videos; '
+      'three official 70/30 train/test splits per class (the config). '
+      "`masks` holds the teacher's per-pixel class ids, named by "
+      "metadata['mask_class_names'].")
+
+  def _list_videos(self, manual_dir: str) -> video_builder.VideoListing:
+    return list_videos(manual_dir, self.builder_config.split)

@@ -22,8 +22,10 @@ import os
 from typing import Dict, List, Tuple
 
 from absl import logging
+import tensorflow_datasets as tfds
 
 from airstreams_jax import errors
+from airstreams_jax.data import video_builder
 from airstreams_jax.data.video_entries import VideoEntry
 
 NUM_CLASSES = 339
@@ -161,18 +163,16 @@ def read_split(path: str, video_dir: str, video_id_prefix: str,
   return entries
 
 
-def list_videos(
-    manual_dir: str
-) -> Tuple[Tuple[str, ...], Dict[str, List[VideoEntry]]]:
+def list_videos(manual_dir: str) -> video_builder.VideoListing:
   """Lists the training and validation videos.
 
   Args:
     manual_dir: The local copy (see the module docstring).
 
   Returns:
-    (class names by index, {'train': [...], 'validation': [...]}) in CSV
-    order. A listed video missing on disk stays in the listing: the builder
-    skips it and names it in its report of bad inputs.
+    The class names by index and {'train': [...], 'validation': [...]} in
+    CSV order. A listed video missing on disk is left out and named in the
+    listing's `bad_inputs` (the builder's report).
 
   Raises:
     ConfigError: If a file is missing or malformed, or no listed video of a
@@ -181,19 +181,38 @@ def list_videos(
   root = find_root(manual_dir)
   class_names = read_categories(os.path.join(root, CATEGORIES_FILE))
   label_of = {name: i for i, name in enumerate(class_names)}
-  splits = {}
+  splits, bad = {}, []
   for split, (csv_name, folder) in SPLIT_FILES.items():
     path = os.path.join(root, csv_name)
     entries = read_split(path, os.path.join(root, folder), folder, label_of)
-    if not entries:
-      raise _error(f'{path} lists no video')
-    missing = [e.path for e in entries if not os.path.isfile(e.path)]
-    if len(missing) == len(entries):
+    present = [e for e in entries if os.path.isfile(e.path)]
+    if not present:
       raise _error(f'none of the {len(entries)} videos listed in {csv_name} '
-                   f'is on disk (e.g. {missing[0]})')
+                   f'is in {os.path.join(root, folder)}')
+    missing = [e.path for e in entries if not os.path.isfile(e.path)]
     if missing:
-      logging.warning('Moments in Time %s: %d of %d listed videos are missing '
-                      '(they will be reported as bad inputs), e.g. %s', split,
-                      len(missing), len(entries), missing[0])
-    splits[split] = entries
-  return class_names, splits
+      logging.warning('Moments in Time %s: %d of %d listed videos are not on '
+                      'disk (named in the report of bad inputs).', split,
+                      len(missing), len(entries))
+    bad += [video_builder.BadInput(p, f'listed in {path} but not on disk',
+                                   split) for p in missing]
+    splits[split] = present
+  return video_builder.VideoListing(class_names=class_names, splits=splits,
+                                    bad_inputs=bad)
+
+
+class MomentsInTime(video_builder.VideoDatasetBuilder):
+  """Moments in Time with teacher masks: training and validation sets."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  BUILDER_CONFIGS = [video_builder.VideoBuilderConfig()]
+  MANUAL_DOWNLOAD_INSTRUCTIONS = LAYOUT[0].upper() + LAYOUT[1:] + '.'
+  DESCRIPTION = (
+      'Moments in Time: about 800k 3-second clips of 339 events (people, '
+      'animals, objects, nature); splits train and validation (results are '
+      "reported on validation). `masks` holds the teacher's per-pixel class "
+      "ids, named by metadata['mask_class_names'].")
+
+  def _list_videos(self, manual_dir: str) -> video_builder.VideoListing:
+    return list_videos(manual_dir)

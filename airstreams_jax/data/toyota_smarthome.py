@@ -11,13 +11,16 @@ The activity is the label (31 classes); p<SS> is the subject. Cross-subject
 other subjects test.
 """
 
+import dataclasses
 import os
 import re
-from typing import Dict, List, Tuple
+from typing import Tuple
 
 from absl import logging
+import tensorflow_datasets as tfds
 
 from airstreams_jax import errors
+from airstreams_jax.data import video_builder
 from airstreams_jax.data.video_entries import VideoEntry
 
 NUM_CLASSES = 31
@@ -55,9 +58,7 @@ def parse_name(file_name: str) -> Tuple[str, int]:
   return match['activity'], int(match['subject'])
 
 
-def list_videos(
-    manual_dir: str
-) -> Tuple[Tuple[str, ...], Dict[str, List[VideoEntry]]]:
+def list_videos(manual_dir: str) -> video_builder.VideoListing:
   """Lists the cross-subject train and test videos.
 
   Class names are the activities found in the file names, sorted (the
@@ -68,8 +69,8 @@ def list_videos(
     manual_dir: The local copy's root (see the module docstring).
 
   Returns:
-    (class names, {'train': [VideoEntry], 'test': [VideoEntry]}), entries
-    sorted by file name.
+    The class names and {'train': [VideoEntry], 'test': [VideoEntry]},
+    entries sorted by file name.
 
   Raises:
     ConfigError: If the video folder is missing or empty, an mp4 name does
@@ -99,4 +100,39 @@ def list_videos(
     if not entries:
       raise _error(f'no {split} video in {video_dir} (cross-subject train '
                    f'subjects: {sorted(TRAIN_SUBJECTS)})')
-  return class_names, splits
+  return video_builder.VideoListing(class_names=class_names, splits=splits)
+
+
+PROTOCOLS = ('cross_subject',)
+
+
+@dataclasses.dataclass(eq=False)
+class ToyotaSmarthomeConfig(video_builder.VideoBuilderConfig):
+  """Storage options plus the evaluation protocol (cross-subject)."""
+  protocol: str = 'cross_subject'
+
+  def validate(self) -> None:
+    super().validate()
+    if self.protocol not in PROTOCOLS:
+      raise ValueError(f'Toyota Smarthome protocol must be one of '
+                       f'{PROTOCOLS}, got {self.protocol!r}.')
+
+  def options_name(self) -> str:
+    return f'{self.protocol}_{super().options_name()}'
+
+
+class ToyotaSmarthome(video_builder.VideoDatasetBuilder):
+  """Toyota Smarthome (trimmed) with teacher masks, cross-subject split."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  BUILDER_CONFIGS = [ToyotaSmarthomeConfig()]
+  MANUAL_DOWNLOAD_INSTRUCTIONS = LAYOUT[0].upper() + LAYOUT[1:] + '.'
+  DESCRIPTION = (
+      'Toyota Smarthome (trimmed): about 16k clips of 31 daily activities '
+      'of elderly people at home, 7 cameras; cross-subject protocol (11 '
+      "training subjects). `masks` holds the teacher's per-pixel class ids, "
+      "named by metadata['mask_class_names'].")
+
+  def _list_videos(self, manual_dir: str) -> video_builder.VideoListing:
+    return list_videos(manual_dir)
