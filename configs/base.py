@@ -5,6 +5,7 @@ overrides what differs; its docstring holds its run command.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 # The five loss weights, in the order of `airstreams_jax.losses.LOSS_NAMES`.
 # The paper's fixed weights: merged, interm and rgb 1; flow and semantic 0.
@@ -213,6 +214,32 @@ def get_config():
       data_dir='',  # '' = tfds's default (~/tensorflow_datasets).
       manual_dir='',  # Real datasets: the user's local copy.
       teacher='oracle',
+      # The teacher's options: the keys of every teacher, None = unset
+      # (airstreams_jax/teachers/factory.py says which teacher takes which),
+      # e.g. --config.dataset.teacher_options.model_path=/m/seg.tflite.
+      teacher_options=dict(
+          model_path=config_dict.placeholder(str),
+          labels_path=config_dict.placeholder(str),
+          wheel_path=config_dict.placeholder(str),
+          cache_dir=config_dict.placeholder(str),
+          classes_file=config_dict.placeholder(str),
+          weights_path=config_dict.placeholder(str),
+          arch=config_dict.placeholder(str),
+          input_range=config_dict.placeholder(tuple),
+          threshold=config_dict.placeholder(float),
+          score_threshold=config_dict.placeholder(float),
+          mask_threshold=config_dict.placeholder(float),
+          min_size=config_dict.placeholder(int),
+          num_threads=config_dict.placeholder(int),
+          batch_size=config_dict.placeholder(int),
+      ),
+      # How real videos are stored (each value is part of the dataset's
+      # builder-config name, so changing one builds a new dataset).
+      short_side=128,  # Frames resized to this short side, aspect kept.
+      fps=0.0,  # Frames kept per second of video (0: every frame).
+      max_frames=0,  # At most this many per video, evenly spread (0: all).
+      mask_size=64,  # Short side of the stored teacher masks.
+      build_workers=0,  # Processes building a real dataset (0: one per core).
       builder_config='',  # The tfds builder config (e.g. HMDB51's split1).
       num_frames=8,
       image_size=64,

@@ -2,7 +2,7 @@
 
 import dataclasses
 import os
-from typing import Tuple
+from typing import Any, Dict, Tuple
 
 from absl import logging
 import jax
@@ -10,6 +10,13 @@ from jax.experimental import multihost_utils
 
 from airstreams_jax import errors
 from airstreams_jax.data import synthetic_actions
+from airstreams_jax.data import video_folder
+from airstreams_jax.teachers import factory as teacher_factory
+
+# Real-video datasets: config.dataset.name -> builder class.
+_VIDEO_BUILDERS = {
+    'video_folder': video_folder.VideoFolder,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +38,12 @@ def _data_dir(dataset_config) -> str:
 
 
 def make_builder(dataset_config):
-  """The tfds builder that `dataset_config` names (not yet prepared)."""
+  """The tfds builder that `dataset_config` names (not yet prepared).
+
+  Raises:
+    errors.ConfigError: For an unknown dataset or, for real videos, a missing
+      manual_dir, an unknown teacher or a storage option out of range.
+  """
   if dataset_config.name == 'synthetic_actions':
     opts = dataset_config.synthetic
     return synthetic_actions.SyntheticActions(
@@ -40,8 +52,76 @@ def make_builder(dataset_config):
             image_size=opts.image_size, num_train=opts.num_train,
             num_test=opts.num_test, seed=opts.seed),
         data_dir=_data_dir(dataset_config))
+  if dataset_config.name in _VIDEO_BUILDERS:
+    return make_video_builder(_VIDEO_BUILDERS[dataset_config.name],
+                              dataset_config)
+  available = ', '.join(repr(n) for n in ['synthetic_actions',
+                                          *_VIDEO_BUILDERS])
   raise errors.ConfigError(f'Unknown dataset {dataset_config.name!r}; '
-                           "available: 'synthetic_actions'.")
+                           f'available: {available}.')
+
+
+def _teacher_options(dataset_config) -> Dict[str, Any]:
+  """The set teacher options (None = unset) as a plain dict."""
+  options = dataset_config.get('teacher_options') or {}
+  to_dict = getattr(options, 'to_dict', None)
+  options = to_dict() if to_dict else dict(options)
+  return {k: list(v) if isinstance(v, tuple) else v
+          for k, v in options.items() if v is not None}
+
+
+def make_video_builder(builder_cls, dataset_config, **config_options):
+  """A real-video builder (a `video_builder.VideoDatasetBuilder` subclass).
+
+  Checks everything cheap before any decoding: manual_dir exists, the
+  teacher name, the storage options; and that an already built dataset in
+  data_dir came from the same manual_dir.
+
+  Args:
+    builder_cls: The builder class.
+    dataset_config: `config.dataset`.
+    **config_options: Further fields of the builder's config class (e.g. an
+      official split).
+
+  Returns:
+    The builder (prepare it with `prepare`).
+
+  Raises:
+    errors.ConfigError: Naming the problem and the flag that fixes it.
+  """
+  d = dataset_config
+  name = d.name
+  if not d.manual_dir:
+    raise errors.ConfigError(
+        f'Dataset {name!r} reads a local copy: set '
+        '--config.dataset.manual_dir=DIR (and --config.dataset.data_dir for '
+        'the built dataset).')
+  manual_dir = os.path.abspath(os.path.expanduser(d.manual_dir))
+  if not os.path.isdir(manual_dir):
+    raise errors.ConfigError(
+        f'--config.dataset.manual_dir={d.manual_dir}: no such directory; '
+        f'{builder_cls.MANUAL_DOWNLOAD_INSTRUCTIONS}')
+  if d.teacher not in teacher_factory.TEACHERS:
+    raise errors.ConfigError(
+        f'--config.dataset.teacher={d.teacher!r} cannot label real videos; '
+        f'valid: {", ".join(teacher_factory.TEACHERS)}.')
+  try:
+    config = builder_cls.make_config(
+        teacher=d.teacher, teacher_options=_teacher_options(d),
+        short_side=d.short_side, fps=float(d.fps), max_frames=d.max_frames,
+        mask_size=d.mask_size, **config_options)
+  except ValueError as e:
+    raise errors.ConfigError(f'config.dataset: {e}') from None
+  builder = builder_cls(config=config, data_dir=_data_dir(d),
+                        manual_dir=manual_dir,
+                        num_workers=d.get('build_workers', 0))
+  built_from = (builder.info.metadata or {}).get('manual_dir')
+  if built_from and built_from != manual_dir:
+    raise errors.ConfigError(
+        f'{builder.data_dir} holds {name} built from {built_from}, not from '
+        f'--config.dataset.manual_dir={d.manual_dir}; use that manual_dir, '
+        'or another --config.dataset.data_dir to build from this one.')
+  return builder
 
 
 def prepare(builder) -> None:
@@ -60,12 +140,27 @@ def prepare(builder) -> None:
 
 
 def dataset_meta(builder) -> DatasetMeta:
-  """Class names of the labels and of the teacher masks (from the builder)."""
-  class_names = tuple(builder.info.features['label'].names)
+  """Class names of the labels and of the teacher masks (from the builder).
+
+  Single-label datasets name their classes in the 'label' ClassLabel;
+  multi-label ones (per-frame 'frame_labels') in metadata['class_names'].
+  """
   metadata = builder.info.metadata or {}
   if 'mask_class_names' not in metadata:
     raise errors.ConfigError(
         f'Dataset {builder.info.full_name} has no teacher classes '
         "(metadata['mask_class_names']); rebuild it with this version.")
+  features = builder.info.features
+  if 'label' in features:
+    class_names = tuple(features['label'].names)
+    multi_label = False
+  elif 'class_names' in metadata:
+    class_names = tuple(metadata['class_names'])
+    multi_label = bool(metadata.get('multi_label', True))
+  else:
+    raise errors.ConfigError(
+        f'Dataset {builder.info.full_name} has neither a label feature nor '
+        "metadata['class_names']; rebuild it with this version.")
   return DatasetMeta(num_classes=len(class_names), class_names=class_names,
-                     mask_class_names=tuple(metadata['mask_class_names']))
+                     mask_class_names=tuple(metadata['mask_class_names']),
+                     multi_label=multi_label)
