@@ -15,8 +15,9 @@ from airstreams_jax.teachers import base
 
 # Frames per interpreter call when the batch dimension can be resized. The
 # selfie model ran at 3.2 ms/frame in batches of 4 versus 4.2 ms one by one
-# (experiments/bench_teacher.py); larger batches were no faster.
-DEFAULT_BATCH_SIZE = 8
+# on an idle machine; larger batches were no faster
+# (experiments/bench_teacher.py).
+DEFAULT_BATCH_SIZE = 4
 
 
 class LiteRTModel:

@@ -9,6 +9,7 @@ ids (torchvision's 91 labels: 0 = background, 1..90 with ten unused ids).
 """
 
 import os
+import pickle
 from typing import Optional, Tuple
 
 import numpy as np
@@ -121,7 +122,8 @@ class MaskRCNNTeacher(base.Teacher):
     try:
       state = torch.load(weights_path, map_location='cpu', weights_only=True)
       self._model.load_state_dict(state)
-    except (RuntimeError, OSError, ValueError, KeyError) as e:
+    except (RuntimeError, OSError, ValueError, KeyError, EOFError,
+            pickle.UnpicklingError) as e:
       lines = str(e).strip().splitlines()
       raise base.TeacherSetupError(
           f'{weights_path} is not a {arch} COCO state_dict: '
