@@ -1,0 +1,325 @@
+"""The shared real-video builder through `video_folder`, and its errors.
+
+A tiny folder of real videos (mp4 and avi, written with PyAV) plus three bad
+files is built once per module with the `files` teacher (precomputed masks
+beside each video) in two worker processes, from `config.dataset` as `main`
+does.
+"""
+
+import json
+import logging
+import os
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from airstreams_jax import errors
+from airstreams_jax.data import builders
+from airstreams_jax.data import video_builder
+from airstreams_jax.data import video_folder
+from airstreams_jax.data.video_entries import ActionInterval
+from airstreams_jax.data.video_entries import VideoEntry
+from configs import video_folder as video_folder_config
+from test_video_io import frame_index
+from test_video_io import write_video
+
+# split -> class -> [(file name, frames)]; 'wave' has no test folder.
+_GOOD = {
+    'train': {'jump': [('a.mp4', 8), ('b.avi', 10)],
+              'run': [('c.MP4', 9), ('d.avi', 6)],
+              'wave': [('e.mp4', 12)]},
+    'test': {'jump': [('f.avi', 7)], 'run': [('g.mp4', 11)]},
+}
+_CLASSES = ['jump', 'run', 'wave']
+_MASK_CLASSES = ['background', 'person', 'ball', 'box']
+_BAD = ['train/jump/corrupt.mp4', 'train/run/empty.mp4',
+        'test/jump/notes.mp4']
+_SHORT_SIDE, _MASK_SIZE = 24, 12
+
+
+def _mask_value(label: int, frame: int) -> int:
+  """The teacher class of the right half of a frame (left half: 0)."""
+  return 1 + (label + frame) % 3
+
+
+def _write_good_video(path: str, label: int, num_frames: int) -> None:
+  write_video(path, num_frames)  # 36x48, 10 fps.
+  # The `files` teacher's masks at 18x24: left half background, right half
+  # a class that encodes the video's label and the frame index.
+  masks = np.zeros((num_frames, 18, 24), np.uint8)
+  for t in range(num_frames):
+    masks[t, :, 12:] = _mask_value(label, t)
+  np.savez_compressed(os.path.splitext(path)[0] + '.masks.npz', masks=masks)
+
+
+@pytest.fixture(scope='module')
+def root(tmp_path_factory):
+  root = tmp_path_factory.mktemp('video_folder')
+  for split, classes in _GOOD.items():
+    for name, videos in classes.items():
+      os.makedirs(root / split / name)
+      for file_name, num_frames in videos:
+        _write_good_video(str(root / split / name / file_name),
+                          _CLASSES.index(name), num_frames)
+  with open(root / 'classes.txt', 'w') as f:
+    f.write('\n'.join(_MASK_CLASSES) + '\n')
+  with open(root / 'train' / 'jump' / 'a.mp4', 'rb') as f:
+    header = f.read(64)
+  with open(root / _BAD[0], 'wb') as f:
+    f.write(header + np.random.default_rng(0).bytes(3000))
+  open(root / _BAD[1], 'wb').close()
+  with open(root / _BAD[2], 'w') as f:
+    f.write('meeting notes, saved with the wrong extension\n')
+  with open(root / 'train' / 'jump' / 'readme.txt', 'w') as f:
+    f.write('not a video: ignored\n')
+  return str(root)
+
+
+def _dataset_config(root, data_dir, **overrides):
+  config = video_folder_config.get_config('smoke')
+  with config.unlocked():
+    config.dataset.update(dict(
+        dict(manual_dir=root, data_dir=data_dir, teacher='files',
+             short_side=_SHORT_SIDE, mask_size=_MASK_SIZE, build_workers=2),
+        **overrides))
+  return config.dataset
+
+
+@pytest.fixture(scope='module')
+def built(root, tmp_path_factory):
+  data_dir = str(tmp_path_factory.mktemp('tfds'))
+  builder = builders.make_builder(_dataset_config(root, data_dir))
+  builders.prepare(builder)
+  examples = {split: list(tfds.as_numpy(builder.as_dataset(split=split)))
+              for split in ('train', 'test')}
+  return builder, examples, data_dir
+
+
+def _entries(split):
+  return {f'{name}/{file_name}': (_CLASSES.index(name), num_frames)
+          for name, videos in _GOOD[split].items()
+          for file_name, num_frames in videos}
+
+
+def test_the_dataset_holds_exactly_the_good_videos(built):
+  builder, examples, _ = built
+  for split in ('train', 'test'):
+    ids = sorted(ex['video_id'].decode() for ex in examples[split])
+    assert ids == sorted(_entries(split))
+  assert builder.info.features['label'].names == _CLASSES
+
+
+def test_the_report_names_the_three_bad_files(built, root):
+  builder, _, _ = built
+  with open(os.path.join(builder.data_dir, 'bad_inputs.json')) as f:
+    report = json.load(f)
+  assert report['num_bad_inputs'] == 3
+  bad = {os.path.relpath(b['path'], root): b for b in report['bad_inputs']}
+  assert sorted(bad) == sorted(_BAD)
+  assert bad['train/run/empty.mp4']['reason'] == 'empty file (0 bytes)'
+  assert 'not a readable video' in bad['test/jump/notes.mp4']['reason']
+  assert bad['test/jump/notes.mp4']['split'] == 'test'
+  assert builder.info.metadata['num_bad_inputs'] == 3
+
+
+def test_frames_masks_and_labels(built):
+  _, examples, _ = built
+  for split in ('train', 'test'):
+    expected = _entries(split)
+    for ex in examples[split]:
+      label, num_frames = expected[ex['video_id'].decode()]
+      assert ex['label'] == label
+      video, masks = ex['video'], ex['masks']
+      # 36x48 frames stored with short side 24; masks with short side 12.
+      assert video.shape == (num_frames, 24, 32, 3)
+      assert masks.shape == (num_frames, 12, 16)
+      assert [frame_index(f) for f in video] == list(range(num_frames))
+      for t in range(num_frames):
+        assert (masks[t, :, :8] == 0).all()
+        assert (masks[t, :, 8:] == _mask_value(label, t)).all()
+
+
+def test_dataset_meta(built):
+  builder, _, _ = built
+  meta = builders.dataset_meta(builder)
+  assert meta == builders.DatasetMeta(
+      num_classes=3, class_names=tuple(_CLASSES),
+      mask_class_names=tuple(_MASK_CLASSES), multi_label=False)
+
+
+def test_rebuilding_reuses_the_dataset_and_checks_its_source(built, root,
+                                                            tmp_path):
+  builder, _, data_dir = built
+  again = builders.make_builder(_dataset_config(root, data_dir))
+  assert again.data_dir == builder.data_dir
+  assert again.info.splits['train'].num_examples == 5
+  other = tmp_path / 'other'
+  (other / 'train' / 'x').mkdir(parents=True)
+  with pytest.raises(errors.ConfigError, match='built from'):
+    builders.make_builder(_dataset_config(str(other), data_dir))
+
+
+def test_config_name_encodes_every_option():
+  make = video_folder.VideoFolder.make_config
+  names = {
+      make().name,
+      make(teacher='files').name,
+      make(teacher='tflite', teacher_options={'model_path': '/a.tflite'}).name,
+      make(teacher='tflite', teacher_options={'model_path': '/b.tflite'}).name,
+      make(short_side=96).name,
+      make(fps=7.5).name,
+      make(max_frames=32).name,
+      make(mask_size=32).name,
+  }
+  assert len(names) == 8
+  assert make(fps=7.5, max_frames=32).name == 'selfie_s128_fps7p5_max32_m64'
+  # Speed-only options and unset (None) ones do not change the data.
+  assert make(teacher_options={'num_threads': 1,
+                               'model_path': None}).name == make().name
+  # The predefined default config is handed back itself (tfds insists).
+  assert make() is video_folder.VideoFolder.BUILDER_CONFIGS[0]
+  with pytest.raises(ValueError, match='mask_size'):
+    make(short_side=32, mask_size=64)
+
+
+@pytest.mark.parametrize('setup,message', [
+    (lambda root: None, 'is not a directory'),
+    (lambda root: root.mkdir(), 'has no split folders'),
+    (lambda root: (root / 'train' / 'jump').mkdir(parents=True),
+     'holds no videos'),
+    (lambda root: (root / 'my-split').mkdir(parents=True),
+     'letters, digits and _'),
+])
+def test_bad_layouts_give_one_line_errors(tmp_path, setup, message):
+  root = tmp_path / 'root'
+  setup(root)
+  with pytest.raises(errors.ConfigError) as e:
+    video_folder.list_videos(str(root))
+  text = str(e.value)
+  assert message in text and 'ROOT/<split>/<class>/<video>' in text
+  assert '\n' not in text
+
+
+def test_unreadable_class_folder_is_reported(tmp_path):
+  if os.geteuid() == 0:
+    pytest.skip('root reads folders whatever their permissions')
+  root = tmp_path / 'root'
+  (root / 'train' / 'a').mkdir(parents=True)
+  write_video(str(root / 'train' / 'a' / 'x.mp4'), 4)
+  (root / 'train' / 'b').mkdir()
+  os.chmod(root / 'train' / 'b', 0)
+  try:
+    listing = video_folder.list_videos(str(root))
+  finally:
+    os.chmod(root / 'train' / 'b', 0o755)
+  assert [b.path for b in listing.bad_inputs] == [str(root / 'train' / 'b')]
+  assert len(listing.splits['train']) == 1
+
+
+@pytest.mark.parametrize('overrides,message', [
+    (dict(manual_dir=''), 'set --config.dataset.manual_dir'),
+    (dict(manual_dir='/nonexistent/videos'), 'no such directory'),
+    (dict(teacher='oracle'), 'cannot label real videos'),
+    (dict(mask_size=64), 'mask_size must be in'),
+    (dict(fps=-1.0), 'fps must be >= 0'),
+])
+def test_make_builder_rejects_bad_config_before_any_work(root, tmp_path,
+                                                         overrides, message):
+  data_dir = tmp_path / 'never_built'
+  with pytest.raises(errors.ConfigError, match=message):
+    builders.make_builder(_dataset_config(root, str(data_dir), **overrides))
+  assert not data_dir.exists()
+
+
+def test_a_split_without_good_videos_is_an_error(tmp_path):
+  root = tmp_path / 'root'
+  (root / 'train' / 'jump').mkdir(parents=True)
+  _write_good_video(str(root / 'train' / 'jump' / 'a.mp4'), 0, 4)
+  (root / 'test' / 'jump').mkdir(parents=True)
+  open(root / 'test' / 'jump' / 'empty.mp4', 'wb').close()
+  with open(root / 'classes.txt', 'w') as f:
+    f.write('background\nperson\n')
+  data_dir = tmp_path / 'tfds'
+  builder = builders.make_builder(
+      _dataset_config(str(root), str(data_dir), build_workers=1))
+  with pytest.raises(ValueError, match="split 'test' has no good video"):
+    builder.download_and_prepare()
+  report = os.path.join(os.path.dirname(builder.data_dir), 'bad_inputs.json')
+  with open(report) as f:
+    assert json.load(f)['bad_inputs'][0]['path'].endswith('empty.mp4')
+
+
+class _MultiLabelClips(video_builder.VideoDatasetBuilder):
+  """Two videos with action intervals (a multi-label listing)."""
+
+  # tfds looks for a builder's data files beside its module, which must be
+  # inside a package; tests/ is not one.
+  __module__ = video_builder.__name__
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Test.'}
+  BUILDER_CONFIGS = [video_builder.VideoBuilderConfig(teacher='files',
+                                                      short_side=24,
+                                                      mask_size=12)]
+  MANUAL_DOWNLOAD_INSTRUCTIONS = 'Written by the test.'
+  DESCRIPTION = 'Test clips.'
+  MULTI_LABEL = True
+
+  def _list_videos(self, manual_dir):
+    path = os.path.join(manual_dir, 'clip.mp4')
+    return video_builder.VideoListing(
+        class_names=['open', 'close', 'sit'],
+        splits={'train': [
+            VideoEntry('clip', path, intervals=(
+                ActionInterval(0, 0.0, 0.45), ActionInterval(2, 0.3, 5.0))),
+            VideoEntry('idle', path)]})
+
+
+def test_multi_label_frame_labels_from_intervals(tmp_path):
+  manual_dir = tmp_path / 'clips'
+  manual_dir.mkdir()
+  _write_good_video(str(manual_dir / 'clip.mp4'), 0, 10)  # 10 fps: 0-0.9 s.
+  with open(manual_dir / 'classes.txt', 'w') as f:
+    f.write('\n'.join(_MASK_CLASSES) + '\n')
+  builder = _MultiLabelClips(data_dir=str(tmp_path / 'tfds'),
+                             manual_dir=str(manual_dir), num_workers=1)
+  builder.download_and_prepare()
+  examples = {ex['video_id'].decode(): ex
+              for ex in tfds.as_numpy(builder.as_dataset(split='train'))}
+  labels = examples['clip']['frame_labels']
+  assert labels.dtype == np.uint8 and labels.shape == (10, 3)
+  t = np.arange(10) / 10
+  np.testing.assert_array_equal(labels[:, 0], t <= 0.45)
+  np.testing.assert_array_equal(labels[:, 1], 0)
+  np.testing.assert_array_equal(labels[:, 2], t >= 0.3)
+  assert not examples['idle']['frame_labels'].any()
+  assert 'label' not in builder.info.features
+  meta = builders.dataset_meta(builder)
+  assert meta.multi_label and meta.class_names == ('open', 'close', 'sit')
+  assert meta.mask_class_names == tuple(_MASK_CLASSES)
+
+
+def test_resize_masks_is_nearest_neighbour():
+  masks = np.arange(6, dtype=np.uint8).reshape(1, 2, 3)
+  np.testing.assert_array_equal(
+      video_builder.resize_masks(masks, 4, 6)[0],
+      [[0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 2, 2],
+       [3, 3, 4, 4, 5, 5], [3, 3, 4, 4, 5, 5]])
+  np.testing.assert_array_equal(
+      video_builder.resize_masks(np.arange(16, dtype=np.uint8)
+                                 .reshape(1, 4, 4), 2, 2)[0],
+      [[5, 7], [13, 15]])
+
+
+def test_the_log_counts_the_bad_inputs(root, tmp_path, caplog):
+  # In this process (build_workers=1), with fps and max_frames options: a
+  # new config, so a new build.
+  builder = builders.make_builder(_dataset_config(
+      root, str(tmp_path / 'tfds'), build_workers=1, fps=5.0, max_frames=3))
+  with caplog.at_level(logging.INFO):
+    builder.download_and_prepare()
+  assert '3 bad inputs skipped' in caplog.text
+  assert 'train: 5 videos, 2 skipped' in caplog.text
+  ex = next(iter(tfds.as_numpy(builder.as_dataset(split='test'))))
+  # 5 fps of a 10 fps video, then at most 3 frames spread over it.
+  assert len(ex['video']) == 3
