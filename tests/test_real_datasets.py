@@ -445,3 +445,19 @@ def test_build_reports_missing_and_corrupt_videos(copy_of, tmp_path):
   assert sorted(bad) == sorted([train[0].path, train[1].path])
   assert 'not on disk' in bad[train[0].path]['reason']
   assert bad[train[1].path]['split'] == 'train'
+
+
+def test_builder_configs():
+  """The split / protocol are config options and lead the config name."""
+  assert [c.name for c in hmdb51.Hmdb51.BUILDER_CONFIGS] == [
+      f'split{s}_selfie_s128_fpsall_maxall_m64' for s in (1, 2, 3)]
+  config = hmdb51.Hmdb51.make_config(split=3)
+  assert config is hmdb51.Hmdb51.BUILDER_CONFIGS[2]
+  with pytest.raises(ValueError, match='split must be 1, 2 or 3, got 4'):
+    hmdb51.Hmdb51.make_config(split=4)
+  assert toyota_smarthome.ToyotaSmarthome.make_config(
+      teacher='files', fps=8).name == 'cross_subject_files_s128_fps8_maxall_m64'
+  with pytest.raises(ValueError, match="got 'cross_view'"):
+    toyota_smarthome.ToyotaSmarthome.make_config(protocol='cross_view')
+  assert charades.Charades.MULTI_LABEL
+  assert not moments_in_time.MomentsInTime.MULTI_LABEL
