@@ -9,6 +9,8 @@ does.
 import json
 import logging
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -36,6 +38,7 @@ _MASK_CLASSES = ['background', 'person', 'ball', 'box']
 _BAD = ['train/jump/corrupt.mp4', 'train/run/empty.mp4',
         'test/jump/notes.mp4']
 _SHORT_SIDE, _MASK_SIZE = 24, 12
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _mask_value(label: int, frame: int) -> int:
@@ -323,3 +326,22 @@ def test_the_log_counts_the_bad_inputs(root, tmp_path, caplog):
   ex = next(iter(tfds.as_numpy(builder.as_dataset(split='test'))))
   # 5 fps of a 10 fps video, then at most 3 frames spread over it.
   assert len(ex['video']) == 3
+
+
+def test_tfds_build_command(root, tmp_path):
+  # tfds's build code (flags of `tfds build`), run through the module.
+  data_dir = tmp_path / 'tfds'
+  options = {'teacher': 'files', 'short_side': 16, 'mask_size': 8}
+  proc = subprocess.run(
+      [sys.executable, '-m', 'airstreams_jax.data.video_folder',
+       f'--manual_dir={root}', f'--data_dir={data_dir}',
+       f'--config={json.dumps(options)}'],
+      cwd=_REPO, capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  builder = video_folder.VideoFolder(
+      config=video_folder.VideoFolder.make_config(**options),
+      data_dir=str(data_dir))
+  assert builder.info.splits['train'].num_examples == 5
+  assert builder.info.metadata['num_bad_inputs'] == 3
+  assert os.path.exists(os.path.join(builder.data_dir, 'bad_inputs.json'))

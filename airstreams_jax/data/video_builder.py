@@ -38,12 +38,15 @@ options never share a directory.
 import abc
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import hashlib
 import io
 import json
 import multiprocessing
 import os
+import sys
+import types
 from typing import (Any, Dict, Iterator, List, Mapping, Optional, Sequence,
                     Tuple)
 
@@ -282,6 +285,23 @@ def process_video(entry: VideoEntry, work: _Work,
   return example, ''
 
 
+@contextlib.contextmanager
+def _workers_skip_the_main_module():
+  """Worker processes started in this context do not re-run `__main__`.
+
+  A spawned process first re-imports the parent's main module; for
+  `python -m airstreams_jax.main` that loads JAX and TensorFlow, which costs
+  each worker seconds and hundreds of MB and is of no use to it (its work
+  lives in this module). The pool starts workers only inside `submit`.
+  """
+  main = sys.modules['__main__']
+  sys.modules['__main__'] = types.ModuleType('__main__')
+  try:
+    yield
+  finally:
+    sys.modules['__main__'] = main
+
+
 def _ordered_results(entries: Sequence[VideoEntry],
                      pool: Optional[concurrent.futures.Executor],
                      in_flight: int, work: _Work,
@@ -299,7 +319,9 @@ def _ordered_results(entries: Sequence[VideoEntry],
       entry = next(entries, None)
       if entry is None:
         break
-      pending.append((entry, pool.submit(_process_in_worker, entry)))
+      with _workers_skip_the_main_module():
+        future = pool.submit(_process_in_worker, entry)
+      pending.append((entry, future))
     if not pending:
       return
     entry, future = pending.popleft()

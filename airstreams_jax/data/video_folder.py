@@ -17,11 +17,17 @@ From `main` (builds on first use; see configs/video_folder.py):
       --workdir=W --config.dataset.manual_dir=ROOT \
       --config.dataset.data_dir=D --config.dataset.teacher=selfie
 
-With tfds (the default config: selfie teacher, short side 128, every frame,
-masks of short side 64; `--config` takes a JSON of other options):
+With tfds's build command (the default config: selfie teacher, short side
+128, every frame, masks of short side 64; `--config` takes a JSON of other
+options):
 
-  tfds build airstreams_jax/data/video_folder.py --manual_dir=ROOT \
+  python -m airstreams_jax.data.video_folder --manual_dir=ROOT \
       --data_dir=D [--config '{"teacher": "files", "fps": 8}']
+
+runs tfds's own build code with the flags of `tfds build
+airstreams_jax/data/video_folder.py`. The `tfds` command itself does not start
+without apache_beam (not installed here): tensorflow-datasets 4.9.10 imports
+it at start-up for its convert_format subcommand.
 """
 
 import os
@@ -133,3 +139,14 @@ class VideoFolder(video_builder.VideoDatasetBuilder):
 
   def _list_videos(self, manual_dir: str) -> video_builder.VideoListing:
     return list_videos(manual_dir)
+
+
+if __name__ == '__main__':
+  # `tfds build` on this module, with its flags (see the module docstring).
+  # The `tfds` command itself cannot start without apache_beam in
+  # tensorflow-datasets 4.9.10 (another subcommand imports it), while its
+  # build subcommand does not need it.
+  import sys  # pylint: disable=g-import-not-at-top
+  import simple_parsing  # pylint: disable=g-import-not-at-top
+  from tensorflow_datasets.scripts.cli import build  # pylint: disable=g-import-not-at-top
+  simple_parsing.parse(build.Args, args=[__file__, *sys.argv[1:]]).execute()
