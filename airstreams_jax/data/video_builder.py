@@ -54,7 +54,6 @@ from absl import logging
 import numpy as np
 import PIL.Image
 import tensorflow_datasets as tfds
-import tqdm
 
 from airstreams_jax.data import video_io
 from airstreams_jax.data.video_entries import VideoEntry
@@ -530,8 +529,10 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder):
     results = _ordered_results(entries, pool,
                                _IN_FLIGHT_PER_WORKER * self._num_workers,
                                self._work, self._teacher)
-    with tqdm.tqdm(total=len(entries), unit='video', dynamic_ncols=True,
-                   desc=f'{self.name} {split}') as progress:
+    # tfds's tqdm: off after `tfds.disable_progress_bar()`, like tfds's own.
+    with tfds.core.utils.tqdm(total=len(entries), unit='video',
+                              dynamic_ncols=True,
+                              desc=f'{self.name} {split}') as progress:
       for entry, (example, reason) in zip(entries, results):
         progress.update()
         if example is None:
