@@ -6,6 +6,7 @@ beside each video) in two worker processes, from `config.dataset` as `main`
 does.
 """
 
+import importlib
 import json
 import logging
 import os
@@ -345,3 +346,23 @@ def test_tfds_build_command(root, tmp_path):
   assert builder.info.splits['train'].num_examples == 5
   assert builder.info.metadata['num_bad_inputs'] == 3
   assert os.path.exists(os.path.join(builder.data_dir, 'bad_inputs.json'))
+
+
+@pytest.mark.parametrize('config_file,arg,config_name', [
+    ('hmdb51', 'split=2', 'split2_selfie_s128_fpsall_maxall_m64'),
+    ('toyota_smarthome', None, 'cross_subject_selfie_s128_fpsall_maxall_m64'),
+    ('charades', None, 'selfie_s128_fpsall_maxall_m64'),
+    ('mit', None, 'selfie_s128_fpsall_maxall_m64'),
+])
+def test_make_builder_for_each_real_dataset_config(tmp_path, config_file, arg,
+                                                   config_name):
+  module = importlib.import_module(f'configs.{config_file}')
+  config = module.get_config(arg)
+  config.dataset.update(dict(manual_dir=str(tmp_path),
+                             data_dir=str(tmp_path / 'tfds')))
+  builder = builders.make_builder(config.dataset)
+  assert builder.name == config.dataset.name
+  assert builder.builder_config.name == config_name
+  config.dataset.builder_config = 'split4'
+  with pytest.raises(errors.ConfigError, match='not a config of'):
+    builders.make_builder(config.dataset)

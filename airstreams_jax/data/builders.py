@@ -9,13 +9,27 @@ import jax
 from jax.experimental import multihost_utils
 
 from airstreams_jax import errors
+from airstreams_jax.data import charades
+from airstreams_jax.data import hmdb51
+from airstreams_jax.data import moments_in_time
 from airstreams_jax.data import synthetic_actions
+from airstreams_jax.data import toyota_smarthome
 from airstreams_jax.data import video_folder
 from airstreams_jax.teachers import factory as teacher_factory
 
-# Real-video datasets: config.dataset.name -> builder class.
+# Real-video datasets: config.dataset.name -> (builder class, the values of
+# config.dataset.builder_config -> options of its builder config; '' is the
+# default).
 _VIDEO_BUILDERS = {
-    'video_folder': video_folder.VideoFolder,
+    'video_folder': (video_folder.VideoFolder, {'': {}}),
+    'hmdb51': (hmdb51.Hmdb51, {
+        '': {'split': 1},
+        **{f'split{s}': {'split': s} for s in hmdb51.SPLITS}}),
+    'charades': (charades.Charades, {'': {}}),
+    'toyota_smarthome': (toyota_smarthome.ToyotaSmarthome, {
+        '': {'protocol': toyota_smarthome.PROTOCOLS[0]},
+        **{p: {'protocol': p} for p in toyota_smarthome.PROTOCOLS}}),
+    'moments_in_time': (moments_in_time.MomentsInTime, {'': {}}),
 }
 
 
@@ -53,8 +67,15 @@ def make_builder(dataset_config):
             num_test=opts.num_test, seed=opts.seed),
         data_dir=_data_dir(dataset_config))
   if dataset_config.name in _VIDEO_BUILDERS:
-    return make_video_builder(_VIDEO_BUILDERS[dataset_config.name],
-                              dataset_config)
+    builder_cls, variants = _VIDEO_BUILDERS[dataset_config.name]
+    variant = dataset_config.get('builder_config', '')
+    if variant not in variants:
+      valid = ', '.join(repr(v) for v in variants if v) or "only ''"
+      raise errors.ConfigError(
+          f'--config.dataset.builder_config={variant!r} is not a config of '
+          f'{dataset_config.name}; valid: {valid}.')
+    return make_video_builder(builder_cls, dataset_config,
+                              **variants[variant])
   available = ', '.join(repr(n) for n in ['synthetic_actions',
                                           *_VIDEO_BUILDERS])
   raise errors.ConfigError(f'Unknown dataset {dataset_config.name!r}; '
