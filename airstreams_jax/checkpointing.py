@@ -1,21 +1,45 @@
 """Orbax checkpoints of the train state in `<workdir>/checkpoints`."""
 
 import os
-from typing import Any, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
+
+from airstreams_jax import errors
+
+_policies = ocp.checkpoint_managers
 
 
-def make_manager(workdir: str, *, keep: int) -> ocp.CheckpointManager:
+def _directory(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), 'checkpoints')
+
+
+def make_manager(workdir: str, *, keep: int,
+                 best_metric: str = '') -> ocp.CheckpointManager:
   """A manager that saves asynchronously and keeps the newest `keep`.
 
-  The trainer decides when to save (periodically and at the last step).
+  With `best_metric`, the checkpoint with the highest value of that
+  evaluation metric (given to `save`) is kept as well, however old, and
+  `manager.best_step()` names it. The trainer decides when to save.
   """
+  latest = _policies.LatestN(n=keep)
+  best_fn = None
+  policy = latest
+  if best_metric:
+    def best_fn(metrics):
+      return metrics[best_metric]
+    policy = _policies.AnyPreservationPolicy([
+        latest,
+        _policies.BestN(get_metric_fn=best_fn, n=1,
+                        keep_checkpoints_without_metrics=False)])
   return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), 'checkpoints'),
-      options=ocp.CheckpointManagerOptions(max_to_keep=keep,
-                                           enable_async_checkpointing=True))
+      _directory(workdir),
+      options=ocp.CheckpointManagerOptions(
+          enable_async_checkpointing=True, best_fn=best_fn, best_mode='max',
+          preservation_policy=policy))
 
 
 def abstract_like(shapes: Any, shardings: Any) -> Any:
@@ -34,10 +58,89 @@ def restore_latest(manager: ocp.CheckpointManager,
   return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
+def save(manager: ocp.CheckpointManager, step: int, state: Any,
+         metrics: Optional[Mapping[str, float]] = None) -> None:
   """Starts an asynchronous save of `state` as `step`.
 
   Errors of the previous asynchronous save surface here rather than being
   lost: orbax re-raises them on the next save or wait.
+
+  Args:
+    manager: from `make_manager`.
+    step: the training step.
+    state: the train state.
+    metrics: evaluation results of this state (numbers only), which rank the
+      checkpoint when the manager keeps the best one.
   """
-  manager.save(step, args=ocp.args.StandardSave(state), force=True)
+  manager.save(step, args=ocp.args.StandardSave(state), force=True,
+               metrics=dict(metrics) if metrics else None)
+
+
+def restore_variables(workdir: str, sharding: jax.sharding.Sharding
+                      ) -> Tuple[int, Dict[str, Any]]:
+  """The parameters and batch statistics of another run's latest checkpoint.
+
+  Shapes come from the checkpoint itself, not from the current model, so a
+  run with another class count (or another device count) can read it.
+
+  Args:
+    workdir: the other run's workdir.
+    sharding: where to place the restored arrays (e.g. replicated).
+
+  Returns:
+    (step, {'params': ..., 'batch_stats': ...}).
+
+  Raises:
+    errors.ConfigError: if `workdir` holds no checkpoint.
+  """
+  directory = _directory(workdir)
+  if not os.path.isdir(directory):
+    raise errors.ConfigError(
+        f'config.init_from={workdir!r} has no checkpoints/ folder; give the '
+        'workdir of a finished run.')
+  manager = ocp.CheckpointManager(
+      directory, item_handlers=ocp.StandardCheckpointHandler(),
+      options=ocp.CheckpointManagerOptions(read_only=True))
+  step = manager.latest_step()
+  if step is None:
+    raise errors.ConfigError(
+        f'config.init_from={workdir!r}: no checkpoint in {directory}.')
+  abstract = jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+      manager.item_metadata(step))
+  restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  manager.close()
+  return step, {k: restored[k] for k in ('params', 'batch_stats')}
+
+
+def merge_matching(fresh: Any, pretrained: Any) -> Tuple[Any, List[str]]:
+  """Takes each array of `pretrained` whose path and shape `fresh` has.
+
+  Args:
+    fresh: the new model's freshly initialised variables (a nested dict).
+    pretrained: variables of another run.
+
+  Returns:
+    The merged tree (the structure of `fresh`) and the paths kept from
+    `fresh`: those missing in `pretrained` or of another shape, such as the
+    heads when the class count differs.
+  """
+  flat_pretrained = {jax.tree_util.keystr(path): leaf for path, leaf in
+                     jax.tree_util.tree_flatten_with_path(pretrained)[0]}
+  kept = []
+
+  def pick(path, leaf):
+    key = jax.tree_util.keystr(path)
+    other = flat_pretrained.get(key)
+    if other is None or np.shape(other) != np.shape(leaf):
+      kept.append(key)
+      return leaf
+    return other.astype(leaf.dtype)
+  merged = jax.tree_util.tree_map_with_path(pick, fresh)
+  return merged, kept
+
+
+def log_merge(workdir: str, step: int, kept: List[str], total: int) -> None:
+  logging.info('init_from %s (step %d): %d of %d arrays restored; '
+               're-initialised: %s', workdir, step, total - len(kept), total,
+               ', '.join(kept) or 'none')

@@ -3,7 +3,7 @@
 import hashlib
 import json
 import os
-from typing import Any, Callable, Dict, Iterable
+from typing import Any, Callable, Dict, Iterable, Tuple
 
 import jax
 import numpy as np
@@ -43,29 +43,39 @@ def params_sha256(params: Any) -> str:
 
 
 def evaluate(eval_fn: Callable[[Any, Any], Any], state: Any,
-             batches: Iterable[Any]) -> Dict[str, Any]:
-  """Runs `eval_fn(state, batch)` over the batches and merges the metrics.
+             batches: Iterable[Any], metrics_cls: type
+             ) -> Tuple[Dict[str, Any], Any]:
+  """Runs `eval_fn(state, batch)` over the batches and computes the metrics.
+
+  `eval_fn` returns per-video scores (see `steps.eval_step`); the metrics are
+  accumulated on the host, where the Charades mAP needs every score anyway.
 
   Returns:
-    'top1', 'mean_class_accuracy', 'top5' (with >= 5 classes), 'per_stream'
-    (the accuracy of each head) and 'num_examples' (real, unpadded).
+    The results: single-label 'top1', 'mean_class_accuracy', 'top5' (with
+    >= 5 classes); multi-label 'mAP'; 'per_stream' (each head's accuracy or
+    mAP) and 'num_examples' (real, unpadded videos). And the merged metrics
+    collection (its confusion matrix feeds TensorBoard).
   """
-  merged = None
+  merged, num_examples = None, 0
   for batch in batches:
-    step_metrics = eval_fn(state, batch)
-    merged = step_metrics if merged is None else merged.merge(step_metrics)
+    outputs = to_host(eval_fn(state, batch))
+    num_examples += int(outputs['mask'].sum())
+    batch_metrics = metrics_cls.single_from_model_output(**outputs)
+    merged = batch_metrics if merged is None else merged.merge(batch_metrics)
   if merged is None:
     raise ValueError('The evaluation split yielded no batches.')
-  merged = to_host(merged)
   values = {k: float(v) for k, v in merged.compute().items()}
-  results = {k: v for k, v in values.items()
-             if not k.startswith('accuracy_')}
-  results['per_stream'] = {
-      head: values[f'accuracy_{head}']
-      for head in airstreams.STREAMS + ('merged',)
-      if f'accuracy_{head}' in values}
-  results['num_examples'] = int(merged.top1.count)
-  return results
+  per_head = {}
+  for key in list(values):
+    for prefix in ('accuracy_', 'mAP_'):
+      if key.startswith(prefix):
+        per_head[key[len(prefix):]] = values.pop(key)
+  results = dict(values)
+  results['per_stream'] = {head: per_head[head]
+                           for head in airstreams.STREAMS + ('merged',)
+                           if head in per_head}
+  results['num_examples'] = num_examples
+  return results, merged
 
 
 def write_results(workdir: str, results: Dict[str, Any]) -> str:

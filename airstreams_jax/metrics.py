@@ -15,15 +15,21 @@ from clu import metrics
 from airstreams_jax import losses
 
 
-def _accuracy_of(head: str):
+def _accuracy_of(key: str):
+  """Top-1 accuracy of the scores (or logits) `key`; with multi-hot labels
+  [B, C], whether the top-scored class is one of the video's actions."""
   def fun(label, mask=None, **outputs):
-    return dict(values=(outputs[f'logits_{head}'].argmax(-1) == label)
-                .astype(jnp.float32), mask=mask)
+    top = outputs[key].argmax(-1)
+    if label.ndim == 2:
+      hit = jnp.take_along_axis(label, top[:, None], axis=1)[:, 0] > 0
+    else:
+      hit = top == label
+    return dict(values=hit.astype(jnp.float32), mask=mask)
   return metrics.Average.from_fun(fun)
 
 
-def _top5(logits_merged, label, mask=None, **_):
-  top5 = jax.lax.top_k(logits_merged, 5)[1]
+def _top5(scores_merged, label, mask=None, **_):
+  top5 = jax.lax.top_k(scores_merged, 5)[1]
   return dict(values=(top5 == label[:, None]).any(-1).astype(jnp.float32),
               mask=mask)
 
@@ -44,11 +50,11 @@ def confusion_matrix_metric(num_classes: int) -> Type[metrics.Metric]:
       return cls(matrix=jnp.zeros((num_classes, num_classes), jnp.int32))
 
     @classmethod
-    def from_model_output(cls, *, logits_merged, label, mask=None, **_):
+    def from_model_output(cls, *, scores_merged, label, mask=None, **_):
       if mask is None:
         mask = jnp.ones(label.shape, jnp.bool_)
       true = jax.nn.one_hot(label, num_classes, dtype=jnp.int32)
-      pred = jax.nn.one_hot(logits_merged.argmax(-1), num_classes,
+      pred = jax.nn.one_hot(scores_merged.argmax(-1), num_classes,
                             dtype=jnp.int32)
       return cls(matrix=(true * mask[:, None].astype(jnp.int32)).T @ pred)
 
@@ -65,25 +71,52 @@ def confusion_matrix_metric(num_classes: int) -> Type[metrics.Metric]:
 
 
 def train_metrics() -> Type[metrics.Collection]:
-  """Total loss, each unweighted loss term and the merged accuracy."""
+  """Total loss, each unweighted loss term and the merged accuracy (for
+  multi-label data: how often the top-scored class is present)."""
   fields = {'loss': metrics.Average.from_output('loss'),
-            'accuracy_merged': _accuracy_of('merged'),
+            'accuracy_merged': _accuracy_of('logits_merged'),
             'learning_rate': metrics.LastValue.from_output('learning_rate')}
   for name in losses.LOSS_NAMES:
     fields[f'loss_{name}'] = metrics.Average.from_output(f'loss_{name}')
   return metrics.Collection.create(**fields)
 
 
-def eval_metrics(num_classes: int,
-                 heads: Sequence[str]) -> Type[metrics.Collection]:
-  """top-1/top-5/mean per-class accuracy of the merged head, and each head's."""
-  fields = {'top1': _accuracy_of('merged'),
+def eval_metrics(num_classes: int, heads: Sequence[str],
+                 multi_label: bool = False) -> Type[metrics.Collection]:
+  """Metrics of per-video scores (`scores_<head>`, `label`, `mask`).
+
+  Single-label: top-1, top-5 (with >= 5 classes) and mean per-class accuracy
+  of the merged head, and each head's accuracy ('accuracy_<head>').
+  Multi-label: the Charades mAP of the merged head ('mAP') and of each head
+  ('mAP_<head>'); the scores are collected on the host.
+  """
+  if multi_label:
+    fields = {'mAP': _mean_ap_of('merged')}
+    fields.update({f'mAP_{head}': _mean_ap_of(head) for head in heads})
+    return metrics.Collection.create(**fields)
+  fields = {'top1': _accuracy_of('scores_merged'),
             'mean_class_accuracy': confusion_matrix_metric(num_classes)}
   if num_classes >= 5:
     fields['top5'] = metrics.Average.from_fun(_top5)
   for head in heads:
-    fields[f'accuracy_{head}'] = _accuracy_of(head)
+    fields[f'accuracy_{head}'] = _accuracy_of(f'scores_{head}')
   return metrics.Collection.create(**fields)
+
+
+def _mean_ap_of(head: str) -> Type[metrics.Metric]:
+  """Charades mAP of `scores_<head>` over the unmasked videos (host-side)."""
+  key = f'scores_{head}'
+
+  @flax.struct.dataclass
+  class MeanAveragePrecision(
+      metrics.CollectingMetric.from_outputs((key, 'label', 'mask'))):
+
+    def compute(self):
+      values = super().compute()
+      keep = np.asarray(values['mask'], bool)
+      return charades_mean_ap(values[key][keep], values['label'][keep])[0]
+
+  return MeanAveragePrecision
 
 
 def charades_mean_ap(scores: np.ndarray, labels: np.ndarray

@@ -1,7 +1,7 @@
 """Pure train, eval and predict steps. No jit here: `train.py` jits them once
 with explicit shardings; dependencies are keyword-only, bound with partial."""
 
-from typing import Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -64,10 +64,70 @@ def predict_step(state: TrainState, video: jnp.ndarray, *, model,
   return outputs['logits']
 
 
+def video_scores(state: TrainState, video: jnp.ndarray, *, model,
+                 multi_label: bool, stream_heads: bool
+                 ) -> Dict[str, jnp.ndarray]:
+  """Per-video scores of the heads, aggregated over each video's views.
+
+  Args:
+    state: the model state.
+    video: uint8 `[B, V, T, H, W, 3]`, V views of each video.
+    model: the `AIRStreams` module.
+    multi_label: sigmoids max-pooled over the views (Charades); otherwise
+      softmax probabilities averaged over the views.
+    stream_heads: score every head, or only 'merged' (RGB-only inference).
+
+  Returns:
+    {head: [B, C] scores}.
+  """
+  # One view of every video at a time: memory stays that of a B-clip batch
+  # however many views there are.
+  logits = jax.lax.map(
+      lambda views: predict_step(state, views, model=model,
+                                 stream_heads=stream_heads),
+      jnp.moveaxis(video, 1, 0))
+  if multi_label:
+    return {h: jax.nn.sigmoid(v).max(0) for h, v in logits.items()}
+  return {h: jax.nn.softmax(v).mean(0) for h, v in logits.items()}
+
+
 def eval_step(state: TrainState, batch: Mapping[str, jnp.ndarray], *, model,
-              metrics_cls: type) -> clu_metrics.Collection:
-  """Metrics of one padded evaluation batch (`batch['mask']` marks real ones)."""
-  logits = predict_step(state, batch['video'], model=model, stream_heads=True)
-  return metrics_cls.single_from_model_output(
-      label=batch['label'], mask=batch['mask'],
-      **{f'logits_{head}': value for head, value in logits.items()})
+              multi_label: bool) -> Dict[str, Any]:
+  """Scores of every head for a padded batch of videos (see `video_scores`).
+
+  Args:
+    state: the model state.
+    batch: 'video' uint8 `[B, V, T, H, W, 3]`, 'label' and 'mask' (False for
+      padding).
+    model: the `AIRStreams` module.
+    multi_label: whether the labels are multi-hot.
+
+  Returns:
+    {'scores_<head>': [B, C] for every head, 'label', 'mask'}: the inputs of
+    `metrics.eval_metrics`, computed on the host.
+  """
+  scores = video_scores(state, batch['video'], model=model,
+                        multi_label=multi_label, stream_heads=True)
+  return dict({f'scores_{h}': v for h, v in scores.items()},
+              label=batch['label'], mask=batch['mask'])
+
+
+def sample_step(state: TrainState, batch: Mapping[str, jnp.ndarray], *, model,
+                num_clips: int) -> Dict[str, jnp.ndarray]:
+  """The learned representations of the first clips of a batch, to look at.
+
+  Returns 'video' [N, T, H, W, 3] and, for the streams present, 'flow'
+  [N, T, H, W, 2K], 'segmentation' (predicted class ids) and 'masks' (the
+  teacher's) [N, T, H, W].
+  """
+  video = batch['video'][:num_clips]
+  outputs = model.apply(
+      {'params': state.params, 'batch_stats': state.batch_stats}, video,
+      train=False, stream_heads=False)
+  samples = {'video': video}
+  if 'flow' in outputs:
+    samples['flow'] = outputs['flow']
+  if 'seg_logits' in outputs:
+    samples['segmentation'] = outputs['seg_logits'].argmax(-1)
+    samples['masks'] = batch['masks'][:num_clips]
+  return samples

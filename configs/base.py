@@ -256,4 +256,9 @@ def get_config():
 
   # Device mesh: (axis name, size) pairs; -1 takes the remaining devices.
   config.mesh = (('data', -1),)
+  # (regex on an array's path, mesh axes of its trailing dimensions) pairs;
+  # the first match wins, the rest is replicated. E.g. with a ('model', 2)
+  # mesh axis, (('kernel$', ('model',)),) splits every kernel's output
+  # channels (airstreams_jax/sharding.py).
+  config.sharding_rules = ()
   return config

@@ -21,7 +21,8 @@ from configs import base
 
 
 def get_config(arg=None):
-  """Arguments: init (a workdir to start from), streams, grad, weights, smoke."""
+  """Arguments: init (a workdir to start from), streams, grad, weights,
+  smoke."""
   arg = base.parse_arg(arg, init='', smoke=False, **base.ABLATION_ARGS)
   config = base.real_dataset_config('charades')
   config.model.multi_label = True

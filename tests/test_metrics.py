@@ -13,8 +13,8 @@ def _collection_over_batches(logits, labels, mask, num_classes, batch=7):
   for i in range(0, len(labels), batch):
     sl = slice(i, i + batch)
     m = cls.single_from_model_output(
-        logits_merged=jnp.asarray(logits[sl]),
-        logits_rgb=jnp.asarray(-logits[sl]), label=jnp.asarray(labels[sl]),
+        scores_merged=jnp.asarray(logits[sl]),
+        scores_rgb=jnp.asarray(-logits[sl]), label=jnp.asarray(labels[sl]),
         mask=jnp.asarray(mask[sl]))
     merged = m if merged is None else merged.merge(m)
   return {k: float(v) for k, v in merged.compute().items()}
@@ -46,7 +46,7 @@ def test_eval_metrics_match_sklearn_and_ignore_padding():
 def test_no_top5_below_five_classes():
   cls = metrics.eval_metrics(4, heads=('merged',))
   m = cls.single_from_model_output(
-      logits_merged=jnp.eye(4), label=jnp.arange(4, dtype=jnp.int32),
+      scores_merged=jnp.eye(4), label=jnp.arange(4, dtype=jnp.int32),
       mask=jnp.ones(4, bool))
   values = m.compute()
   assert 'top5' not in values and float(values['top1']) == 1.0
@@ -83,3 +83,38 @@ def test_charades_map_protocol_for_missing_scores_and_empty_videos():
   labels[1, 0] = 1
   mean_ap, per_class = metrics.charades_mean_ap(scores, labels)
   assert np.isnan(per_class[1]) and mean_ap == per_class[0]
+
+
+def test_multi_label_eval_metrics_are_the_charades_map_of_real_videos():
+  rng = np.random.default_rng(3)
+  n, num_classes = 40, 6
+  labels = (rng.random((n, num_classes)) < 0.3).astype(np.float32)
+  scores = rng.random((n, num_classes)).astype(np.float32)
+  mask = rng.random(n) > 0.25
+  cls = metrics.eval_metrics(num_classes, heads=('rgb', 'merged'),
+                             multi_label=True)
+  merged = None
+  for i in range(0, n, 8):  # Batches merged on the host, as in evaluation.
+    sl = slice(i, i + 8)
+    m = cls.single_from_model_output(
+        scores_merged=scores[sl], scores_rgb=1 - scores[sl], label=labels[sl],
+        mask=mask[sl])
+    merged = m if merged is None else merged.merge(m)
+  values = merged.compute()
+  assert set(values) == {'mAP', 'mAP_rgb', 'mAP_merged'}
+  expected = metrics.charades_mean_ap(scores[mask], labels[mask])[0]
+  assert np.isclose(values['mAP'], expected)
+  assert np.isclose(values['mAP_rgb'],
+                    metrics.charades_mean_ap(1 - scores[mask],
+                                             labels[mask])[0])
+  assert values['mAP_merged'] == values['mAP']
+
+
+def test_multi_label_training_accuracy_is_hit_at_one():
+  m = metrics.train_metrics().single_from_model_output(
+      loss=jnp.float32(0), learning_rate=jnp.float32(0),
+      logits_merged=jnp.asarray([[0.0, 2.0, 1.0], [3.0, 0.0, 1.0]]),
+      label=jnp.asarray([[0.0, 1.0, 1.0], [0.0, 1.0, 1.0]]),
+      **{f'loss_{k}': jnp.float32(0) for k in ('rgb', 'flow', 'semantic',
+                                               'merged', 'interm')})
+  assert float(m.compute()['accuracy_merged']) == 0.5

@@ -7,7 +7,7 @@ exactly once whatever the batch size and process count.
 """
 
 import math
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import jax
 import tensorflow as tf
@@ -16,7 +16,13 @@ import tensorflow_datasets as tfds
 from airstreams_jax import mesh as mesh_lib
 from airstreams_jax.data import video_ops
 
-_KEYS = ('video', 'masks', 'label')
+# 'label' (single-label datasets) or 'frame_labels' (multi-label: multi-hot
+# [T, C] per stored frame); see data/video_entries.py for the contract.
+_KEYS = ('video', 'masks', 'label', 'frame_labels')
+_FOREVER = 2**62
+# Epoch e of seed s shuffles with the seed s * stride + e: distinct for
+# every (seed, epoch) pair below the stride.
+_EPOCH_SEED_STRIDE = 1_000_003
 
 
 def _process_split(split: str, process_index: int, process_count: int):
@@ -29,7 +35,18 @@ def _read(builder, split, *, shuffle: bool, seed: int) -> tf.data.Dataset:
   ds = builder.as_dataset(split=split, shuffle_files=shuffle,
                           read_config=read_config,
                           decoders={'video': tfds.decode.SkipDecoding()})
-  return ds.map(lambda ex: {k: ex[k] for k in _KEYS})
+  keys = [k for k in _KEYS if k in builder.info.features]
+  # The stored multi-hot labels leave the class axis unknown (the builder
+  # learns the classes from the listing); fixed shapes batch and pad.
+  num_classes = len((builder.info.metadata or {}).get('class_names', ()))
+
+  def select(example):
+    example = {k: example[k] for k in keys}
+    if 'frame_labels' in example:
+      example['frame_labels'] = tf.ensure_shape(example['frame_labels'],
+                                                [None, num_classes])
+    return example
+  return ds.map(select)
 
 
 def _decode(builder, example: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
@@ -37,14 +54,28 @@ def _decode(builder, example: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
   return dict(example, video=video)
 
 
+def _clip_label(example: Dict[str, tf.Tensor],
+                idx: Optional[tf.Tensor] = None) -> tf.Tensor:
+  """The int class, or the multi-hot float actions of the frames `idx`
+  (of the whole video when None: the video-level label of evaluation)."""
+  if 'frame_labels' not in example:
+    return tf.cast(example['label'], tf.int32)
+  frame_labels = example['frame_labels']
+  if idx is not None:
+    frame_labels = tf.gather(frame_labels, idx)
+  return tf.cast(tf.reduce_max(frame_labels, axis=0), tf.float32)
+
+
 def preprocess_train(example: Dict[str, tf.Tensor], seed: tf.Tensor, *,
                      dataset_config) -> Dict[str, tf.Tensor]:
   """Random clip, random resized crop and optional flip (same for masks)."""
   clip_seed, crop_seed, flip_seed = tf.unstack(
       tf.random.experimental.stateless_split(seed, 3))
-  video, masks = video_ops.temporal_clip(
-      example['video'], example['masks'], dataset_config.num_frames,
-      dataset_config.get('frame_stride', 1), seed=clip_seed)
+  idx = video_ops.clip_indices(
+      tf.shape(example['video'])[0], dataset_config.num_frames,
+      dataset_config.frame_stride, clip_seed)
+  video = tf.gather(example['video'], idx)
+  masks = tf.gather(example['masks'], idx)
   box = video_ops.random_crop_box(tf.shape(video)[1:], crop_seed,
                                   dataset_config.min_crop_area)
   video, masks = video_ops.crop_and_resize(video, masks, box,
@@ -52,49 +83,72 @@ def preprocess_train(example: Dict[str, tf.Tensor], seed: tf.Tensor, *,
   if dataset_config.random_flip:
     video, masks = video_ops.random_flip(video, masks, flip_seed)
   return {'video': video, 'masks': masks,
-          'label': tf.cast(example['label'], tf.int32)}
+          'label': _clip_label(example, idx)}
 
 
 def preprocess_eval(example: Dict[str, tf.Tensor], *,
                     dataset_config) -> Dict[str, tf.Tensor]:
-  """The centre clip and centre crop."""
-  video, masks = video_ops.temporal_clip(
-      example['video'], example['masks'], dataset_config.num_frames,
-      dataset_config.get('frame_stride', 1), seed=None)
-  box = video_ops.center_crop_box(tf.shape(video)[1:])
-  video, masks = video_ops.crop_and_resize(video, masks, box,
-                                           dataset_config.image_size)
-  return {'video': video, 'masks': masks,
-          'label': tf.cast(example['label'], tf.int32)}
+  """All views of a video: `eval_clips` clips evenly spaced in time times
+  `eval_crops` square crops, as 'video' [views, T, S, S, 3], and the
+  video-level label. (Teacher masks are not needed to evaluate.)"""
+  video = example['video']
+  clips = video_ops.view_clip_indices(
+      tf.shape(video)[0], dataset_config.num_frames,
+      dataset_config.frame_stride, dataset_config.eval_clips)
+  boxes = video_ops.view_crop_boxes(tf.shape(video)[1:],
+                                    dataset_config.eval_crops)
+  views = [video_ops.resize_video(tf.gather(video, clips[c]), boxes[k],
+                                  dataset_config.image_size)
+           for c in range(dataset_config.eval_clips)
+           for k in range(dataset_config.eval_crops)]
+  return {'video': tf.stack(views), 'label': _clip_label(example)}
 
 
 def make_train_dataset(builder, dataset_config, *, local_batch_size: int,
-                       seed: int, process_index: int = 0,
+                       seed: int, start_step: int = 0, process_index: int = 0,
                        process_count: int = 1) -> tf.data.Dataset:
   """An infinite, shuffled, augmented dataset of this process's batches.
 
-  Every process reads the same seeded stream of encoded examples and keeps
-  its rows of each global batch before decoding. Together the processes thus
-  see exactly the global batches, in the same order and with the same
+  The stream is a pure function of the seed and the example's position in
+  it: epoch e is the split's records (which tfds stores in a hashed order)
+  through a shuffle buffer seeded with (seed, e), and example i of the
+  stream is augmented with the seed (seed, i). So a run resumed at
+  `start_step` gets exactly the batches an uninterrupted run would; it
+  starts at its epoch and skips the records before it, reading (not
+  decoding) at most one epoch.
+
+  Every process reads the same stream of encoded examples and keeps its rows
+  of each global batch before decoding. Together the processes thus see
+  exactly the global batches, in the same order and with the same
   augmentation, that one process would: results do not depend on the number
   of hosts. (Reading encoded records is cheap next to decoding them.)
   """
-  ds = _read(builder, dataset_config.train_split, shuffle=True, seed=seed)
-  # Shuffle, then repeat: every example is seen once per epoch.
-  ds = ds.shuffle(dataset_config.shuffle_buffer, seed=seed,
-                  reshuffle_each_iteration=True).repeat()
-  # One augmentation seed per example, drawn before the processes split.
-  ds = tf.data.Dataset.zip(ds, tf.data.Dataset.random(seed=seed).batch(2))
+  split = dataset_config.train_split
+  num_examples = builder.info.splits[split].num_examples
+  global_size = local_batch_size * process_count
+  first = start_step * global_size  # Stream position of the first example.
+  first_epoch, offset = divmod(first, num_examples)
+  records = _read(builder, split, shuffle=False, seed=0)
+  seed = tf.constant(seed, tf.int64)
+
+  def epoch(e):
+    # Shuffle within each epoch: every example is seen once per epoch.
+    return records.shuffle(dataset_config.shuffle_buffer,
+                           seed=seed * _EPOCH_SEED_STRIDE + e,
+                           reshuffle_each_iteration=False)
+
+  ds = tf.data.Dataset.range(first_epoch, _FOREVER).flat_map(epoch)
+  ds = tf.data.Dataset.zip(ds.skip(offset),
+                           tf.data.Dataset.range(first, _FOREVER))
   # Global batch k holds stream elements [k*G, (k+1)*G); process p keeps
   # rows [p*L, (p+1)*L) of it, in order, and global arrays put process p's
   # rows at exactly that place: the same batches as on one process.
-  global_size = local_batch_size * process_count
-  ds = ds.enumerate().filter(
-      lambda i, _: (i % global_size) // local_batch_size == process_index)
+  ds = ds.filter(
+      lambda _, i: (i % global_size) // local_batch_size == process_index)
   ds = ds.map(
-      lambda _, ex_seed: preprocess_train(_decode(builder, ex_seed[0]),
-                                          ex_seed[1],
-                                          dataset_config=dataset_config),
+      lambda example, i: preprocess_train(
+          _decode(builder, example), tf.stack([seed, i]),
+          dataset_config=dataset_config),
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return ds.batch(local_batch_size, drop_remainder=True).prefetch(2)
 
@@ -111,6 +165,9 @@ def make_eval_dataset(builder, dataset_config, *, local_batch_size: int,
                       process_index: int = 0, process_count: int = 1
                       ) -> Tuple[tf.data.Dataset, int]:
   """Padded eval batches with a boolean 'mask', and their number.
+
+  Each element is one video with all its views (see `preprocess_eval`), so
+  `local_batch_size` counts videos.
 
   Every process yields the same number of batches (multi-host collectives
   need that); padding examples are zeros with mask False.

@@ -27,12 +27,47 @@ def clip_indices(num_stored: tf.Tensor, num_frames: int, stride: int,
   return tf.minimum(idx, num_stored - 1)
 
 
-def temporal_clip(video: tf.Tensor, masks: tf.Tensor, num_frames: int,
-                  stride: int = 1, seed: Optional[tf.Tensor] = None
-                  ) -> Tuple[tf.Tensor, tf.Tensor]:
-  """The same T frames of video and masks."""
-  idx = clip_indices(tf.shape(video)[0], num_frames, stride, seed)
-  return tf.gather(video, idx), tf.gather(masks, idx)
+def view_clip_indices(num_stored: tf.Tensor, num_frames: int, stride: int,
+                      num_clips: int) -> tf.Tensor:
+  """Frame indices [num_clips, T] of clips evenly spaced over the video.
+
+  The first clip starts at frame 0 and the last ends at the last frame (one
+  clip: the centre clip). Videos shorter than a clip repeat their last frame.
+  """
+  if num_clips == 1:
+    return clip_indices(num_stored, num_frames, stride, None)[None]
+  span = (num_frames - 1) * stride + 1
+  max_start = tf.cast(tf.maximum(num_stored - span, 0), tf.float32)
+  starts = tf.cast(tf.round(tf.linspace(0.0, max_start, num_clips)),
+                   tf.int32)
+  idx = starts[:, None] + tf.range(num_frames, dtype=tf.int32)[None] * stride
+  return tf.minimum(idx, num_stored - 1)
+
+
+def view_crop_boxes(image_shape: tf.Tensor, num_crops: int) -> tf.Tensor:
+  """Normalised boxes [num_crops, 4]: squares of the short side, evenly
+  spaced along the long side (1: the centre; 3: both ends and the centre,
+  as in SlowFast's 3-crop testing)."""
+  if num_crops == 1:
+    return center_crop_box(image_shape)[None]
+  hw = tf.cast(image_shape[:2], tf.float32)
+  side = tf.reduce_min(hw)
+  offsets = tf.linspace(0.0, 1.0, num_crops)
+  y0 = offsets * (hw[0] - side)
+  x0 = offsets * (hw[1] - side)
+  return tf.stack([y0 / (hw[0] - 1), x0 / (hw[1] - 1),
+                   (y0 + side - 1) / (hw[0] - 1),
+                   (x0 + side - 1) / (hw[1] - 1)], axis=1)
+
+
+def resize_video(video: tf.Tensor, box: tf.Tensor, size: int) -> tf.Tensor:
+  """Crops the normalised box from the frames and resizes it to size²."""
+  video = tf.image.crop_and_resize(
+      tf.cast(video, tf.float32), tf.repeat(box[None], tf.shape(video)[0], 0),
+      tf.range(tf.shape(video)[0]), (size, size), method='bilinear')
+  return tf.cast(tf.clip_by_value(tf.round(video), 0, 255), tf.uint8)
+
+
 
 
 def crop_and_resize(video: tf.Tensor, masks: tf.Tensor, box: tf.Tensor,
@@ -43,10 +78,7 @@ def crop_and_resize(video: tf.Tensor, masks: tf.Tensor, box: tf.Tensor,
   resolution than the frames, with nearest neighbours (class ids must not
   blend).
   """
-  video = tf.image.crop_and_resize(
-      tf.cast(video, tf.float32), tf.repeat(box[None], tf.shape(video)[0], 0),
-      tf.range(tf.shape(video)[0]), (size, size), method='bilinear')
-  video = tf.cast(tf.clip_by_value(tf.round(video), 0, 255), tf.uint8)
+  video = resize_video(video, box, size)
   masks = tf.image.crop_and_resize(
       tf.cast(masks[..., None], tf.float32),
       tf.repeat(box[None], tf.shape(masks)[0], 0), tf.range(tf.shape(masks)[0]),
