@@ -26,12 +26,18 @@ from airstreams_jax import losses
 from airstreams_jax import mesh as mesh_lib
 from airstreams_jax import metrics as metrics_lib
 from airstreams_jax import optim
+from airstreams_jax import sharding as sharding_lib
 from airstreams_jax import steps
 from airstreams_jax import train_state as state_lib
+from airstreams_jax import visualise
 from airstreams_jax.data import builders
 from airstreams_jax.data import pipeline
 from airstreams_jax.models import airstreams
 from airstreams_jax.models import tvn
+
+
+# Class names of the labels and the teacher, beside config.json in a workdir.
+CLASSES_FILE = 'classes.json'
 
 
 def validate_config(config, mesh: jax.sharding.Mesh) -> None:
@@ -80,6 +86,15 @@ def validate_config(config, mesh: jax.sharding.Mesh) -> None:
       tvn.BlockSpec.from_config(spec)
   except ValueError as e:
     raise errors.ConfigError(str(e)) from None
+  try:
+    sharding_lib.check_rules(config.sharding_rules, mesh)
+  except ValueError as e:
+    raise errors.ConfigError(str(e)) from None
+  if config.init_from and not gfile.isdir(
+      os.path.join(config.init_from, 'checkpoints')):
+    raise errors.ConfigError(
+        f'config.init_from={config.init_from!r} has no checkpoints/ folder; '
+        'give the workdir of a finished run (or --config.init_from=).')
   if not 1 <= config.model.merge_after < len(config.model.tower):
     raise errors.ConfigError(
         f'config.model.merge_after={config.model.merge_after} must be in '
@@ -130,16 +145,34 @@ def setup(config, mesh: Optional[jax.sharding.Mesh] = None) -> Setup:
   builder = builders.make_builder(config.dataset)
   builders.prepare(builder)
   meta = builders.dataset_meta(builder)
+  if meta.multi_label != config.model.multi_label:
+    raise errors.ConfigError(
+        f'Dataset {builder.info.full_name} is '
+        f'{"multi" if meta.multi_label else "single"}-label; set '
+        f'--config.model.multi_label={meta.multi_label}.')
+  _check_best_metric(config.best_metric, meta)
   model = airstreams.build_model(config.model, num_classes=meta.num_classes,
                                  num_seg_classes=meta.num_seg_classes)
   init = functools.partial(state_lib.init_state, model=model, tx=tx)
   state_shapes = jax.eval_shape(init, config.seed,
                                 _sample_video(config))
-  # Data parallelism: parameters and optimiser state are replicated.
-  state_sharding = jax.tree.map(lambda _: mesh_lib.replicated(mesh),
-                                state_shapes)
+  # Replicated (data parallelism) unless a sharding rule says otherwise.
+  state_sharding = sharding_lib.state_shardings(
+      state_shapes, mesh, config.sharding_rules)
   return Setup(config, mesh, builder, meta, model, tx, schedule, state_shapes,
                state_sharding)
+
+
+def _check_best_metric(metric: str, meta: builders.DatasetMeta) -> None:
+  if meta.multi_label:
+    valid = ('mAP',)
+  else:
+    valid = ('top1', 'mean_class_accuracy') + (
+        ('top5',) if meta.num_classes >= 5 else ())
+  if metric and metric not in valid:
+    raise errors.ConfigError(
+        f'config.best_metric={metric!r} is not computed for this dataset; '
+        f'use one of {valid} (or \'\' to keep only the latest checkpoints).')
 
 
 def create_state(s: Setup) -> state_lib.TrainState:
@@ -150,12 +183,35 @@ def create_state(s: Setup) -> state_lib.TrainState:
       jnp.int32(s.config.seed), sample)
 
 
+def initialise_from(s: Setup, state: state_lib.TrainState,
+                    workdir: str) -> state_lib.TrainState:
+  """Replaces parameters and batch statistics by those of another run.
+
+  Arrays are matched by path and shape; the others (the heads, when the
+  class count differs, as from Moments in Time to Charades) keep their fresh
+  initialisation. The optimiser state and step start afresh.
+  """
+  step, pretrained = checkpointing.restore_variables(workdir, s.replicated)
+  fresh = {'params': state.params, 'batch_stats': state.batch_stats}
+  merged, kept = checkpointing.merge_matching(fresh, pretrained)
+  total = len(jax.tree.leaves(fresh))
+  if len(kept) == total:
+    raise errors.ConfigError(
+        f'config.init_from={workdir!r}: none of its arrays fits this model; '
+        'was it trained with another model config?')
+  checkpointing.log_merge(workdir, step, kept, total)
+  merged = jax.device_put(merged, {'params': s.state_sharding.params,
+                                   'batch_stats': s.state_sharding.batch_stats})
+  return state.replace(params=merged['params'],
+                       batch_stats=merged['batch_stats'])
+
+
 def jit_train_step(s: Setup) -> Callable[..., Any]:
   """The train step, compiled once: state donated, batch split on 'data'."""
   step = functools.partial(
       steps.train_step, model=s.model, tx=s.tx, schedule=s.schedule,
       metrics_cls=metrics_lib.train_metrics(),
-      multi_label=s.config.model.multi_label)
+      multi_label=s.meta.multi_label)
   return jax.jit(step,
                  in_shardings=(s.state_sharding, s.batch_sharding,
                                s.replicated),
@@ -164,33 +220,75 @@ def jit_train_step(s: Setup) -> Callable[..., Any]:
 
 
 def jit_eval_step(s: Setup) -> Callable[..., Any]:
-  heads = tuple(s.config.model.streams) + ('merged',)
-  step = functools.partial(
-      steps.eval_step, model=s.model,
-      metrics_cls=metrics_lib.eval_metrics(s.meta.num_classes, heads))
+  """The eval step: per-video scores, replicated so every host has them."""
+  step = functools.partial(steps.eval_step, model=s.model,
+                           multi_label=s.meta.multi_label)
   return jax.jit(step, in_shardings=(s.state_sharding, s.batch_sharding),
                  out_shardings=s.replicated)
 
 
-def run_evaluation(s: Setup, state: Any,
-                   eval_fn: Callable[..., Any]) -> Dict[str, Any]:
-  """Evaluates `state` on the eval split; adds the step and params hash."""
+def jit_sample_step(s: Setup, num_clips: int = 2) -> Callable[..., Any]:
+  """Flow and segmentation of a few training clips, for TensorBoard."""
+  step = functools.partial(steps.sample_step, model=s.model,
+                           num_clips=num_clips)
+  return jax.jit(step, in_shardings=(s.state_sharding, s.batch_sharding),
+                 out_shardings=s.replicated)
+
+
+def _log_samples(writer, step: int, samples: Dict[str, Any]) -> None:
+  """One image per clip: frames, flow colours, predicted and teacher masks."""
+  samples = eval_lib.to_host(samples)
+  images = {}
+  for i, video in enumerate(samples['video']):
+    rows = {}
+    if 'flow' in samples:
+      # The first reduced channel's (u1, u2); see rep_flow's channel order.
+      flow = samples['flow'][i]
+      k = flow.shape[-1] // 2
+      rows['flow'] = visualise.flow_to_rgb(flow[..., ::k][..., :2])
+    if 'segmentation' in samples:
+      rows['segmentation'] = visualise.segmentation_to_rgb(
+          samples['segmentation'][i])
+      rows['teacher'] = visualise.segmentation_to_rgb(samples['masks'][i])
+    images[f'samples/clip{i}_{"_".join(["rgb", *rows])}'] = (
+        visualise.sample_grid(video, rows)[None])
+  writer.write_images(step, images)
+
+
+def run_evaluation(s: Setup, state: Any, eval_fn: Callable[..., Any],
+                   writer: Optional[Any] = None) -> Dict[str, Any]:
+  """Evaluates `state` on the eval split; adds the step and params hash.
+
+  With a `writer`, also writes the scalars and the confusion-matrix image.
+  """
   ds, _ = pipeline.make_eval_dataset(
       s.builder, s.config.dataset,
       local_batch_size=pipeline.local_batch_size(s.config.eval_batch_size),
       process_index=jax.process_index(), process_count=jax.process_count())
-  results = eval_lib.evaluate(eval_fn, state,
-                              pipeline.global_batches(ds, s.batch_sharding))
-  results['step'] = int(eval_lib.to_host(state.step))
+  heads = tuple(s.config.model.streams) + ('merged',)
+  results, merged = eval_lib.evaluate(
+      eval_fn, state, pipeline.global_batches(ds, s.batch_sharding),
+      metrics_lib.eval_metrics(s.meta.num_classes, heads, s.meta.multi_label))
+  step = int(eval_lib.to_host(state.step))
+  results['step'] = step
   results['params_sha256'] = eval_lib.params_sha256(state.params)
   results['num_classes'] = s.meta.num_classes
+  if writer is not None:
+    _log_eval(writer, step, results)
+    if hasattr(merged, 'mean_class_accuracy'):
+      writer.write_images(step, {
+          'eval/confusion_matrix': visualise.confusion_matrix_image(
+              merged.mean_class_accuracy.matrix)[None]})
   return results
 
 
-def _write_config(config, workdir: str) -> None:
+def _write_run_info(config, meta: builders.DatasetMeta, workdir: str) -> None:
+  """config.json and classes.json: what `predict` needs besides checkpoints."""
   if jax.process_index() == 0:
     with gfile.GFile(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    with gfile.GFile(os.path.join(workdir, CLASSES_FILE), 'w') as f:
+      json.dump(dataclasses.asdict(meta), f, indent=2)
 
 
 def _check_finite(step: int, values: Dict[str, float]) -> None:
@@ -204,7 +302,8 @@ def _check_finite(step: int, values: Dict[str, float]) -> None:
 def _log_eval(writer, step: int, results: Dict[str, Any]) -> None:
   scalars = {f'eval/{k}': v for k, v in results.items()
              if isinstance(v, float)}
-  scalars.update({f'eval/accuracy_{k}': v
+  metric = 'mAP' if 'mAP' in results else 'accuracy'
+  scalars.update({f'eval/{metric}_{k}': v
                   for k, v in results['per_stream'].items()})
   writer.write_scalars(step, scalars)
 
@@ -225,10 +324,11 @@ def train_and_evaluate(config, workdir: str,
   """
   s = setup(config, mesh)
   gfile.makedirs(workdir)
-  _write_config(config, workdir)
+  _write_run_info(config, s.meta, workdir)
   writer = metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0)
-  manager = checkpointing.make_manager(workdir, keep=config.keep_checkpoints)
+  manager = checkpointing.make_manager(workdir, keep=config.keep_checkpoints,
+                                       best_metric=config.best_metric)
 
   state = checkpointing.restore_latest(
       manager, checkpointing.abstract_like(s.state_shapes, s.state_sharding))
@@ -236,6 +336,8 @@ def train_and_evaluate(config, workdir: str,
     state = create_state(s)
     logging.info('Initialised a new state: %d parameters.',
                  sum(x.size for x in jax.tree.leaves(s.state_shapes.params)))
+    if config.init_from:
+      state = initialise_from(s, state, config.init_from)
   start_step = int(eval_lib.to_host(state.step))
   if start_step:
     logging.info('Resumed from the checkpoint of step %d in %s.', start_step,
@@ -245,11 +347,13 @@ def train_and_evaluate(config, workdir: str,
       losses.loss_weights_vector(config.loss_weights,
                                  config.loss_weights_file), s.replicated)
   train_fn, eval_fn = jit_train_step(s), jit_eval_step(s)
+  sample_fn = jit_sample_step(s)
   train_ds = pipeline.make_train_dataset(
       s.builder, config.dataset,
       local_batch_size=pipeline.local_batch_size(config.batch_size),
-      # A resumed run draws fresh batches rather than replaying the first ones.
-      seed=config.seed + start_step, process_index=jax.process_index(),
+      # A resumed run continues the stream exactly where it stopped.
+      seed=config.seed, start_step=start_step,
+      process_index=jax.process_index(),
       process_count=jax.process_count())
   train_iter = pipeline.global_batches(train_ds, s.batch_sharding)
 
@@ -273,12 +377,18 @@ def train_and_evaluate(config, workdir: str,
         _check_finite(step, values)
         writer.write_scalars(step, {f'train/{k}': v for k, v in values.items()})
         accumulated = None
-      if step % config.eval_every_steps == 0 or is_last:
+      evaluated = step % config.eval_every_steps == 0 or is_last
+      if evaluated:
         with report.timed('eval'):
-          results = run_evaluation(s, state, eval_fn)
-        _log_eval(writer, step, results)
-      if step % config.checkpoint_every_steps == 0 or is_last:
-        checkpointing.save(manager, step, state)
+          results = run_evaluation(s, state, eval_fn, writer)
+          _log_samples(writer, step, sample_fn(state, batch))
+      # Evaluated states are saved too when the best one is kept.
+      if (step % config.checkpoint_every_steps == 0 or is_last or
+          (evaluated and config.best_metric)):
+        checkpointing.save(
+            manager, step, state,
+            {k: v for k, v in results.items() if isinstance(v, float)}
+            if evaluated else None)
     if results is None:  # Nothing left to train: evaluate what was restored.
       results = run_evaluation(s, state, eval_fn)
   manager.wait_until_finished()
@@ -291,7 +401,8 @@ def evaluate_checkpoint(config, workdir: str,
                         ) -> Dict[str, Any]:
   """Evaluates the latest checkpoint in `workdir` and writes the results."""
   s = setup(config, mesh)
-  manager = checkpointing.make_manager(workdir, keep=config.keep_checkpoints)
+  manager = checkpointing.make_manager(workdir, keep=config.keep_checkpoints,
+                                       best_metric=config.best_metric)
   state = checkpointing.restore_latest(
       manager, checkpointing.abstract_like(s.state_shapes, s.state_sharding))
   if state is None:
