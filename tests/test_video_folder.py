@@ -247,7 +247,8 @@ def test_a_split_without_good_videos_is_an_error(tmp_path):
   data_dir = tmp_path / 'tfds'
   builder = builders.make_builder(
       _dataset_config(str(root), str(data_dir), build_workers=1))
-  with pytest.raises(ValueError, match="split 'test' has no good video"):
+  with pytest.raises(errors.ConfigError,
+                     match="split 'test' has no good video"):
     builder.download_and_prepare()
   report = os.path.join(os.path.dirname(builder.data_dir), 'bad_inputs.json')
   with open(report) as f:

@@ -55,6 +55,7 @@ import numpy as np
 import PIL.Image
 import tensorflow_datasets as tfds
 
+from airstreams_jax import errors
 from airstreams_jax.data import video_io
 from airstreams_jax.data.video_entries import VideoEntry
 from airstreams_jax.teachers import base as teacher_base
@@ -64,6 +65,9 @@ JPEG_QUALITY = 90
 # Teacher options that change only speed or caching, not the masks: left
 # out of the config name so that changing them reuses the dataset.
 _OPTIONS_NOT_IN_NAME = ('num_threads', 'batch_size', 'cache_dir')
+# The listing may skip thousands of inputs (e.g. videos missing from disk):
+# the log names the first ones, the report all.
+_MAX_LOGGED_LISTING_SKIPS = 20
 # Videos in flight per worker: keeps both cores busy while results are
 # written in order, without holding a whole split in memory.
 _IN_FLIGHT_PER_WORKER = 4
@@ -313,25 +317,25 @@ def _ordered_results(entries: Sequence[VideoEntry],
     return
   pending = collections.deque()
   entries = iter(entries)
-  while True:
-    while len(pending) < in_flight:
-      entry = next(entries, None)
-      if entry is None:
-        break
-      with _workers_skip_the_main_module():
-        future = pool.submit(_process_in_worker, entry)
-      pending.append((entry, future))
-    if not pending:
-      return
-    entry, future = pending.popleft()
-    try:
-      yield future.result()
-    except concurrent.futures.process.BrokenProcessPool:
-      paths = [entry.path] + [e.path for e, _ in pending]
-      raise RuntimeError(
-          'A build worker died (a crash inside the decoder or the teacher) '
-          f'while processing one of {paths}; build with num_workers=1 to '
-          'find the file, then remove it.') from None
+  try:
+    while True:
+      while len(pending) < in_flight:
+        entry = next(entries, None)
+        if entry is None:
+          break
+        with _workers_skip_the_main_module():
+          future = pool.submit(_process_in_worker, entry)
+        pending.append((entry, future))
+      if not pending:
+        return
+      yield pending[0][1].result()
+      pending.popleft()
+  except concurrent.futures.process.BrokenProcessPool:
+    raise RuntimeError(
+        'A build worker died (a crash inside the decoder or the teacher, or '
+        'the teacher failed to start in it) while processing one of '
+        f'{[e.path for e, _ in pending]}; build with num_workers=1 '
+        '(config.dataset.build_workers=1) to see the error.') from None
 
 
 # ------------------------------------------------------------- builder
@@ -350,8 +354,9 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder):
 
   def __init__(self, *, manual_dir: str = '', num_workers: int = 0,
                **kwargs):
-    """Args:
+    """Creates the builder (nothing is read until it is prepared).
 
+    Args:
       manual_dir: The local copy of the dataset; when empty, tfds's
         `download_config.manual_dir` (`tfds build --manual_dir=...`).
       num_workers: Worker processes for decoding and the teacher (0: one
@@ -435,37 +440,48 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder):
     else:
       manual_dir = os.fspath(dl_manager.manual_dir)
     if not os.path.isdir(manual_dir):
-      raise FileNotFoundError(
+      raise errors.ConfigError(
           f'manual_dir {manual_dir} is not a directory; '
           f'{self.MANUAL_DOWNLOAD_INSTRUCTIONS or ""}'.strip())
     return manual_dir
 
   def _check_listing(self, listing: VideoListing) -> None:
+    """Raises ConfigError for a listing that cannot make a dataset."""
     num_classes = len(listing.class_names)
     if not num_classes:
-      raise ValueError(f'{self.name}: the listing found no classes.')
+      raise errors.ConfigError(f'{self.name}: the listing found no classes.')
     for split, entries in listing.splits.items():
+      if not entries:
+        skipped = sum(b.split == split for b in listing.bad_inputs)
+        raise errors.ConfigError(
+            f'{self.name}: split {split!r} lists no videos ({skipped} inputs '
+            'skipped while listing it).')
       ids = collections.Counter(e.video_id for e in entries)
       twice = [i for i, n in ids.items() if n > 1]
       if twice:
-        raise ValueError(f'{self.name}: video ids listed twice in split '
-                         f'{split!r}: {twice[:5]}')
+        raise errors.ConfigError(f'{self.name}: video ids listed twice in '
+                                 f'split {split!r}: {twice[:5]}')
       for e in entries:
         labels = [i.label for i in e.intervals] if self.MULTI_LABEL else [
             e.label]
         if any(not 0 <= label < num_classes for label in labels):
-          raise ValueError(f'{self.name}: {e.path} has label(s) {labels} '
-                           f'outside the {num_classes} classes.')
+          raise errors.ConfigError(
+              f'{self.name}: {e.path} has label(s) {labels} outside the '
+              f'{num_classes} classes.')
 
   def _split_generators(self, dl_manager):
     cfg = self.builder_config
     manual_dir = self._resolve_manual_dir(dl_manager)
     listing = self._list_videos(manual_dir)
+    self._bad_inputs = list(listing.bad_inputs)
+    for bad in self._bad_inputs[:_MAX_LOGGED_LISTING_SKIPS]:
+      logging.warning('Skipping %s: %s', bad.path, bad.reason)
+    if len(self._bad_inputs) > _MAX_LOGGED_LISTING_SKIPS:
+      logging.warning('... and %d more skipped while listing (see %s).',
+                      len(self._bad_inputs) - _MAX_LOGGED_LISTING_SKIPS,
+                      REPORT_FILENAME)
     self._check_listing(listing)
     class_names = [str(n) for n in listing.class_names]
-    self._bad_inputs = list(listing.bad_inputs)
-    for bad in self._bad_inputs:
-      logging.warning('Skipping %s: %s', bad.path, bad.reason)
     # The teacher in this process: its class names go into the metadata,
     # and a misconfigured teacher fails before any video is decoded.
     self._teacher = make_teacher(cfg.teacher, manual_dir, cfg.teacher_options)
@@ -549,7 +565,7 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder):
                           for b in bad[:3])
       report = os.path.join(os.path.dirname(self._final_data_dir),
                             REPORT_FILENAME)
-      raise ValueError(
+      raise errors.ConfigError(
           f'{self.name}: split {split!r} has no good video ({len(entries)} '
           f'listed{", e.g. " + reasons if reasons else ""}); see {report}.')
 
