@@ -215,3 +215,38 @@ def test_bad_files_raise_one_error_type_with_a_one_line_reason(
   assert '\n' not in str(e.value)
   with pytest.raises(video_io.VideoDecodeError):
     video_io.decode(bad_files[name], max_frames=2)  # Seeking: fails too.
+
+
+def _count_decodable(path):
+  with av.open(path) as container:
+    count = 0
+    try:
+      for frame in container.decode(video=0):
+        del frame
+        count += 1
+    except av.error.FFmpegError:
+      pass
+    return count
+
+
+def test_a_few_frames_short_of_the_header_is_not_truncated(tmp_path):
+  # An avi announces its frame count up front; cut the end until one or two
+  # frames are lost: the video still decodes, sampled from the frames that
+  # really decode.
+  path = str(tmp_path / 'full.avi')
+  write_video(path, 120)
+  with open(path, 'rb') as f:
+    data = f.read()
+  cut_path = str(tmp_path / 'cut.avi')
+  for cut in range(100, len(data) // 2, 100):
+    with open(cut_path, 'wb') as f:
+      f.write(data[:-cut])
+    decodable = _count_decodable(cut_path)
+    if decodable < 120:
+      break
+  assert decodable in (118, 119)
+  assert video_io.probe(cut_path).num_frames == 120
+  video = video_io.decode(cut_path, max_frames=5)
+  assert video.num_video_frames == decodable
+  assert video.indices[-1] == decodable - 1
+  assert [frame_index(f) for f in video.frames] == list(video.indices)
