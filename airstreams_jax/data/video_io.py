@@ -261,8 +261,13 @@ def _to_rgb(frame: av.VideoFrame, height: int, width: int) -> np.ndarray:
 
 def _decode_once(path: str, fps: float, max_frames: int, short_side: int,
                  num_frames: Optional[int], allow_seek: bool):
-  """One decoding pass; returns (kept, info, number of frames decoded or
-  None if the pass stopped before the end)."""
+  """One decoding pass over the frames that `sample_indices` wants.
+
+  Returns:
+    (kept (index, seconds or None, RGB frame) triples, the stream's info
+    with `num_frames` replaced when given, the wanted indices). Fewer kept
+    than wanted means the stream ended early.
+  """
   container = _open(path)
   with container:
     stream = container.streams.video[0]
