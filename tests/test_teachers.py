@@ -535,8 +535,9 @@ def test_maskrcnn_without_torchvision_says_how_to_install(tmp_path):
 @pytest.mark.skipif(not _HAS_TORCHVISION,
                     reason='opt-in: needs torch and torchvision')
 def test_maskrcnn_loads_weights_and_segments(tmp_path):
-  import torch  # pylint: disable=g-import-not-at-top
-  import torchvision  # pylint: disable=g-import-not-at-top
+  # Through the teacher's import: a plain `import torchvision` after
+  # TensorFlow (loaded by conftest) can crash the process (see maskrcnn.py).
+  torch, torchvision = maskrcnn.import_torch()
   torch.manual_seed(0)
   model = torchvision.models.detection.maskrcnn_resnet50_fpn(
       weights=None, weights_backbone=None, num_classes=91)

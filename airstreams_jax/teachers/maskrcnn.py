@@ -10,6 +10,7 @@ ids (torchvision's 91 labels: 0 = background, 1..90 with ten unused ids).
 
 import os
 import pickle
+import sys
 from typing import Optional, Tuple
 
 import numpy as np
@@ -42,8 +43,22 @@ CLASS_NAMES = ('background',) + tuple(
 assert len(CLASS_NAMES) == 91
 
 
-def _import_torch():
-  """Imports torch and torchvision, or says how to install them."""
+def import_torch():
+  """Imports torch and torchvision (safely beside TensorFlow).
+
+  Returns:
+    The torch and torchvision modules.
+
+  Raises:
+    base.TeacherSetupError: If they are not installed; says how to.
+  """
+  if 'tensorflow' in sys.modules and 'triton' not in sys.modules:
+    # torch's CUDA wheels bring triton, whose bundled LLVM segfaults the
+    # process when imported after TensorFlow (seen with torch 2.14.1 and
+    # TF 2.21; dataset builders have TF loaded). torchvision imports it only
+    # to probe for GPU kernels, which CPU inference never uses; None in
+    # sys.modules makes that import fail cleanly instead.
+    sys.modules['triton'] = None
   try:
     import torch  # pylint: disable=g-import-not-at-top
     import torchvision  # pylint: disable=g-import-not-at-top
@@ -111,7 +126,7 @@ class MaskRCNNTeacher(base.Teacher):
           f'Mask R-CNN weights file {weights_path} does not exist; download '
           f"torchvision's COCO weights for {arch} and pass their path as "
           'teacher_options.weights_path.')
-    torch, torchvision = _import_torch()
+    torch, torchvision = import_torch()
     self._torch = torch
     if num_threads:
       torch.set_num_threads(num_threads)
