@@ -5,9 +5,11 @@ import os
 import subprocess
 import sys
 
+import av
 import jax
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from airstreams_jax import losses
 from airstreams_jax import mesh as mesh_lib
@@ -42,32 +44,46 @@ def test_sharded_train_step_equals_unsharded(data_dir):
       'label': rng.integers(0, 6, (8,)).astype(np.int32)}
   weights = losses.loss_weights_vector(config.loss_weights)
 
+  # One device; 8-way data parallel; 4-way data x 2-way model parallel with
+  # every kernel's output channels split over the model axis.
+  layouts = [((('data', -1),), (), jax.devices()[:1]),
+             ((('data', -1),), (), jax.devices()),
+             ((('data', 4), ('model', 2)), (('kernel$', ('model',)),),
+              jax.devices())]
   results, initial = [], None
-  for devices in (jax.devices()[:1], jax.devices()):
-    mesh = mesh_lib.make_mesh(config.mesh, devices)
+  for mesh_config, rules, devices in layouts:
+    mesh = mesh_lib.make_mesh(mesh_config, devices)
+    with config.unlocked():
+      config.sharding_rules = rules
     s = train.setup(config, mesh)
     if initial is None:
       initial = jax.device_get(train.create_state(s))
-    # The same initial values, replicated over this mesh's devices.
+    # The same initial values, laid out over this mesh's devices.
     state = jax.device_put(initial, s.state_sharding)
+    if rules:
+      kernel = s.state_sharding.params['rgb_head']['Dense_0']['kernel']
+      assert kernel.spec == jax.sharding.PartitionSpec(None, 'model')
     step = train.jit_train_step(s)
     global_batch = mesh_lib.global_batch(batch, s.batch_sharding)
     assert len(global_batch['video'].sharding.device_set) == len(devices)
+    state_shardings = jax.tree.map(lambda x: x.sharding, state)
     for _ in range(2):
       state, metrics = step(state, global_batch,
                             jax.device_put(weights, s.replicated))
     # The donated state comes back with the same shardings: no retrace.
     assert step._cache_size() == 1  # pylint: disable=protected-access
+    assert jax.tree.map(lambda x: x.sharding, state) == state_shardings
     results.append((jax.device_get(state.params),
                     jax.device_get(state.batch_stats),
                     {k: float(v) for k, v in metrics.compute().items()}))
 
-  (p1, b1, m1), (p8, b8, m8) = results
-  for key in m1:
-    np.testing.assert_allclose(m1[key], m8[key], rtol=1e-5, atol=1e-6,
-                               err_msg=key)
-  for a, b in zip(jax.tree.leaves((p1, b1)), jax.tree.leaves((p8, b8))):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  (p1, b1, m1) = results[0]
+  for p8, b8, m8 in results[1:]:
+    for key in m1:
+      np.testing.assert_allclose(m1[key], m8[key], rtol=1e-5, atol=1e-6,
+                                 err_msg=key)
+    for a, b in zip(jax.tree.leaves((p1, b1)), jax.tree.leaves((p8, b8))):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def _main(*args, check=True):
@@ -97,8 +113,14 @@ def test_main_smoke_end_to_end_then_resume(tmp_path, data_dir):
   assert results['per_stream']['merged'] == results['top1']
   assert len(results['params_sha256']) == 64
   assert os.path.exists(os.path.join(workdir, 'config.json'))
-  assert any(f.startswith('events.out.tfevents')
-             for f in os.listdir(workdir))
+  events = [os.path.join(workdir, f) for f in os.listdir(workdir)
+            if f.startswith('events.out.tfevents')]
+  tags = {v.tag for path in events
+          for event in tf.compat.v1.train.summary_iterator(path)
+          for v in event.summary.value}
+  # Scalars, the confusion matrix, and flow / segmentation samples.
+  assert {'train/loss', 'eval/top1', 'eval/confusion_matrix',
+          'samples/clip0_rgb_flow_segmentation_teacher'} <= tags
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['4', '8']
 
   # Re-running the finished job only re-evaluates the restored state ...
@@ -108,6 +130,24 @@ def test_main_smoke_end_to_end_then_resume(tmp_path, data_dir):
   assert again['params_sha256'] == results['params_sha256']
   assert again['top1'] == results['top1']
 
+  # The trained run predicts on a video file (RGB only).
+  video_path = str(tmp_path / 'clip.mp4')
+  _write_mp4(video_path, np.random.default_rng(0).integers(
+      0, 256, (10, 48, 64, 3), dtype=np.uint8))
+  scores_path = str(tmp_path / 'scores.json')
+  proc = _predict(f'--workdir={workdir}', f'--video={video_path}',
+                  '--top_k=3', f'--output_json={scores_path}')
+  lines = proc.stdout.strip().splitlines()
+  assert len(lines) == 3
+  with open(os.path.join(workdir, 'classes.json')) as f:
+    class_names = json.load(f)['class_names']
+  with open(scores_path) as f:
+    scores = json.load(f)['scores']
+  assert sorted(scores) == sorted(class_names)
+  assert abs(sum(scores.values()) - 1) < 1e-4  # Mean of softmaxes.
+  best = max(scores, key=scores.get)
+  assert lines[0].split(None, 1)[1] == best
+
   # ... and raising the step budget resumes from step 8.
   proc = _main(*common, '--config.num_train_steps=10')
   with open(os.path.join(workdir, 'eval_results.json')) as f:
@@ -115,6 +155,26 @@ def test_main_smoke_end_to_end_then_resume(tmp_path, data_dir):
   assert resumed['step'] == 10
   assert resumed['params_sha256'] != results['params_sha256']
   assert 'Resumed from the checkpoint of step 8' in proc.stderr
+
+
+def _predict(*args):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  proc = subprocess.run(
+      [sys.executable, '-m', 'airstreams_jax.predict', *args], cwd=ROOT,
+      env=env, capture_output=True, text=True, timeout=600)
+  if proc.returncode:
+    raise AssertionError(f'predict failed:\n{proc.stderr[-5000:]}')
+  return proc
+
+
+def _write_mp4(path, frames):
+  with av.open(path, 'w') as container:
+    stream = container.add_stream('libx264', rate=10)
+    stream.height, stream.width = frames.shape[1:3]
+    stream.pix_fmt = 'yuv420p'
+    for frame in frames:
+      container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, 'rgb24')))
+    container.mux(stream.encode())
 
 
 @pytest.mark.parametrize('args,message', [
