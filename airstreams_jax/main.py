@@ -1,8 +1,11 @@
-r"""Entry point: train, evaluate.
+r"""Entry point: train, evaluate, evolve the loss weights.
 
   python -m airstreams_jax.main --config=configs/synthetic.py \
       --workdir=workdirs/synthetic [--config.num_train_steps=100] \
-      [--mode=train_and_eval|eval]
+      [--mode=train_and_eval|eval|evolve]
+
+`--mode=evolve` searches the five loss weights (see `airstreams_jax.evolve`)
+and writes `best_weights.json` for `--config.loss_weights_file`.
 
 Kept thin on purpose: the work happens in `airstreams_jax.train`, which tests
 and notebooks import directly.
@@ -25,6 +28,7 @@ import tensorflow as tf
 
 from airstreams_jax import cli
 from airstreams_jax import errors
+from airstreams_jax import evolve
 from airstreams_jax import train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -33,8 +37,10 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Directory for checkpoints, logs and results; training '
     'resumes from it.')
-_MODE = flags.DEFINE_enum('mode', 'train_and_eval', ['train_and_eval', 'eval'],
-                          'What to run.')
+_MODE = flags.DEFINE_enum(
+    'mode', 'train_and_eval', ['train_and_eval', 'eval', 'evolve'],
+    'What to run: train and evaluate, evaluate the latest checkpoint, or '
+    'search the loss weights (config.evolution).')
 # Multi-host: every process runs the same command with its own --process_id.
 # The upper-case environment variables of the same names are the fallback.
 _COORDINATOR = flags.DEFINE_string(
@@ -91,13 +97,18 @@ def main(argv):
   try:
     if _MODE.value == 'eval':
       results = train.evaluate_checkpoint(_CONFIG.value, _WORKDIR.value)
+    elif _MODE.value == 'evolve':
+      results = evolve.evolve(_CONFIG.value, _WORKDIR.value)
     else:
       results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except errors.ConfigError as e:
     # Found before any compilation: one line that names the fix, no traceback.
     sys.exit(f'error: {e}')
   if jax.process_index() == 0:
-    _print_summary(results)
+    if _MODE.value == 'evolve':
+      _print_evolution_summary(results)
+    else:
+      _print_summary(results)
   if jax.process_count() > 1:
     # Leave together: a process that exits while another still works makes
     # the coordination service abort at shutdown.
@@ -112,6 +123,16 @@ def _print_summary(results) -> None:
         f"{results['num_examples']} held-out clips (chance "
         f"{1 / results['num_classes']:.4f}; single-stream heads: {streams}). "
         f"Results: {os.path.join(_WORKDIR.value, 'eval_results.json')}")
+
+
+def _print_evolution_summary(results) -> None:
+  best = results['best']
+  weights = ', '.join(f'{k} {v:.3f}' for k, v in best['weights'].items())
+  print(f"Evolution: {results['num_evaluated']} weightings evaluated "
+        f"({results['num_trained']} in this run); best {results['metric']} "
+        f"{best['fitness']:.4f} (candidate {best['id']}) with {weights}. "
+        f"Train with --config.loss_weights_file="
+        f"{results['best_weights_file']}")
 
 
 if __name__ == '__main__':

@@ -254,6 +254,26 @@ def get_config():
       shuffle_buffer=512,
   ))
 
+  # Evolution of the loss weights (`--mode=evolve`, airstreams_jax/evolve.py):
+  # tournament selection as in the paper. Each candidate weighting trains a
+  # proxy model, this config for `proxy_steps` steps (its learning-rate
+  # schedule fitted to them); its fitness is the merged top-1 accuracy (mAP
+  # if multi-label) on the last `holdout_percent` % of the training split,
+  # which the proxies do not train on (0: train on dataset.train_split,
+  # evaluate on dataset.eval_split).
+  config.evolution = ml_collections.ConfigDict(dict(
+      population_size=10,
+      tournament_size=3,
+      num_evaluations=100,  # Evaluated weightings, initial population included.
+      parallel=5,  # Candidates trained side by side in one vmapped step.
+      proxy_steps=200,
+      holdout_percent=20,
+      # Who leaves the population when a child joins: 'worst' or 'oldest'
+      # (regularised evolution); airstreams_jax/evolution.py says why worst.
+      removal='worst',
+      seed=0,
+  ))
+
   # Device mesh: (axis name, size) pairs; -1 takes the remaining devices.
   config.mesh = (('data', -1),)
   # (regex on an array's path, mesh axes of its trailing dimensions) pairs;

@@ -45,4 +45,7 @@ def get_config(arg=None):
     config.dataset.synthetic = dict(
         num_classes=6, num_frames=4, image_size=32, num_train=32,
         num_test=16, seed=0)
+    config.evolution.update(dict(population_size=4, tournament_size=2,
+                                 num_evaluations=8, parallel=2,
+                                 proxy_steps=4))
   return config
