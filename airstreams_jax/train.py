@@ -40,6 +40,25 @@ from airstreams_jax.models import tvn
 CLASSES_FILE = 'classes.json'
 
 
+def read_loss_weights(config) -> np.ndarray:
+  """The five λ from `loss_weights` or `loss_weights_file`, checked.
+
+  Raises:
+    errors.ConfigError: a missing or malformed weights file, a bad weight.
+  """
+  if config.loss_weights_file and not gfile.exists(config.loss_weights_file):
+    raise errors.ConfigError(
+        f'config.loss_weights_file={config.loss_weights_file!r} does not '
+        'exist; give the path of a JSON file with the five loss weights.')
+  try:
+    return losses.loss_weights_vector(config.loss_weights,
+                                      config.loss_weights_file)
+  except ValueError as e:  # Also json.JSONDecodeError.
+    raise errors.ConfigError(
+        f'config.loss_weights{"_file" if config.loss_weights_file else ""}: '
+        f'{e}') from None
+
+
 def validate_config(config, mesh: jax.sharding.Mesh) -> None:
   """Checks what would otherwise fail late, after data building or compiling.
 
@@ -61,16 +80,6 @@ def validate_config(config, mesh: jax.sharding.Mesh) -> None:
     if config[key] <= 0:
       raise errors.ConfigError(
           f'config.{key} must be positive, got {config[key]}.')
-  if config.loss_weights_file and not gfile.exists(config.loss_weights_file):
-    raise errors.ConfigError(
-        f'config.loss_weights_file={config.loss_weights_file!r} does not '
-        'exist; give the path of a JSON file with the five loss weights.')
-  try:
-    losses.loss_weights_vector(config.loss_weights, config.loss_weights_file)
-  except ValueError as e:  # Also json.JSONDecodeError.
-    raise errors.ConfigError(
-        f'config.loss_weights{"_file" if config.loss_weights_file else ""}: '
-        f'{e}') from None
   unknown = sorted(set(config.model.streams) - set(airstreams.STREAMS))
   if not config.model.streams or unknown:
     raise errors.ConfigError(
@@ -113,6 +122,7 @@ class Setup:
   schedule: Any
   state_shapes: Any
   state_sharding: Any
+  loss_weights: np.ndarray  # The five λ, in losses.LOSS_NAMES order.
 
   @property
   def batch_sharding(self):
@@ -137,6 +147,7 @@ def setup(config, mesh: Optional[jax.sharding.Mesh] = None) -> Setup:
     except ValueError as e:
       raise errors.ConfigError(str(e)) from None
   validate_config(config, mesh)
+  loss_weights = read_loss_weights(config)
   try:  # Optimiser names and schedules, also before any data work.
     tx = optim.make_optimizer(config.optimizer, config.num_train_steps)
     schedule = optim.make_schedule(config.optimizer, config.num_train_steps)
@@ -160,7 +171,7 @@ def setup(config, mesh: Optional[jax.sharding.Mesh] = None) -> Setup:
   state_sharding = sharding_lib.state_shardings(
       state_shapes, mesh, config.sharding_rules)
   return Setup(config, mesh, builder, meta, model, tx, schedule, state_shapes,
-               state_sharding)
+               state_sharding, loss_weights)
 
 
 def _check_best_metric(metric: str, meta: builders.DatasetMeta) -> None:
@@ -343,9 +354,7 @@ def train_and_evaluate(config, workdir: str,
     logging.info('Resumed from the checkpoint of step %d in %s.', start_step,
                  workdir)
 
-  loss_weights = jax.device_put(
-      losses.loss_weights_vector(config.loss_weights,
-                                 config.loss_weights_file), s.replicated)
+  loss_weights = jax.device_put(s.loss_weights, s.replicated)
   train_fn, eval_fn = jit_train_step(s), jit_eval_step(s)
   sample_fn = jit_sample_step(s)
   train_ds = pipeline.make_train_dataset(

@@ -7,7 +7,7 @@ exactly once whatever the batch size and process count.
 """
 
 import math
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import jax
 import tensorflow as tf
@@ -30,7 +30,8 @@ def _process_split(split: str, process_index: int, process_count: int):
 
 
 def _read(builder, split, *, shuffle: bool, seed: int) -> tf.data.Dataset:
-  """Examples with their frames still encoded (decode with `_decode`)."""
+  """Examples with their frames still encoded: [T] strings (the preprocess
+  functions decode only the frames they keep, with `_frame_decoder`)."""
   read_config = tfds.ReadConfig(shuffle_seed=seed)
   ds = builder.as_dataset(split=split, shuffle_files=shuffle,
                           read_config=read_config,
@@ -49,9 +50,16 @@ def _read(builder, split, *, shuffle: bool, seed: int) -> tf.data.Dataset:
   return ds.map(select)
 
 
-def _decode(builder, example: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-  video = builder.info.features['video'].decode_example(example['video'])
-  return dict(example, video=video)
+def _frame_decoder(builder) -> Callable[[tf.Tensor], tf.Tensor]:
+  """Encoded frames [N] -> uint8 [N, H, W, 3], as the builder stored them."""
+  return builder.info.features['video'].decode_example
+
+
+def _frames(video: tf.Tensor, idx: tf.Tensor,
+            decode: Optional[Callable[[tf.Tensor], tf.Tensor]]) -> tf.Tensor:
+  """Frames `idx` of a video, decoding only those when it is encoded."""
+  frames = tf.gather(video, idx)
+  return frames if decode is None else decode(frames)
 
 
 def _clip_label(example: Dict[str, tf.Tensor],
@@ -67,14 +75,20 @@ def _clip_label(example: Dict[str, tf.Tensor],
 
 
 def preprocess_train(example: Dict[str, tf.Tensor], seed: tf.Tensor, *,
-                     dataset_config) -> Dict[str, tf.Tensor]:
-  """Random clip, random resized crop and optional flip (same for masks)."""
+                     dataset_config,
+                     decode: Optional[Callable[[tf.Tensor], tf.Tensor]] = None
+                     ) -> Dict[str, tf.Tensor]:
+  """Random clip, random resized crop and optional flip (same for masks).
+
+  `example['video']` is decoded frames, or encoded ones with `decode`, which
+  then runs on the clip's frames only.
+  """
   clip_seed, crop_seed, flip_seed = tf.unstack(
       tf.random.experimental.stateless_split(seed, 3))
   idx = video_ops.clip_indices(
       tf.shape(example['video'])[0], dataset_config.num_frames,
       dataset_config.frame_stride, clip_seed)
-  video = tf.gather(example['video'], idx)
+  video = _frames(example['video'], idx, decode)
   masks = tf.gather(example['masks'], idx)
   box = video_ops.random_crop_box(tf.shape(video)[1:], crop_seed,
                                   dataset_config.min_crop_area)
@@ -87,19 +101,24 @@ def preprocess_train(example: Dict[str, tf.Tensor], seed: tf.Tensor, *,
 
 
 def preprocess_eval(example: Dict[str, tf.Tensor], *,
-                    dataset_config) -> Dict[str, tf.Tensor]:
+                    dataset_config,
+                    decode: Optional[Callable[[tf.Tensor], tf.Tensor]] = None
+                    ) -> Dict[str, tf.Tensor]:
   """All views of a video: `eval_clips` clips evenly spaced in time times
   `eval_crops` square crops, as 'video' [views, T, S, S, 3], and the
-  video-level label. (Teacher masks are not needed to evaluate.)"""
-  video = example['video']
+  video-level label. (Teacher masks are not needed to evaluate.) With
+  `decode`, only the frames of the clips are decoded."""
+  num_clips, num_frames = dataset_config.eval_clips, dataset_config.num_frames
   clips = video_ops.view_clip_indices(
-      tf.shape(video)[0], dataset_config.num_frames,
-      dataset_config.frame_stride, dataset_config.eval_clips)
-  boxes = video_ops.view_crop_boxes(tf.shape(video)[1:],
+      tf.shape(example['video'])[0], num_frames, dataset_config.frame_stride,
+      num_clips)
+  frames = _frames(example['video'], tf.reshape(clips, [-1]), decode)
+  boxes = video_ops.view_crop_boxes(tf.shape(frames)[1:],
                                     dataset_config.eval_crops)
-  views = [video_ops.resize_video(tf.gather(video, clips[c]), boxes[k],
-                                  dataset_config.image_size)
-           for c in range(dataset_config.eval_clips)
+  views = [video_ops.resize_video(
+      frames[c * num_frames:(c + 1) * num_frames], boxes[k],
+      dataset_config.image_size)
+           for c in range(num_clips)
            for k in range(dataset_config.eval_crops)]
   return {'video': tf.stack(views), 'label': _clip_label(example)}
 
@@ -147,8 +166,8 @@ def make_train_dataset(builder, dataset_config, *, local_batch_size: int,
       lambda _, i: (i % global_size) // local_batch_size == process_index)
   ds = ds.map(
       lambda example, i: preprocess_train(
-          _decode(builder, example), tf.stack([seed, i]),
-          dataset_config=dataset_config),
+          example, tf.stack([seed, i]), dataset_config=dataset_config,
+          decode=_frame_decoder(builder)),
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return ds.batch(local_batch_size, drop_remainder=True).prefetch(2)
 
@@ -178,7 +197,8 @@ def make_eval_dataset(builder, dataset_config, *, local_batch_size: int,
   ds = _read(builder, _process_split(split, process_index, process_count),
              shuffle=False, seed=0)
   ds = ds.map(lambda ex: dict(
-      preprocess_eval(_decode(builder, ex), dataset_config=dataset_config),
+      preprocess_eval(ex, dataset_config=dataset_config,
+                      decode=_frame_decoder(builder)),
       mask=True),
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   padding = tf.data.Dataset.from_tensors(
