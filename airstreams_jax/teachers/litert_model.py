@@ -18,6 +18,10 @@ from airstreams_jax.teachers import base
 # on an idle machine; larger batches were no faster
 # (experiments/bench_teacher.py).
 DEFAULT_BATCH_SIZE = 4
+# Interpreter threads. Dataset builders run one worker process per core, and
+# on the 2-core machine one thread was as fast as two or faster (225 vs 193
+# frames/s on carphone, experiments/bench_teacher.py).
+DEFAULT_NUM_THREADS = 1
 
 
 class LiteRTModel:

@@ -143,7 +143,7 @@ class SelfieTeacher(base.Teacher):
   def __init__(self, model_path: Optional[str] = None,
                cache_dir: Optional[str] = None,
                wheel_path: Optional[str] = None,
-               num_threads: Optional[int] = None,
+               num_threads: int = litert_model.DEFAULT_NUM_THREADS,
                batch_size: int = litert_model.DEFAULT_BATCH_SIZE,
                threshold: float = 0.5):
     """Loads the model, fetching it first unless `model_path` is given.
@@ -154,7 +154,7 @@ class SelfieTeacher(base.Teacher):
         variant (144x256) works too.
       cache_dir: Cache for the fetched model (see `fetch_model`).
       wheel_path: A mediapipe 0.10.14 wheel already on disk.
-      num_threads: Interpreter threads (None: LiteRT's default).
+      num_threads: Interpreter threads.
       batch_size: Frames per interpreter call.
       threshold: Person probability above which a pixel is 'person'.
 

@@ -62,7 +62,7 @@ class TFLiteTeacher(base.Teacher):
 
   def __init__(self, model_path: str, labels_path: str,
                input_range: Sequence[float] = (0.0, 1.0),
-               num_threads: Optional[int] = None,
+               num_threads: int = litert_model.DEFAULT_NUM_THREADS,
                batch_size: int = litert_model.DEFAULT_BATCH_SIZE):
     """Loads the model and checks it against the label file.
 
@@ -73,7 +73,7 @@ class TFLiteTeacher(base.Teacher):
       input_range: (low, high) that pixel values 0 and 255 map to, for float
         inputs (e.g. (-1, 1) for DeepLab, (0, 255) for models that rescale
         inside); ignored for quantised inputs.
-      num_threads: Interpreter threads (None: LiteRT's default).
+      num_threads: Interpreter threads.
       batch_size: Frames per call, when the model's batch axis is dynamic.
 
     Raises:
