@@ -38,13 +38,17 @@ def get_config(arg=None):
   config.dataset.random_flip = False
   config.dataset.synthetic = dict(
       num_classes=6, num_frames=10, image_size=32, num_train=2048,
-      num_test=256, seed=0)
+      num_test=256, seed=0,
+      # The oracle teacher imitating a real one's mistakes: drop whole
+      # objects from a clip's masks with this probability, erode shapes.
+      oracle_drop_prob=0.0, oracle_erode_px=0, oracle_seed=0)
 
   if arg.smoke:
     base.shrink_for_smoke(config)
     config.dataset.synthetic = dict(
         num_classes=6, num_frames=4, image_size=32, num_train=32,
-        num_test=16, seed=0)
+        num_test=16, seed=0, oracle_drop_prob=0.0, oracle_erode_px=0,
+        oracle_seed=0)
     config.evolution.update(dict(population_size=4, tournament_size=2,
                                  num_evaluations=8, parallel=2,
                                  proxy_steps=4))

@@ -64,7 +64,11 @@ def make_builder(dataset_config):
         config=synthetic_actions.make_config(
             num_classes=opts.num_classes, num_frames=opts.num_frames,
             image_size=opts.image_size, num_train=opts.num_train,
-            num_test=opts.num_test, seed=opts.seed),
+            num_test=opts.num_test, seed=opts.seed,
+            # The oracle teacher's corruption (teachers/oracle.py).
+            oracle_drop_prob=opts.get('oracle_drop_prob', 0.0),
+            oracle_erode_px=opts.get('oracle_erode_px', 0),
+            oracle_seed=opts.get('oracle_seed', 0)),
         data_dir=_data_dir(dataset_config))
   if dataset_config.name in _VIDEO_BUILDERS:
     builder_cls, variants = _VIDEO_BUILDERS[dataset_config.name]
