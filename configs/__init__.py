@@ -1,1 +1,4 @@
-"""Experiment configs: `python -m airstreams_jax.main --config=configs/<name>.py`."""
+"""Experiment configs.
+
+Run one with `python -m airstreams_jax.main --config=configs/<name>.py`.
+"""

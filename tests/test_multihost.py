@@ -57,8 +57,8 @@ def _wait(procs):
       for other in procs:
         other.kill()
         other.communicate()
-      lines = [l for l in err.splitlines()
-               if 'Error' in l or 'error:' in l or 'Traceback' in l]
+      lines = [line for line in err.splitlines()
+               if 'Error' in line or 'error:' in line or 'Traceback' in line]
       return proc.returncode, '\n'.join(lines[:20]) + '\n' + err[-2000:]
   return None
 

@@ -240,7 +240,8 @@ def test_gradients_match_finite_differences(bottleneck):
         else:
           p[name] = p[name].at[idx].add(delta)
         return loss_jit(p, x)
-      g = g_params[name]['kernel'] if name == 'bottleneck_in' else g_params[name]
+      g = (g_params[name]['kernel'] if name == 'bottleneck_in'
+           else g_params[name])
       check(g[idx], bumped(eps), bumped(-eps), f'{name}{list(idx)}')
 
     rng = np.random.default_rng(8)

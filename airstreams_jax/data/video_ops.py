@@ -110,7 +110,8 @@ def center_crop_box(image_shape: tf.Tensor) -> tf.Tensor:
   side = tf.reduce_min(hw)
   y0, x0 = (hw[0] - side) / 2, (hw[1] - side) / 2
   return tf.stack([y0 / (hw[0] - 1), x0 / (hw[1] - 1),
-                   (y0 + side - 1) / (hw[0] - 1), (x0 + side - 1) / (hw[1] - 1)])
+                   (y0 + side - 1) / (hw[0] - 1),
+                   (x0 + side - 1) / (hw[1] - 1)])
 
 
 def random_flip(video: tf.Tensor, masks: tf.Tensor,
