@@ -1,0 +1,454 @@
+"""Evolution of the five loss weights with vmapped proxy trainings.
+
+`evolve(config, workdir)` runs the search of `evolution.py`: each candidate
+weighting trains a proxy model (this config, for `config.evolution.
+proxy_steps` steps, with the learning-rate schedule fitted to that length)
+and its fitness is the merged head's top-1 accuracy (mAP for multi-label
+data) on held-out videos. The candidates of a group train side by side: one
+jitted step maps `steps.train_step` over their stacked states and weights
+with `jax.vmap`, all on the same batch, so a group of G costs one compile.
+
+The held-out videos are, by default, the last `holdout_percent` % of the
+training split, on which the proxies do not train: the weights are then not
+tuned on the test split that final results are reported on.
+
+Every candidate of a search starts from the same initial parameters and sees
+the same batches in the same order (and the same dropout masks): the
+fitness of two weightings then differs by the weighting alone, not by
+initialisation or data luck (common random numbers), which a 100-evaluation
+search needs to tell weightings apart.
+
+Writes to the workdir:
+  evolution_history.jsonl  one line per evaluated candidate (weights,
+                           fitness, parent, generation); a rerun resumes
+                           from it and never retrains a candidate in it.
+  best_weights.json        the fittest weighting, in the format of
+                           `config.loss_weights_file`.
+  top5_weights.json        the five fittest (the paper's Figure 5).
+  evolution_proxy.json     what defines the proxy training; a resumed
+                           search with a different one is refused.
+  events.out.tfevents.*    fitness and best fitness per evaluation, and the
+                           top-5 weightings as a bar image.
+"""
+
+import functools
+import json
+import os
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from clu import metric_writers
+from jax.sharding import NamedSharding, PartitionSpec as P
+from tensorflow.io import gfile
+
+from airstreams_jax import errors
+from airstreams_jax import evaluate as eval_lib
+from airstreams_jax import evolution
+from airstreams_jax import losses
+from airstreams_jax import metrics as metrics_lib
+from airstreams_jax import steps
+from airstreams_jax import train
+from airstreams_jax.data import pipeline
+
+BEST_FILE = 'best_weights.json'
+# What the proxy trainings of a search were: a resumed search must train its
+# remaining candidates the same way, or their fitness would not compare.
+PROXY_FILE = 'evolution_proxy.json'
+# Config keys that do not change a proxy training's result: the search
+# settings (checked by replaying the history; num_evaluations may grow), the
+# weights (each candidate brings its own), logging, checkpoints, layout.
+_NOT_PROXY = ('evolution', 'loss_weights', 'loss_weights_file',
+              'log_every_steps', 'eval_every_steps', 'checkpoint_every_steps',
+              'keep_checkpoints', 'best_metric', 'mesh', 'sharding_rules',
+              'eval_batch_size')
+# Where the data lives, not what it is.
+_NOT_PROXY_DATASET = ('data_dir', 'manual_dir', 'build_workers')
+TOP_FILE = 'top5_weights.json'
+TOP_K = 5
+# One colour per loss term in `losses.LOSS_NAMES` order (rgb, flow, semantic,
+# merged, interm): the bars of the top-5 image.
+TERM_COLOURS = np.array([(214, 39, 40), (31, 119, 180), (44, 160, 44),
+                         (255, 127, 14), (148, 103, 189)], np.uint8)
+
+
+def settings_from_config(config) -> evolution.Settings:
+  """The search settings of `config.evolution`, checked.
+
+  Raises:
+    errors.ConfigError: naming the key to fix.
+  """
+  settings = evolution.Settings.from_config(config.evolution,
+                                            losses.LOSS_NAMES)
+  try:
+    settings.check()
+  except ValueError as e:
+    raise errors.ConfigError(str(e)) from None
+  if config.evolution.proxy_steps < 1:
+    raise errors.ConfigError(
+        f'config.evolution.proxy_steps={config.evolution.proxy_steps} must '
+        'be >= 1.')
+  return settings
+
+
+def proxy_config(config):
+  """The config of one proxy training.
+
+  `num_train_steps` becomes `evolution.proxy_steps` (so warm-up and decay fit
+  the short run), and with `evolution.holdout_percent` > 0 the proxies train
+  on the first part of the training split and are evaluated on the rest.
+
+  Raises:
+    errors.ConfigError: a holdout that cannot be cut from the split.
+  """
+  proxy = config.copy_and_resolve_references()
+  proxy.num_train_steps = config.evolution.proxy_steps
+  holdout = config.evolution.holdout_percent
+  if not 0 <= holdout < 100:
+    raise errors.ConfigError(
+        f'config.evolution.holdout_percent={holdout} must be in [0, 100) '
+        '(0: evaluate on config.dataset.eval_split).')
+  if holdout:
+    split = config.dataset.train_split
+    if '[' in split or '+' in split:
+      raise errors.ConfigError(
+          f'config.dataset.train_split={split!r} is already sliced; set '
+          '--config.evolution.holdout_percent=0 and choose the proxy splits '
+          'with --config.dataset.train_split/eval_split.')
+    proxy.dataset.train_split = f'{split}[:{100 - holdout}%]'
+    proxy.dataset.eval_split = f'{split}[{100 - holdout}%:]'
+  return proxy
+
+
+def candidate_shardings(state_sharding: Any) -> Any:
+  """Shardings of stacked states: a leading, unsharded candidate axis in
+  front of each array's own sharding (replicated for data parallelism)."""
+  return jax.tree.map(
+      lambda sh: NamedSharding(sh.mesh, P(None, *sh.spec)), state_sharding)
+
+
+def bound_train_step(s: train.Setup) -> Callable[..., Any]:
+  """`steps.train_step` with the setup's model, optimiser and metrics."""
+  return functools.partial(
+      steps.train_step, model=s.model, tx=s.tx, schedule=s.schedule,
+      metrics_cls=metrics_lib.train_metrics(),
+      multi_label=s.meta.multi_label)
+
+
+def group_step_shardings(s: train.Setup) -> Tuple[Any, Any]:
+  """(in_shardings, out_shardings) of `jit_group_train_step`.
+
+  Stacked states and their weights are replicated like a single state (the
+  candidate axis is not split); the shared batch is split on 'data' exactly
+  as in training.
+  """
+  stacked = candidate_shardings(s.state_sharding)
+  return (stacked, s.batch_sharding, s.replicated), (stacked, s.replicated)
+
+
+def jit_group_train_step(s: train.Setup) -> Callable[..., Any]:
+  """One train step of G candidates: (states [G, ...], batch, weights [G, 5]).
+
+  The batch is shared (not mapped); the stacked states are donated. Returns
+  the new states and metrics with a leading candidate axis.
+
+  With a data axis of several devices, XLA gathers the batch for the
+  grouped convolutions that vmap makes of per-candidate kernels (measured
+  on 8 CPU devices: 10x the time of a single step, against 2x on one
+  device), so a search is fastest on one device per process.
+  """
+  group_step = jax.vmap(bound_train_step(s), in_axes=(0, None, 0))
+  in_shardings, out_shardings = group_step_shardings(s)
+  return jax.jit(group_step, in_shardings=in_shardings,
+                 out_shardings=out_shardings, donate_argnums=0)
+
+
+def jit_stack(s: train.Setup, group_size: int) -> Callable[[Any], Any]:
+  """Copies one state into `group_size` stacked candidates."""
+  def stack(state):
+    return jax.tree.map(
+        lambda x: jnp.broadcast_to(x[None], (group_size,) + x.shape), state)
+  return jax.jit(stack, out_shardings=candidate_shardings(s.state_sharding))
+
+
+def jit_take(s: train.Setup) -> Callable[[Any, int], Any]:
+  """Candidate i of stacked states, laid out as a single state."""
+  take = jax.jit(lambda states, i: jax.tree.map(lambda x: x[i], states),
+                 out_shardings=s.state_sharding)
+  # A traced int32 index: one compile serves every candidate.
+  return lambda states, i: take(states, jnp.asarray(i, jnp.int32))
+
+
+def fitness_metric(config) -> str:
+  """The key of `train.run_evaluation`'s results that ranks weightings."""
+  return 'mAP' if config.model.multi_label else 'top1'
+
+
+class ProxyTrainer:
+  """Trains and evaluates groups of candidate weightings.
+
+  Compiles once: groups smaller than `group_size` are padded with copies of
+  their first weighting, whose results are dropped.
+  """
+
+  def __init__(self, s: train.Setup, group_size: int):
+    self.s = s
+    self.group_size = group_size
+    # Kept, not donated: every group starts from these same values.
+    self.initial = train.create_state(s)
+    if s.config.init_from:  # E.g. Moments in Time weights for Charades.
+      self.initial = train.initialise_from(s, self.initial,
+                                           s.config.init_from)
+    self.stack = jit_stack(s, group_size)
+    self.step = jit_group_train_step(s)
+    self.take = jit_take(s)
+    self._eval = train.jit_eval_step(s)
+
+  def train(self, weights: np.ndarray) -> Any:
+    """Proxy-trains `weights` [n <= group_size, 5]; returns stacked states."""
+    s, n = self.s, len(weights)
+    padded = np.concatenate(
+        [weights, np.repeat(weights[:1], self.group_size - n, axis=0)])
+    padded = jax.device_put(padded.astype(np.float32), s.replicated)
+    states = self.stack(self.initial)
+    ds = pipeline.make_train_dataset(
+        s.builder, s.config.dataset,
+        local_batch_size=pipeline.local_batch_size(s.config.batch_size),
+        seed=s.config.seed, start_step=0, process_index=jax.process_index(),
+        process_count=jax.process_count())
+    batches = pipeline.global_batches(ds, s.batch_sharding)
+    accumulated = None
+    for _ in range(s.config.num_train_steps):
+      states, step_metrics = self.step(states, next(batches), padded)
+      accumulated = (step_metrics if accumulated is None
+                     else accumulated.merge(step_metrics))
+    accumulated = eval_lib.to_host(accumulated)
+    for i in range(n):
+      loss = float(jax.tree.map(lambda x, i=i: x[i],
+                                accumulated).compute()['loss'])
+      if not np.isfinite(loss):
+        logging.warning('Proxy training with weights %s diverged (loss %s); '
+                        'its accuracy will be low.', weights[i], loss)
+    return states
+
+  def evaluate(self, states: Any, index: int) -> Dict[str, Any]:
+    """`train.run_evaluation` of candidate `index` of stacked states."""
+    state = self.take(states, index)
+    return train.run_evaluation(self.s, state, self._eval)
+
+  def __call__(self, group: Sequence[evolution.Candidate]) -> List[float]:
+    """The fitness of each candidate of a group."""
+    start = time.time()
+    states = self.train(np.asarray([c.weights for c in group]))
+    metric = fitness_metric(self.s.config)
+    fitness = [self.evaluate(states, i)[metric] for i in range(len(group))]
+    logging.info('Candidates %d-%d: %s %s in %.0f s.', group[0].id,
+                 group[-1].id, metric,
+                 ' '.join(f'{f:.4f}' for f in fitness), time.time() - start)
+    return fitness
+
+
+def top_weights_image(top: Sequence[evolution.Candidate],
+                      bar_width: int = 14, height: int = 120) -> np.ndarray:
+  """The paper's Figure 5 as an image: bars of each weighting's λ.
+
+  One panel per weighting, fittest first, left to right; in each panel one
+  bar per loss term in `losses.LOSS_NAMES` order, coloured by
+  `TERM_COLOURS`, as tall as the weight (the grey lines mark 0.5 and 1).
+
+  Returns:
+    uint8 [H, W, 3].
+  """
+  gap, margin = bar_width // 2, 6
+  num_terms = len(losses.LOSS_NAMES)
+  panel_width = num_terms * (bar_width + gap) + gap
+  image = np.full((height + 2 * margin, len(top) * panel_width + 1, 3), 255,
+                  np.uint8)
+  base = margin + height  # Row of weight 0.
+  for level in (0.5, 1.0):
+    image[base - int(round(level * height)), :] = 200
+  for p, candidate in enumerate(top):
+    left = p * panel_width
+    image[:, left] = 120  # Panel separator.
+    for t, weight in enumerate(candidate.weights):
+      x = left + gap + t * (bar_width + gap)
+      top_row = base - int(round(float(np.clip(weight, 0, 1)) * height))
+      image[top_row:base, x:x + bar_width] = TERM_COLOURS[t]
+  image[:, -1] = 120
+  image[base, :] = 0  # The zero line.
+  return image
+
+
+def _top_records(top: Sequence[evolution.Candidate]) -> List[Dict[str, Any]]:
+  return [dict(rank=r, id=c.id, fitness=c.fitness,
+               weights=c.weights_dict(losses.LOSS_NAMES))
+          for r, c in enumerate(top, 1)]
+
+
+def _write_json(path: str, value: Any) -> None:
+  with gfile.GFile(path, 'w') as f:
+    json.dump(value, f, indent=2)
+
+
+class _Outputs:
+  """The history file, best and top-5 files and TensorBoard, kept current
+  after every group (process 0 writes; the others only log)."""
+
+  def __init__(self, workdir: str):
+    self.workdir = workdir
+    self.writer = metric_writers.create_default_writer(
+        workdir, just_logging=jax.process_index() > 0)
+
+  def path(self, name: str) -> str:
+    return os.path.join(self.workdir, name)
+
+  def __call__(self, search: evolution.Search,
+               group: Sequence[evolution.Candidate]) -> None:
+    history = search.history
+    if jax.process_index() == 0:
+      # Rewritten whole and renamed into place: an interruption never leaves
+      # half a line behind.
+      temporary = self.path(evolution.HISTORY_FILE + '.tmp')
+      with gfile.GFile(temporary, 'w') as f:
+        f.write(evolution.format_history(history, losses.LOSS_NAMES))
+      gfile.rename(temporary, self.path(evolution.HISTORY_FILE),
+                   overwrite=True)
+      best = search.best()
+      _write_json(self.path(BEST_FILE), best.weights_dict(losses.LOSS_NAMES))
+      _write_json(self.path(TOP_FILE), _top_records(search.top(TOP_K)))
+    new_ids = {c.id for c in group}
+    best_so_far = -np.inf
+    for candidate in history:
+      best_so_far = max(best_so_far,
+                        evolution.rank_key(candidate.fitness))
+      if candidate.id in new_ids:
+        self.writer.write_scalars(candidate.id + 1, {
+            'evolution/fitness': candidate.fitness,
+            'evolution/best_fitness': best_so_far})
+    top = search.top(TOP_K)
+    self.writer.write_images(len(history), {
+        'evolution/top5_weights': top_weights_image(top)[None]})
+    self.writer.write_texts(len(history), {
+        'evolution/top5_weights': _top_table(top)})
+    self.writer.flush()
+
+
+def _top_table(top: Sequence[evolution.Candidate]) -> str:
+  """A Markdown table of the top weightings (the image has no labels)."""
+  names = losses.LOSS_NAMES
+  lines = ['| rank | id | fitness | ' + ' | '.join(names) + ' |',
+           '|---' * (3 + len(names)) + '|']
+  for r, c in enumerate(top, 1):
+    lines.append(f'| {r} | {c.id} | {c.fitness:.4f} | ' +
+                 ' | '.join(f'{w:.3f}' for w in c.weights) + ' |')
+  return '\n'.join(lines)
+
+
+def proxy_description(proxy) -> Dict[str, Any]:
+  """The settings of `proxy_config(config)` that decide a proxy's result."""
+  described = json.loads(proxy.to_json_best_effort())
+  for key in _NOT_PROXY:
+    described.pop(key, None)
+  for key in _NOT_PROXY_DATASET:
+    described['dataset'].pop(key, None)
+  return described
+
+
+def _differences(a: Any, b: Any, prefix: str = '') -> List[str]:
+  """Dotted keys whose values differ between two JSON-like trees."""
+  if isinstance(a, dict) and isinstance(b, dict):
+    return [d for k in sorted(set(a) | set(b))
+            for d in _differences(a.get(k), b.get(k), f'{prefix}{k}.')]
+  return [] if a == b else [prefix[:-1]]
+
+
+def _check_same_proxy(path: str, described: Dict[str, Any]) -> None:
+  with gfile.GFile(path) as f:
+    stored = json.load(f)
+  differ = _differences(stored, described)
+  if differ:
+    raise errors.ConfigError(
+        f'{path}: this search\'s candidates were trained with other proxy '
+        f'settings ({", ".join(differ[:5])} differ); use the config they were '
+        'trained with, or another workdir.')
+
+
+def _read_history(path: str, settings: evolution.Settings
+                  ) -> List[evolution.Candidate]:
+  if not gfile.exists(path):
+    return []
+  with gfile.GFile(path) as f:
+    text = f.read()
+  try:
+    return evolution.parse_history(text, settings.names)
+  except ValueError as e:
+    raise errors.ConfigError(f'{path}: {e}; fix or delete it.') from None
+
+
+def evolve(config, workdir: str,
+           mesh: Optional[jax.sharding.Mesh] = None,
+           trainer: Optional[ProxyTrainer] = None) -> Dict[str, Any]:
+  """Runs (or resumes) the search of the loss weights.
+
+  Args:
+    config: the experiment config with its `evolution` block.
+    workdir: where the history, `best_weights.json`, `top5_weights.json` and
+      TensorBoard events go; a search resumes from its history there.
+    mesh: optional device mesh; by default built from `config.mesh`.
+    trainer: optional, a `ProxyTrainer` for `proxy_config(config)` with
+      groups of `config.evolution.parallel`, to reuse its compiled steps
+      (e.g. several searches in one notebook); by default one is built.
+
+  Returns:
+    {'best': the best record, 'top5': the five best records (rank, id,
+    fitness, weights), 'num_evaluated', 'num_trained' (in this run),
+    'metric', 'best_weights_file'}.
+  """
+  settings = settings_from_config(config)
+  proxy = proxy_config(config)
+  gfile.makedirs(workdir)
+  history_path = os.path.join(workdir, evolution.HISTORY_FILE)
+  history = _read_history(history_path, settings)
+  try:
+    search = evolution.Search(settings, history)
+  except ValueError as e:
+    raise errors.ConfigError(f'{history_path}: {e}') from None
+  proxy_path = os.path.join(workdir, PROXY_FILE)
+  described = proxy_description(proxy)
+  if history and gfile.exists(proxy_path):
+    _check_same_proxy(proxy_path, described)
+  elif jax.process_index() == 0:
+    _write_json(proxy_path, described)
+  if history:
+    logging.info('Resuming the search: %d of %d weightings already '
+                 'evaluated (%s).', len(history), settings.num_evaluations,
+                 history_path)
+  if jax.process_index() == 0:
+    with gfile.GFile(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  outputs = _Outputs(workdir)
+  if search.done:  # Nothing to train: only rewrite the result files.
+    outputs(search, [])
+  else:
+    if trainer is None:
+      trainer = ProxyTrainer(train.setup(proxy, mesh), settings.parallel)
+    elif (trainer.s.config.to_json_best_effort(sort_keys=True) !=
+          proxy.to_json_best_effort(sort_keys=True) or
+          trainer.group_size != settings.parallel):
+      raise ValueError('The trainer was built for another proxy config or '
+                       'group size than this search needs.')
+    logging.info('Proxy training: %d steps; fitness: %s on %s; %d '
+                 'candidates per vmapped group.', proxy.num_train_steps,
+                 fitness_metric(config), proxy.dataset.eval_split,
+                 settings.parallel)
+    evolution.run(search, trainer, outputs)
+  best = search.best()
+  return dict(best=_top_records([best])[0],
+              top5=_top_records(search.top(TOP_K)),
+              num_evaluated=len(search.history),
+              num_trained=len(search.history) - len(history),
+              metric=fitness_metric(config),
+              best_weights_file=os.path.join(workdir, BEST_FILE))
