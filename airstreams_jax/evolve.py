@@ -31,7 +31,6 @@ Writes to the workdir:
                            top-5 weightings as a bar image.
 """
 
-import functools
 import json
 import os
 import time
@@ -49,8 +48,6 @@ from airstreams_jax import errors
 from airstreams_jax import evaluate as eval_lib
 from airstreams_jax import evolution
 from airstreams_jax import losses
-from airstreams_jax import metrics as metrics_lib
-from airstreams_jax import steps
 from airstreams_jax import train
 from airstreams_jax.data import pipeline
 
@@ -130,14 +127,6 @@ def candidate_shardings(state_sharding: Any) -> Any:
       lambda sh: NamedSharding(sh.mesh, P(None, *sh.spec)), state_sharding)
 
 
-def bound_train_step(s: train.Setup) -> Callable[..., Any]:
-  """`steps.train_step` with the setup's model, optimiser and metrics."""
-  return functools.partial(
-      steps.train_step, model=s.model, tx=s.tx, schedule=s.schedule,
-      metrics_cls=metrics_lib.train_metrics(),
-      multi_label=s.meta.multi_label)
-
-
 def group_step_shardings(s: train.Setup) -> Tuple[Any, Any]:
   """(in_shardings, out_shardings) of `jit_group_train_step`.
 
@@ -160,7 +149,7 @@ def jit_group_train_step(s: train.Setup) -> Callable[..., Any]:
   on 8 CPU devices: 10x the time of a single step, against 2x on one
   device), so a search is fastest on one device per process.
   """
-  group_step = jax.vmap(bound_train_step(s), in_axes=(0, None, 0))
+  group_step = jax.vmap(train.train_step_fn(s), in_axes=(0, None, 0))
   in_shardings, out_shardings = group_step_shardings(s)
   return jax.jit(group_step, in_shardings=in_shardings,
                  out_shardings=out_shardings, donate_argnums=0)

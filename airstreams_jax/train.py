@@ -217,13 +217,17 @@ def initialise_from(s: Setup, state: state_lib.TrainState,
                        batch_stats=merged['batch_stats'])
 
 
-def jit_train_step(s: Setup) -> Callable[..., Any]:
-  """The train step, compiled once: state donated, batch split on 'data'."""
-  step = functools.partial(
+def train_step_fn(s: Setup) -> Callable[..., Any]:
+  """`steps.train_step` bound to the setup's model, optimiser and metrics."""
+  return functools.partial(
       steps.train_step, model=s.model, tx=s.tx, schedule=s.schedule,
       metrics_cls=metrics_lib.train_metrics(),
       multi_label=s.meta.multi_label)
-  return jax.jit(step,
+
+
+def jit_train_step(s: Setup) -> Callable[..., Any]:
+  """The train step, compiled once: state donated, batch split on 'data'."""
+  return jax.jit(train_step_fn(s),
                  in_shardings=(s.state_sharding, s.batch_sharding,
                                s.replicated),
                  out_shardings=(s.state_sharding, s.replicated),
