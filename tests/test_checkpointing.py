@@ -32,8 +32,11 @@ def test_keeps_the_latest_and_the_best(tmp_path):
 
 
 def _init(num_classes, seed):
-  # The RGB and semantic streams only: a quick compile, BatchNorm statistics
-  # and a representation network still included.
+  """A train state of the smoke model with random values.
+
+  The state's structure comes from `eval_shape` (no compile); its values are
+  random so that restored and fresh arrays are told apart exactly.
+  """
   config = synthetic.get_config('smoke').model
   with config.unlocked():
     config.streams = ('rgb', 'semantic')
@@ -41,8 +44,14 @@ def _init(num_classes, seed):
                                  num_seg_classes=4)
   init = functools.partial(train_state.init_state, model=model,
                            tx=optax.adamw(1e-3))
-  return jax.jit(init)(jnp.int32(seed), jnp.zeros((1, 4, 32, 32, 3),
-                                                  jnp.uint8))
+  shapes = jax.eval_shape(init, jnp.int32(seed),
+                          jnp.zeros((1, 4, 32, 32, 3), jnp.uint8))
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(
+      lambda s: jnp.asarray(rng.normal(size=s.shape).astype(s.dtype))
+      if jnp.issubdtype(s.dtype, jnp.floating) else jnp.zeros(s.shape,
+                                                              s.dtype),
+      shapes)
 
 
 def test_init_from_restores_all_but_heads_of_another_class_count(tmp_path):

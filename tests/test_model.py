@@ -10,6 +10,7 @@ import pytest
 from airstreams_jax import losses
 from airstreams_jax.models import airstreams
 from airstreams_jax.models import drn
+from airstreams_jax.models import rep_flow
 from airstreams_jax.models import tvn
 from configs import synthetic
 
@@ -123,26 +124,33 @@ def test_action_gradients_reach_flow_and_segmentation_unless_stopped(
 def test_flow_of_flow_stream_shapes_and_gradients():
   model = _model(streams=('rgb', 'flow'), flow_of_flow=dict(
       enabled=True, features=6, num_iter=3, bottleneck=2))
-  video = _video(3)
-  variables = jax.jit(functools.partial(model.init, train=False))(
-      {'params': jax.random.PRNGKey(0)}, video)
-  flow_params = variables['params']['flow_layer']
-  assert {'flow', 'conv', 'flow_of_flow'} <= set(flow_params)
+  out, variables = jax.eval_shape(
+      lambda v: model.init_with_output({'params': jax.random.PRNGKey(0)}, v,
+                                       train=False), _video())
+  assert {'flow', 'conv', 'flow_of_flow'} <= set(
+      variables['params']['flow_layer'])
   # bottleneck 2 in the second layer: u1 and u2 for each of 2 channels.
-  out = model.apply(variables, video, train=False)
   assert out['flow'].shape == VIDEO_SHAPE[:4] + (4,)
-  # The last genuine flow-of-flow frame is repeated (T - 1 -> T frames).
-  np.testing.assert_array_equal(out['flow'][:, -1], out['flow'][:, -2])
+
+  # The layer itself (a small compile): the last genuine frame is repeated
+  # and every part learns.
+  layer = rep_flow.FlowOfFlow(first=dict(num_iter=3), features=6,
+                              second=dict(num_iter=3, bottleneck=2))
+  x = jnp.asarray(np.random.default_rng(4).normal(size=(2, 4, 16, 16, 3)),
+                  jnp.float32)
+  variables = layer.init(jax.random.PRNGKey(0), x)
+  flow = layer.apply(variables, x)
+  assert flow.shape == (2, 4, 16, 16, 4)
+  np.testing.assert_array_equal(flow[:, -1], flow[:, -2])
 
   def loss_fn(params):
-    out, _ = model.apply({'params': params,
-                          'batch_stats': variables['batch_stats']}, video,
-                         train=True, mutable=['batch_stats'],
-                         rngs={'dropout': jax.random.PRNGKey(1)})
-    return jnp.sum(out['logits']['merged'] ** 2)
-  g = jax.jit(jax.grad(loss_fn))(variables['params'])['flow_layer']
-  for layer in ('flow', 'conv', 'flow_of_flow'):
-    assert sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(g[layer])) > 0
+    flow, _ = layer.apply({'params': params,
+                           'batch_stats': variables['batch_stats']}, x,
+                          train=True, mutable=['batch_stats'])
+    return jnp.sum(flow ** 2)
+  g = jax.jit(jax.grad(loss_fn))(variables['params'])
+  for part in ('flow', 'conv', 'flow_of_flow'):
+    assert sum(float(jnp.abs(v).sum()) for v in jax.tree.leaves(g[part])) > 0
 
 
 def test_flow_of_flow_needs_three_frames():
