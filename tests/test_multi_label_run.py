@@ -33,11 +33,13 @@ def test_charades_smoke_trains_and_reports_map(charades_copy, data_dir,
     config.num_train_steps = 4
     config.checkpoint_every_steps = 2
     config.eval_every_steps = 4
+    # The label path does not depend on the streams; RGB alone compiles fast.
+    config.model.streams = ('rgb',)
   workdir = str(tmp_path / 'run')
   results = train.train_and_evaluate(config, workdir)
   assert 0.0 <= results['mAP'] <= 1.0
   assert 'top1' not in results
-  assert set(results['per_stream']) == {'rgb', 'flow', 'semantic', 'merged'}
+  assert set(results['per_stream']) == {'rgb', 'merged'}
   assert results['per_stream']['merged'] == results['mAP']
   with open(os.path.join(workdir, 'classes.json')) as f:
     assert json.load(f)['multi_label']

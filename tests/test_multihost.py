@@ -40,7 +40,10 @@ def _launch(workdir, devices, data_dir, extra=()):
        '--config.eval_every_steps=3', '--config.checkpoint_every_steps=3',
        # SGD is linear in the gradient, so float rounding stays small; Adam
        # would blow up rounding differences in near-zero gradients.
-       '--config.optimizer.name=sgd', *extra],
+       '--config.optimizer.name=sgd',
+       # The RGB stream alone: what is tested is how processes share the
+       # work, and a smaller model compiles three times faster.
+       "--config.model.streams=('rgb',)", *extra],
       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
       text=True)
 
