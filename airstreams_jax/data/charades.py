@@ -231,17 +231,12 @@ def list_videos(manual_dir: str) -> video_builder.VideoListing:
         logging.info('Charades train: %d of %d videos have no action and are '
                      'left out.', len(entries) - len(labelled), len(entries))
       entries = labelled
-    present = [e for e in entries if os.path.isfile(e.path)]
+    present, missing = video_builder.split_on_disk(
+        entries, dataset='Charades', split=split, listed_in=path)
     if not present:
       raise _error(f'none of the {len(entries)} {split} videos listed in '
                    f'{file_name} is in {video_dir}')
-    missing = [e.path for e in entries if not os.path.isfile(e.path)]
-    if missing:
-      logging.warning('Charades %s: %d of %d listed videos are not on disk '
-                      '(named in the report of bad inputs).', split,
-                      len(missing), len(entries))
-    bad += [video_builder.BadInput(p, f'listed in {path} but not on disk',
-                                   split) for p in missing]
+    bad += missing
     splits[split] = present
   return video_builder.VideoListing(class_names=class_names, splits=splits,
                                     bad_inputs=bad)

@@ -185,17 +185,12 @@ def list_videos(manual_dir: str) -> video_builder.VideoListing:
   for split, (csv_name, folder) in SPLIT_FILES.items():
     path = os.path.join(root, csv_name)
     entries = read_split(path, os.path.join(root, folder), folder, label_of)
-    present = [e for e in entries if os.path.isfile(e.path)]
+    present, missing = video_builder.split_on_disk(
+        entries, dataset='Moments in Time', split=split, listed_in=path)
     if not present:
       raise _error(f'none of the {len(entries)} videos listed in {csv_name} '
                    f'is in {os.path.join(root, folder)}')
-    missing = [e.path for e in entries if not os.path.isfile(e.path)]
-    if missing:
-      logging.warning('Moments in Time %s: %d of %d listed videos are not on '
-                      'disk (named in the report of bad inputs).', split,
-                      len(missing), len(entries))
-    bad += [video_builder.BadInput(p, f'listed in {path} but not on disk',
-                                   split) for p in missing]
+    bad += missing
     splits[split] = present
   return video_builder.VideoListing(class_names=class_names, splits=splits,
                                     bad_inputs=bad)

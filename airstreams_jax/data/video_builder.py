@@ -152,6 +152,31 @@ class BadInput:
   split: str = ''
 
 
+def split_on_disk(entries: Sequence[VideoEntry], *, dataset: str,
+                  split: str, listed_in: str
+                  ) -> Tuple[List[VideoEntry], List[BadInput]]:
+  """The listed videos that exist, and a BadInput for each that does not.
+
+  Args:
+    entries: the videos a split file lists.
+    dataset: the dataset's name, for the log.
+    split: the split's name.
+    listed_in: the file that lists them, named in the report.
+
+  Returns:
+    (present entries, bad inputs for the missing ones); the caller decides
+    whether an empty split is an error.
+  """
+  present = [e for e in entries if os.path.isfile(e.path)]
+  missing = [e.path for e in entries if not os.path.isfile(e.path)]
+  if missing:
+    logging.warning('%s %s: %d of %d listed videos are not on disk (named in '
+                    'the report of bad inputs).', dataset, split, len(missing),
+                    len(entries))
+  return present, [BadInput(p, f'listed in {listed_in} but not on disk', split)
+                   for p in missing]
+
+
 @dataclasses.dataclass(frozen=True)
 class VideoListing:
   """What a dataset module finds in `manual_dir`.
