@@ -8,6 +8,9 @@ import tensorflow_datasets as tfds
 from airstreams_jax.data import builders
 from airstreams_jax.data import pipeline
 from configs import synthetic
+from configs import video_folder as video_folder_config
+
+import fake_datasets
 
 LEVEL = 60  # Frame value per class id, far apart so bilinear blur can't mix.
 
@@ -96,7 +99,8 @@ def test_eval_padding_counts_every_example_once(smoke_builder, batch_size,
     for batch in batches:
       assert batch['video'].shape[0] == batch_size
       seen.extend(batch['label'][batch['mask']].tolist())
-      assert not batch['video'][~batch['mask']].any()  # Padding is zeros.
+      for key, value in batch.items():  # Padding is zeros (False).
+        assert not value[~batch['mask']].any(), key
   assert len(batches_per_process) == 1  # Every host runs as many batches.
   labels = [ex['label'] for ex in tfds.as_numpy(
       builder.as_dataset(split='test'))]
@@ -210,3 +214,203 @@ def test_resumed_stream_continues_exactly(smoke_builder, process_count):
         builder.as_dataset(split='train')))
     assert sorted(labels[:32].tolist()) == stored
     assert sorted(labels[32:64].tolist()) == stored
+
+
+# ------------------------------------------- masks and truth of eval views
+
+
+def _view_scale(box, height, width, size):
+  """(x, y) pixels of a size² view per pixel of an h x w field: the rule of
+  `tf.image.crop_and_resize`, written out independently of video_ops."""
+  y0, x0, y1, x1 = box
+  return np.array([(size - 1) / ((x1 - x0) * (width - 1)),
+                   (size - 1) / ((y1 - y0) * (height - 1))])
+
+
+def test_resize_flow_scales_displacements_with_the_view():
+  flow = tf.constant(np.broadcast_to(np.float32([2, -1]), (3, 32, 32, 2)))
+  out = pipeline.video_ops.resize_flow(flow, tf.constant([0., 0., 1., 1.]),
+                                       64).numpy()
+  assert out.shape == (3, 64, 64, 2) and out.dtype == np.float32
+  # 63 / 31 per pixel: (4.065, -2.032).
+  np.testing.assert_allclose(out, np.broadcast_to(
+      [2 * 63 / 31, -63 / 31], out.shape), rtol=1e-6)
+  # A crop of half the height, and int8 input as stored.
+  box = np.float32([0.25, 0.1, 0.75, 0.9])
+  out = pipeline.video_ops.resize_flow(tf.cast(flow, tf.int8), box,
+                                       16).numpy()
+  expected = np.float32([2, -1]) * _view_scale(box, 32, 32, 16)
+  np.testing.assert_allclose(out, np.broadcast_to(expected, out.shape),
+                             rtol=1e-5)
+
+
+def test_resize_flow_matches_how_frames_are_resized():
+  # Content that moves by (dx, dy) stored pixels must move by the resized
+  # flow in the view: resize two frames of a linear ramp (which bilinear
+  # interpolation keeps exact) and measure the shift.
+  height, width, size, shift = 24, 40, 16, np.array([3.0, -2.0])
+  y, x = np.mgrid[:height, :width].astype(np.float32)
+  ramps = np.stack([x, y], axis=-1)  # Coordinates as content.
+  frames = np.stack([ramps, ramps - shift])  # Frame 1: content moved.
+  box = np.float32([0.2, 0.3, 0.9, 0.8])
+  views = tf.image.crop_and_resize(frames, np.stack([box, box]), [0, 1],
+                                   (size, size)).numpy()
+  # Frame 1 at q equals frame 0 at q - d: the ramp values differ by d times
+  # the ramp's slope per view pixel.
+  slope = views[0, 1, 1] - views[0, 0, 0]
+  measured = (views[0] - views[1])[0, 0] / slope
+  flow = np.broadcast_to(shift.astype(np.float32), (1, height, width, 2))
+  out = pipeline.video_ops.resize_flow(flow, box, size).numpy()
+  np.testing.assert_allclose(out[0, 0, 0], measured, rtol=1e-4)
+
+
+def test_consecutive_frames():
+  def valid(idx):
+    return pipeline.video_ops.consecutive_frames(tf.constant(idx)).numpy()
+  np.testing.assert_array_equal(valid([3, 4, 5, 6]), [1, 1, 1, 0])
+  # A short video repeats its last frame; a stride skips frames.
+  np.testing.assert_array_equal(valid([3, 4, 5, 5]), [1, 1, 0, 0])
+  np.testing.assert_array_equal(valid([0, 2, 4, 6]), [0, 0, 0, 0])
+
+
+def _example_with_truth(num_stored=9, mask_scale=2):
+  """A landscape video [num_stored, 48, 80] of 16 px blocks of class ids in
+  frames, masks and a flow whose u1 is the class id and u2 minus it, so
+  that resampling can be traced in every field."""
+  rng = np.random.default_rng(1)
+  blocks = rng.integers(0, 4, (num_stored, 3, 5))
+  classes = np.kron(blocks, np.ones((1, 16, 16), np.int64)).astype(np.uint8)
+  video = np.zeros(classes.shape + (3,), np.uint8)
+  video[..., 0] = classes * LEVEL
+  flow = np.stack([classes, -classes.astype(np.int8)], axis=-1)
+  return {'video': tf.constant(video),
+          'masks': tf.constant(classes[:, ::mask_scale, ::mask_scale]),
+          'true_masks': tf.constant(classes),
+          'true_flow': tf.constant(flow.astype(np.int8)),
+          'label': tf.constant(1, tf.int64)}
+
+
+@pytest.mark.parametrize('image_size', [16, 32])
+@pytest.mark.parametrize('frame_stride', [1, 2])
+def test_eval_truth_follows_every_view(image_size, frame_stride):
+  config = _dataset_config(image_size=image_size, num_frames=4, eval_clips=2,
+                           eval_crops=3, frame_stride=frame_stride)
+  example = _example_with_truth()
+  out = pipeline.preprocess_eval(example, dataset_config=config)
+  num_views, shape = 6, (4, image_size, image_size)
+  assert out['masks'].shape == out['true_masks'].shape == (num_views,) + shape
+  assert out['masks'].dtype == out['true_masks'].dtype == tf.uint8
+  assert out['true_flow'].shape == (num_views,) + shape + (2,)
+  assert out['true_flow'].dtype == tf.float32
+  assert out['true_flow_valid'].shape == (num_views, 4)
+  assert out['true_flow_valid'].dtype == tf.bool
+  from_frames = np.rint(out['video'].numpy()[..., 0] / LEVEL)
+  true_masks = out['true_masks'].numpy()
+  # Masks follow the frames (bilinear frames blend the block edges, more so
+  # when shrunk 3x to 16 px), the teacher's stored at half resolution too.
+  assert np.mean(true_masks == from_frames) > 0.85
+  assert np.mean(out['masks'].numpy() == true_masks) > 0.95
+  boxes = pipeline.video_ops.view_crop_boxes(tf.constant([48, 80, 3]),
+                                             3).numpy()
+  flow = out['true_flow'].numpy()
+  for view in range(num_views):
+    scale = _view_scale(boxes[view % 3], 48, 80, image_size)
+    # Square crops of a landscape frame: x and y scale alike here.
+    np.testing.assert_allclose(scale[0], scale[1], rtol=1e-5)
+    # The field is resampled exactly like the true masks, then rescaled.
+    np.testing.assert_allclose(flow[view, ..., 0] / scale[0],
+                               true_masks[view], atol=1e-4)
+    np.testing.assert_allclose(flow[view, ..., 1] / scale[1],
+                               -true_masks[view].astype(np.float32),
+                               atol=1e-4)
+  # Clips 0..3 and 5..8 of the 9 stored frames (stride 1); stride 2 never
+  # shows the displacement of one stored frame.
+  valid = out['true_flow_valid'].numpy()
+  expected = [frame_stride == 1] * 3 + [False]
+  np.testing.assert_array_equal(valid, np.tile(expected, (num_views, 1)))
+
+
+def test_eval_views_of_datasets_without_truth():
+  config = _dataset_config(image_size=32, num_frames=4, eval_clips=1,
+                           eval_crops=3)
+  example = _example_with_truth(num_stored=2)  # Shorter than a clip.
+  del example['true_masks'], example['true_flow']
+  out = pipeline.preprocess_eval(example, dataset_config=config)
+  assert set(out) == {'video', 'label', 'masks'}
+  assert out['masks'].shape == (3, 4, 32, 32)
+  from_frames = np.rint(out['video'].numpy()[..., 0] / LEVEL)
+  assert np.mean(out['masks'].numpy() == from_frames) > 0.9
+  # Without teacher masks either (predicting a video file): frames alone.
+  del example['masks']
+  out = pipeline.preprocess_eval(example, dataset_config=config)
+  assert set(out) == {'video', 'label'}
+
+
+def test_eval_batches_carry_masks_and_the_truth(smoke_builder):
+  builder, config = smoke_builder
+  num_frames, size = config.num_frames, config.image_size
+  stored = {ex['video'].tobytes(): ex for ex in tfds.as_numpy(
+      builder.as_dataset(split=config.eval_split))}
+  # The smoke views are the whole stored clip at its stored size.
+  assert builder.builder_config.num_frames == num_frames
+  assert builder.builder_config.image_size == size
+  ds, _ = pipeline.make_eval_dataset(builder, config, local_batch_size=6)
+  spec = ds.element_spec
+  expected_spec = {
+      'masks': ((None, 1, num_frames, size, size), tf.uint8),
+      'true_masks': ((None, 1, num_frames, size, size), tf.uint8),
+      'true_flow': ((None, 1, num_frames, size, size, 2), tf.float32),
+      'true_flow_valid': ((None, 1, num_frames), tf.bool),
+  }
+  assert set(spec) == {'video', 'label', 'mask'} | set(expected_spec)
+  for key, (shape, dtype) in expected_spec.items():
+    assert spec[key].shape.as_list() == list(shape), key
+    assert spec[key].dtype == dtype, key
+  seen = 0
+  for batch in tfds.as_numpy(ds):
+    for row in np.flatnonzero(batch['mask']):
+      example = stored[batch['video'][row, 0].tobytes()]
+      for key in ('masks', 'true_masks', 'true_flow'):
+        np.testing.assert_array_equal(batch[key][row, 0], example[key])
+      np.testing.assert_array_equal(batch['true_flow_valid'][row, 0],
+                                    [True] * (num_frames - 1) + [False])
+      seen += 1
+  assert seen == len(stored)
+
+
+def test_train_batches_ignore_the_truth(smoke_builder):
+  builder, config = smoke_builder
+  ds = pipeline.make_train_dataset(builder, config, local_batch_size=2,
+                                   seed=0)
+  assert set(ds.element_spec) == {'video', 'masks', 'label'}
+
+
+def test_real_video_eval_batches_have_masks_but_no_truth(tmp_path):
+  # A two-class folder of real videos with the `files` teacher's masks,
+  # stored smaller than the frames and with unknown static shapes.
+  root = tmp_path / 'videos'
+  for seed, path in enumerate(['train/a/0.mp4', 'train/b/1.avi',
+                               'test/a/2.avi', 'test/b/3.mp4']):
+    fake_datasets.write_video(str(root / path), seed)
+    fake_datasets.write_masks(str(root / path))
+  (root / 'classes.txt').write_text(
+      '\n'.join(fake_datasets.MASK_CLASSES) + '\n')
+  config = video_folder_config.get_config('smoke').dataset
+  with config.unlocked():
+    config.update(dict(manual_dir=str(root), data_dir=str(tmp_path / 'tfds'),
+                       teacher='files', build_workers=0, image_size=16,
+                       num_frames=4, eval_clips=2, eval_crops=3))
+  builder = builders.make_builder(config)
+  builders.prepare(builder)
+  ds, num_batches = pipeline.make_eval_dataset(builder, config,
+                                               local_batch_size=3)
+  batches = list(tfds.as_numpy(ds))
+  assert len(batches) == num_batches == 1
+  (batch,) = batches
+  assert set(batch) == {'video', 'label', 'mask', 'masks'}
+  assert batch['masks'].shape == (3, 6, 4, 16, 16)
+  assert batch['masks'].dtype == np.uint8
+  np.testing.assert_array_equal(batch['mask'], [True, True, False])
+  # The teacher's moving 'person' bar shows in every view.
+  assert (batch['masks'][:2] == 1).any(axis=(2, 3, 4)).all()
+  assert not batch['masks'][2].any()

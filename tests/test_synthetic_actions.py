@@ -1,6 +1,7 @@
 """Tests for the synthetic action generator and its TFDS builder."""
 
 import collections
+import hashlib
 
 import numpy as np
 import pytest
@@ -24,6 +25,26 @@ def _split(seed=0, num_examples=24, num_classes=6, num_frames=_NUM_FRAMES,
   return list(gen.generate_split(
       seed, num_examples, num_classes, num_frames, image_size,
       split_index=split_index))
+
+
+def _warp(ex, t, flow=None):
+  """Follows each pixel of frame t along the flow to frame t + 1.
+
+  Returns:
+    (lands, diff): lands [S, S] is True where the target pixel is in frame
+    and shows the same category as the source in the masks; diff [S, S] is
+    the largest per-channel |frame t+1 at target - frame t at source|.
+  """
+  flow = (ex["flow"] if flow is None else flow).astype(np.int64)
+  video, masks = ex["video"].astype(np.int32), ex["masks"]
+  size = masks.shape[1]
+  y, x = np.mgrid[:size, :size]
+  ty, tx = y + flow[t, ..., 1], x + flow[t, ..., 0]  # (u1, u2) = (dx, dy).
+  inside = (ty >= 0) & (ty < size) & (tx >= 0) & (tx < size)
+  ty, tx = np.clip(ty, 0, size - 1), np.clip(tx, 0, size - 1)
+  lands = inside & (masks[t + 1][ty, tx] == masks[t])
+  diff = np.abs(video[t + 1][ty, tx] - video[t]).max(axis=-1)
+  return lands, diff
 
 
 def _centroids(masks, category):
@@ -81,11 +102,14 @@ def test_shapes_dtypes_and_balanced_labels():
   keys = [key for key, _ in examples]
   assert len(set(keys)) == len(keys)
   for _, ex in examples:
-    assert set(ex) == {"video", "masks", "label"}
+    assert set(ex) == {"video", "masks", "flow", "label"}
     assert ex["video"].shape == (_NUM_FRAMES, _IMAGE_SIZE, _IMAGE_SIZE, 3)
     assert ex["video"].dtype == np.uint8
     assert ex["masks"].shape == (_NUM_FRAMES, _IMAGE_SIZE, _IMAGE_SIZE)
     assert ex["masks"].dtype == np.uint8
+    assert ex["flow"].shape == (_NUM_FRAMES, _IMAGE_SIZE, _IMAGE_SIZE, 2)
+    assert ex["flow"].dtype == np.int8
+    assert not ex["flow"][-1].any()  # The last frame has no successor.
     assert isinstance(ex["label"], int)
   labels = [ex["label"] for _, ex in examples]
   assert collections.Counter(labels) == {k: 5 for k in range(6)}
@@ -99,6 +123,7 @@ def test_generator_is_deterministic():
     assert ka == kb and ea["label"] == eb["label"]
     np.testing.assert_array_equal(ea["video"], eb["video"])
     np.testing.assert_array_equal(ea["masks"], eb["masks"])
+    np.testing.assert_array_equal(ea["flow"], eb["flow"])
   for other in (_split(seed=4), _split(seed=3, split_index=1)):
     assert not any(
         np.array_equal(ea["video"], eo["video"])
@@ -172,6 +197,88 @@ def test_actor_moves_as_labelled_and_distractors_stay(num_frames,
   assert exact >= 0.9 * len(examples)
 
 
+# sha256 of video and masks bytes of gen.generate_clip(default_rng(seed),
+# label, T, S), and of a whole split, computed before the generator returned
+# the true flow: storing the truth must not change a single pixel.
+_PINNED_CLIPS = [
+    (0, 0, 4, 32,
+     "3e5eb6efe32718d72ec7f8e6b1ca6fa50f2421212c76aee1580407d87c80dc87"),
+    (1, 5, 8, 64,
+     "4662ced76282cc6a053234deb1378b110df209693ee3b4de8a44fe4dbc51a767"),
+    (2, 10, 4, 32,
+     "c418a6184b36eb3be51f7bd3109b792309dfe67620ab68c6bb8aa8a307542254"),
+    (3, 7, 8, 48,
+     "8f658b664a832bea6842515fb9fa77995c2c785f7ee5544fd4585a6948881b8f"),
+]
+_PINNED_SPLIT = (
+    "d0a5e177750eade2f55253be465c857b4dd0695d46ca1d40990dcccdd14e1aa0")
+
+
+@pytest.mark.parametrize(
+    "seed,label,num_frames,image_size,expected", _PINNED_CLIPS,
+    ids=[f"seed{c[0]}-label{c[1]}-t{c[2]}-s{c[3]}" for c in _PINNED_CLIPS])
+def test_clips_are_unchanged(seed, label, num_frames, image_size, expected):
+  clip = gen.generate_clip(np.random.default_rng(seed), label, num_frames,
+                           image_size)
+  digest = hashlib.sha256(clip["video"].tobytes() + clip["masks"].tobytes())
+  assert digest.hexdigest() == expected
+
+
+def test_split_is_unchanged():
+  digest = hashlib.sha256()
+  for key, ex in gen.generate_split(0, 12, 12, 4, 32, split_index=1):
+    digest.update(key.encode())
+    digest.update(bytes([ex["label"]]))
+    digest.update(ex["video"].tobytes())
+    digest.update(ex["masks"].tobytes())
+  assert digest.hexdigest() == _PINNED_SPLIT
+
+
+@pytest.mark.parametrize("num_frames,image_size", [(4, 32), (8, 64)])
+def test_true_flow_carries_each_frame_onto_the_next(num_frames, image_size):
+  examples = _split(num_examples=24, num_classes=12, num_frames=num_frames,
+                    image_size=image_size)
+  assert {ex["label"] for _, ex in examples} == set(range(12))
+  panning = 0
+  for _, ex in examples:
+    actor = gen.label_category(ex["label"])
+    for t in range(num_frames - 1):
+      lands, diff = _warp(ex, t)
+      masks = ex["masks"][t]
+      # Objects are flat colours, the background a texture sliding by whole
+      # pixels: the content matches up to the noise of the two frames.
+      for pixels in (masks == actor, masks != 0, masks == 0):
+        assert (lands & pixels).sum() > 0.5 * pixels.sum()
+        assert diff[lands & pixels].max() <= 2 * gen.PIXEL_NOISE
+    if ex["flow"][0][ex["masks"][0] == 0].any():
+      # The texture test has teeth: ignoring the pan breaks it.
+      lands, diff = _warp(ex, 0, np.zeros_like(ex["flow"]))
+      background = lands & (ex["masks"][0] == 0)
+      assert diff[background].max() > 2 * gen.PIXEL_NOISE
+      panning += 1
+  assert panning >= len(examples) // 2
+
+
+@pytest.mark.parametrize("num_frames,image_size", [(4, 32), (8, 64)])
+def test_true_flow_is_the_labelled_motion(num_frames, image_size):
+  speed = gen.actor_speed(num_frames, image_size)
+  pan = gen.background_speed(num_frames, image_size)
+  for _, ex in _split(num_examples=24, num_classes=12, num_frames=num_frames,
+                      image_size=image_size):
+    label = ex["label"]
+    dy, dx = _STEPS[gen.MOTION_NAMES[gen.label_motion(label)]]
+    flow, masks = ex["flow"][:-1], ex["masks"][:-1]
+    actor = flow[masks == gen.label_category(label)]
+    np.testing.assert_array_equal(
+        np.unique(actor, axis=0), [[dx * speed, dy * speed]])
+    # Distractors jitter by at most one pixel per frame and axis.
+    others = flow[(masks != 0) & (masks != gen.label_category(label))]
+    assert np.abs(others).max() <= 2
+    # One camera pan for the whole clip, slower than the actor.
+    background = np.unique(flow[masks == 0], axis=0)
+    assert len(background) == 1 and np.abs(background).max() <= pan
+
+
 # ------------------------------------------------------------------ builder
 
 
@@ -230,7 +337,13 @@ def test_features_and_shapes(built):
   assert spec["video"].dtype == tf.uint8
   assert spec["masks"].shape == (_NUM_FRAMES, _IMAGE_SIZE, _IMAGE_SIZE)
   assert spec["masks"].dtype == tf.uint8
+  assert spec["true_masks"].shape == (_NUM_FRAMES, _IMAGE_SIZE, _IMAGE_SIZE)
+  assert spec["true_masks"].dtype == tf.uint8
+  assert spec["true_flow"].shape == (
+      _NUM_FRAMES, _IMAGE_SIZE, _IMAGE_SIZE, 2)
+  assert spec["true_flow"].dtype == tf.int8
   assert spec["label"].dtype == tf.int64
+  assert str(built.info.version) == "1.1.0"
   labels = [int(ex["label"]) for ex in ds.as_numpy_iterator()]
   assert collections.Counter(labels) == {k: 2 for k in range(6)}
   # The metadata survives a round trip through the data directory.
@@ -242,14 +355,29 @@ def test_features_and_shapes(built):
 @pytest.mark.parametrize("split,split_index,num_examples",
                          [("train", 0, 12), ("test", 1, 6)])
 def test_dataset_matches_generator(built, split, split_index, num_examples):
-  def digest(ex):
-    return ex["label"], ex["video"].tobytes(), ex["masks"].tobytes()
+  def digest(ex, masks="masks", flow="true_flow"):
+    return (ex["label"], ex["video"].tobytes(), ex[masks].tobytes(),
+            ex[flow].tobytes())
 
-  stored = sorted(
-      digest(ex) for ex in built.as_dataset(split=split).as_numpy_iterator())
-  expected = sorted(digest(ex) for _, ex in _split(
-      num_examples=num_examples, split_index=split_index))
-  assert stored == expected
+  examples = list(built.as_dataset(split=split).as_numpy_iterator())
+  stored = [digest(ex) for ex in examples] + [
+      digest(ex, masks="true_masks") for ex in examples]
+  expected = [digest(ex, flow="flow") for _, ex in _split(
+      num_examples=num_examples, split_index=split_index)]
+  # Without corruption the teacher's masks are the true ones.
+  assert sorted(stored) == sorted(expected * 2)
+
+
+def test_true_masks_escape_the_teachers_corruption(tmp_path, built):
+  dropped = _build(tmp_path, oracle_drop_prob=1.0)
+  clean = {ex["video"].tobytes(): ex
+           for ex in built.as_dataset(split="test").as_numpy_iterator()}
+  for ex in dropped.as_dataset(split="test").as_numpy_iterator():
+    assert not ex["masks"].any()  # Every object class dropped.
+    assert set(np.unique(ex["true_masks"])) == {0, 1, 2, 3}
+    same_clip = clean[ex["video"].tobytes()]
+    np.testing.assert_array_equal(ex["true_masks"], same_clip["true_masks"])
+    np.testing.assert_array_equal(ex["true_flow"], same_clip["true_flow"])
 
 
 def test_build_is_byte_deterministic(tmp_path, built):

@@ -7,7 +7,7 @@ exactly once whatever the batch size and process count.
 """
 
 import math
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import jax
 import tensorflow as tf
@@ -18,7 +18,10 @@ from airstreams_jax.data import video_ops
 
 # 'label' (single-label datasets) or 'frame_labels' (multi-label: multi-hot
 # [T, C] per stored frame); see data/video_entries.py for the contract.
-_KEYS = ('video', 'masks', 'label', 'frame_labels')
+# 'true_masks' and 'true_flow' exist only where the truth is known (the
+# synthetic dataset); evaluation scores learned representations with them.
+_TRAIN_KEYS = ('video', 'masks', 'label', 'frame_labels')
+_KEYS = _TRAIN_KEYS + ('true_masks', 'true_flow')
 _FOREVER = 2**62
 # Epoch e of seed s shuffles with the seed s * stride + e: distinct for
 # every (seed, epoch) pair below the stride.
@@ -29,14 +32,21 @@ def _process_split(split: str, process_index: int, process_count: int):
   return tfds.even_splits(split, process_count)[process_index]
 
 
-def _read(builder, split, *, shuffle: bool, seed: int) -> tf.data.Dataset:
+def _read(builder, split, *, shuffle: bool, seed: int,
+          keys: Sequence[str] = _KEYS) -> tf.data.Dataset:
   """Examples with their frames still encoded: [T] strings (the preprocess
-  functions decode only the frames they keep, with `_frame_decoder`)."""
+  functions decode only the frames they keep, with `_frame_decoder`).
+
+  Only the builder's features among `keys` are kept; the others are not even
+  decoded (training, for one, has no use for the truth of synthetic data).
+  """
   read_config = tfds.ReadConfig(shuffle_seed=seed)
+  features = builder.info.features
+  keys = [k for k in keys if k in features]
+  decoders = {k: tfds.decode.SkipDecoding() for k in features
+              if k == 'video' or k not in keys}
   ds = builder.as_dataset(split=split, shuffle_files=shuffle,
-                          read_config=read_config,
-                          decoders={'video': tfds.decode.SkipDecoding()})
-  keys = [k for k in _KEYS if k in builder.info.features]
+                          read_config=read_config, decoders=decoders)
   # The stored multi-hot labels leave the class axis unknown (the builder
   # learns the classes from the listing); fixed shapes batch and pad.
   num_classes = len((builder.info.metadata or {}).get('class_names', ()))
@@ -105,22 +115,44 @@ def preprocess_eval(example: Dict[str, tf.Tensor], *,
                     decode: Optional[Callable[[tf.Tensor], tf.Tensor]] = None
                     ) -> Dict[str, tf.Tensor]:
   """All views of a video: `eval_clips` clips evenly spaced in time times
-  `eval_crops` square crops, as 'video' [views, T, S, S, 3], and the
-  video-level label. (Teacher masks are not needed to evaluate.) With
-  `decode`, only the frames of the clips are decoded."""
+  `eval_crops` square crops (V views, clip-major), and the video-level label.
+
+  Returns 'video' uint8 [V, T, S, S, 3] and 'label', plus, for the example's
+  keys that have them, the same crops of the per-pixel targets that
+  representation metrics compare the model's segmentation and flow with:
+  'masks' and 'true_masks' uint8 [V, T, S, S] (class ids), 'true_flow'
+  float32 [V, T, S, S, 2] ((dx, dy) in pixels of the view, see
+  `video_ops.resize_flow`) with 'true_flow_valid' bool [V, T] (see
+  `video_ops.consecutive_frames`). With `decode`, only the frames of the
+  clips are decoded.
+  """
   num_clips, num_frames = dataset_config.eval_clips, dataset_config.num_frames
+  num_crops, size = dataset_config.eval_crops, dataset_config.image_size
   clips = video_ops.view_clip_indices(
       tf.shape(example['video'])[0], num_frames, dataset_config.frame_stride,
       num_clips)
-  frames = _frames(example['video'], tf.reshape(clips, [-1]), decode)
-  boxes = video_ops.view_crop_boxes(tf.shape(frames)[1:],
-                                    dataset_config.eval_crops)
-  views = [video_ops.resize_video(
-      frames[c * num_frames:(c + 1) * num_frames], boxes[k],
-      dataset_config.image_size)
-           for c in range(num_clips)
-           for k in range(dataset_config.eval_crops)]
-  return {'video': tf.stack(views), 'label': _clip_label(example)}
+  idx = tf.reshape(clips, [-1])
+  frames = _frames(example['video'], idx, decode)
+  boxes = video_ops.view_crop_boxes(tf.shape(frames)[1:], num_crops)
+
+  def views(clip_frames, resize):
+    # Normalised boxes fit masks or flow at any resolution.
+    return tf.stack([resize(clip_frames[c * num_frames:(c + 1) * num_frames],
+                            boxes[k], size)
+                     for c in range(num_clips) for k in range(num_crops)])
+
+  out = {'video': views(frames, video_ops.resize_video),
+         'label': _clip_label(example)}
+  for key in ('masks', 'true_masks'):
+    if key in example:
+      out[key] = views(tf.gather(example[key], idx), video_ops.resize_masks)
+  if 'true_flow' in example:
+    out['true_flow'] = views(tf.gather(example['true_flow'], idx),
+                             video_ops.resize_flow)
+    valid = tf.stack([video_ops.consecutive_frames(clips[c])
+                      for c in range(num_clips)])
+    out['true_flow_valid'] = tf.repeat(valid, num_crops, axis=0)
+  return out
 
 
 def make_train_dataset(builder, dataset_config, *, local_batch_size: int,
@@ -147,7 +179,7 @@ def make_train_dataset(builder, dataset_config, *, local_batch_size: int,
   global_size = local_batch_size * process_count
   first = start_step * global_size  # Stream position of the first example.
   first_epoch, offset = divmod(first, num_examples)
-  records = _read(builder, split, shuffle=False, seed=0)
+  records = _read(builder, split, shuffle=False, seed=0, keys=_TRAIN_KEYS)
   seed = tf.constant(seed, tf.int64)
 
   def epoch(e):

@@ -19,6 +19,12 @@ The `masks` feature holds the generator's true masks, optionally corrupted by
 the oracle teacher (`oracle_drop_prob`, `oracle_erode_px`, `oracle_seed`) to
 imitate a real teacher's mistakes; non-default corruption options appear in
 the config name, e.g. c6_t8_s32_n256x64_seed0_drop0.5_erode1.
+
+The truth is stored beside it, so that evaluation can score what the model
+learned against the teacher's masks and against reality: `true_masks` (the
+generator's masks before corruption) and `true_flow` (int8 [T, S, S, 2], the
+exact displacement (dx, dy) in pixels of each pixel's content to the next
+frame; zeros at the last frame). Real video datasets have neither.
 """
 
 import dataclasses
@@ -36,7 +42,7 @@ from . import synthetic_generator
 # needs the package installed (`pip install -e .`, as the README says).
 from airstreams_jax.teachers import oracle
 
-# Teacher segmentation classes of the `masks` feature (index = mask value).
+# Segmentation classes of `masks` and `true_masks` (index = mask value).
 MASK_CLASS_NAMES = synthetic_generator.CATEGORY_NAMES
 NUM_SEG_CLASSES = len(MASK_CLASS_NAMES)
 
@@ -294,8 +300,12 @@ def make_config(
 class SyntheticActions(tfds.core.GeneratorBasedBuilder):
   """Synthetic clips whose label is (acting category, motion direction)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+      "1.0.0": "Initial release.",
+      "1.1.0": "true_masks and true_flow: the uncorrupted masks and the "
+               "exact optical flow, to score learned representations.",
+  }
   # The first one (c6_t8_s64_n1024x256_seed0) is the default; the second
   # (c6_t8_s32_n256x64_seed0) is a small variant for quick experiments.
   BUILDER_CONFIGS = list(_PREDEFINED_CONFIGS.values())
@@ -308,14 +318,27 @@ class SyntheticActions(tfds.core.GeneratorBasedBuilder):
             "Synthetic action clips: a person, a ball and a box over a "
             "panning textured background; one of them moves (right, left, "
             "down or up) and the label is (moving category, direction). "
-            "`masks` holds per-pixel category ids named by "
-            "metadata['mask_class_names']."
+            "`masks` holds the teacher's per-pixel category ids named by "
+            "metadata['mask_class_names'] (possibly corrupted), "
+            "`true_masks` the exact ones and `true_flow` the exact motion "
+            "(dx, dy) in pixels of each pixel to the next frame (zeros at "
+            "the last frame)."
         ),
         features=tfds.features.FeaturesDict({
             "video": tfds.features.Video(shape=(t, s, s, 3)),
             "masks": tfds.features.Tensor(
                 shape=(t, s, s),
                 dtype=np.uint8,
+                encoding=tfds.features.Encoding.ZLIB,
+            ),
+            "true_masks": tfds.features.Tensor(
+                shape=(t, s, s),
+                dtype=np.uint8,
+                encoding=tfds.features.Encoding.ZLIB,
+            ),
+            "true_flow": tfds.features.Tensor(
+                shape=(t, s, s, 2),
+                dtype=np.int8,
                 encoding=tfds.features.Encoding.ZLIB,
             ),
             "label": tfds.features.ClassLabel(
@@ -347,10 +370,12 @@ class SyntheticActions(tfds.core.GeneratorBasedBuilder):
         image_size=cfg.image_size,
         split_index=split_index,
     )):
+      example["true_masks"] = example["masks"]
+      example["true_flow"] = example.pop("flow")
       # Keyed by (split, example) like the clips themselves, so a clip's
       # corruption does not depend on generation order.
       example["masks"] = teacher.corrupt(
-          example["masks"], (split_index, index)
+          example["true_masks"], (split_index, index)
       )
       # `Video` accepts a list of already-encoded frames and stores them as
       # is, which skips its much slower per-frame TF encoder.

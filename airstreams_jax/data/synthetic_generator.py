@@ -11,6 +11,9 @@ because every category can be the actor.
 Per-pixel teacher masks with category ids (`CATEGORY_NAMES`) are returned
 alongside the video; they are produced by the same paste operations that draw
 the pixels, so they agree exactly with what is visible (occlusion included).
+So is the true optical flow: every object and the background texture move by
+whole pixels, so the displacement of the content at each pixel is known
+exactly, which lets learned masks and flow be scored against the truth.
 
 Clips are deterministic functions of (seed, split_index, example index), so a
 split can be regenerated bit-for-bit in any order.
@@ -224,8 +227,20 @@ def _random_colour(rng: np.random.Generator, base: np.ndarray) -> np.ndarray:
 
 def _background(
     rng: np.random.Generator, num_frames: int, image_size: int
-) -> tuple[np.ndarray, np.ndarray]:
-  """Returns a panning low-contrast texture [T, S, S, 3] and its base colour."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Returns a panning low-contrast texture and how it pans.
+
+  Args:
+    rng: Source of randomness.
+    num_frames: Frames T.
+    image_size: Frame height and width S.
+
+  Returns:
+    (frames, base, offsets): the frames uint8 [T, S, S, 3], the texture's
+    base colour float32 [3] and the (y, x) offsets int [T, 2] of each frame's
+    window in the larger texture. Frame t shows texture[offsets[t] + p] at
+    pixel p, so the content moves by offsets[t] - offsets[t + 1].
+  """
   pan = background_speed(num_frames, image_size)
   travel = pan * (num_frames - 1)
   size = image_size + travel
@@ -257,7 +272,7 @@ def _background(
   frames = np.empty((num_frames, image_size, image_size, 3), dtype=np.uint8)
   for i, (oy, ox) in enumerate(offsets):
     frames[i] = texture[oy : oy + image_size, ox : ox + image_size]
-  return frames, base
+  return frames, base, offsets
 
 
 def _overlap_areas(
@@ -295,6 +310,40 @@ def _paste(
   masks[y0:y1, x0:x1][sub] = category
 
 
+def _true_flow(
+    masks: np.ndarray,
+    objects: list[tuple[int, np.ndarray, np.ndarray]],
+    bg_offsets: np.ndarray,
+) -> np.ndarray:
+  """Displacement of the content at each pixel to the next frame.
+
+  Each category is drawn by exactly one object, so the visible category
+  (`masks`) says which motion a pixel follows: its object's position change,
+  or the background's, which moves against its sliding window.
+
+  Args:
+    masks: Visible category ids uint8 [T, S, S].
+    objects: (category, sprite, positions int [T, 2] as (y, x)) per object.
+    bg_offsets: The background window's (y, x) offsets int [T, 2].
+
+  Returns:
+    int8 [T, S, S, 2] as (u1, u2) = (dx, dy) in pixels, x to the right and y
+    downwards; the last frame, which has no successor, is zeros.
+  """
+  # [T - 1, categories, 2] (dy, dx) per frame and category id.
+  steps = np.zeros((len(masks) - 1, len(CATEGORY_NAMES), 2), dtype=np.int64)
+  steps[:, 0] = bg_offsets[:-1] - bg_offsets[1:]
+  for category, _, pos in objects:
+    steps[:, category] = pos[1:] - pos[:-1]
+  # Speeds are about S / 20 px per frame; only absurd sizes could wrap.
+  if np.abs(steps).max() > np.iinfo(np.int8).max:
+    raise ValueError(f"Motion of {np.abs(steps).max()} px overflows int8.")
+  flow = np.zeros(masks.shape + (2,), dtype=np.int8)
+  frame = np.arange(len(masks) - 1)[:, None, None]
+  flow[:-1] = steps[frame, masks[:-1]][..., ::-1]
+  return flow
+
+
 def generate_clip(
     rng: np.random.Generator, label: int, num_frames: int, image_size: int
 ) -> dict[str, Any]:
@@ -309,8 +358,10 @@ def generate_clip(
 
   Returns:
     A dict with `video` (uint8 [T, S, S, 3]), `masks` (uint8 [T, S, S] with
-    the CATEGORY_NAMES id of the visible object at each pixel) and `label`
-    (int).
+    the CATEGORY_NAMES id of the visible object at each pixel), `flow` (int8
+    [T, S, S, 2], the true displacement in pixels of the content at each
+    pixel of frame t to frame t + 1, as (u1, u2) = (dx right, dy down); zeros
+    at the last frame) and `label` (int).
 
   Raises:
     ValueError: If an argument is out of range.
@@ -322,7 +373,7 @@ def generate_clip(
   actor_category = label_category(label)
   dy, dx = motion_step(label_motion(label))
 
-  video, bg_base = _background(rng, num_frames, size)
+  video, bg_base, bg_offsets = _background(rng, num_frames, size)
   masks = np.zeros((num_frames, size, size), dtype=np.uint8)
 
   # Actor: pick the start so that the whole trajectory stays in frame.
@@ -403,6 +454,7 @@ def generate_clip(
   return {
       "video": noisy.astype(np.uint8),
       "masks": masks,
+      "flow": _true_flow(masks, objects, bg_offsets),
       "label": int(label),
   }
 

@@ -4,6 +4,10 @@ Every op takes the frames `[T, H, W, 3]` uint8 and the teacher masks
 `[T, h, w]` uint8 together and applies the same geometry to both, so masks
 stay aligned with the pixels they label. Randomness is stateless: each op takes
 an explicit `[2]` seed, which makes a pipeline reproducible from its seed.
+
+Crop boxes are normalised [y0, x0, y1, x1] as in `tf.image.crop_and_resize`:
+a box maps the same region at any resolution, so masks or flow fields stored
+smaller than the frames are cropped with the frames' box.
 """
 
 from typing import Optional, Tuple
@@ -68,6 +72,58 @@ def resize_video(video: tf.Tensor, box: tf.Tensor, size: int) -> tf.Tensor:
   return tf.cast(tf.clip_by_value(tf.round(video), 0, 255), tf.uint8)
 
 
+def _nearest(fields: tf.Tensor, box: tf.Tensor, size: int) -> tf.Tensor:
+  """Crops the box from float32 fields [T, h, w, C]; nearest-neighbour
+  resizes to size² (values are ids or vectors, which must not blend)."""
+  count = tf.shape(fields)[0]
+  return tf.image.crop_and_resize(fields, tf.repeat(box[None], count, 0),
+                                  tf.range(count), (size, size),
+                                  method='nearest')
+
+
+def resize_masks(masks: tf.Tensor, box: tf.Tensor, size: int) -> tf.Tensor:
+  """Crops the box from class ids uint8 [T, h, w]; nearest-neighbour
+  resizes to uint8 [T, size, size]."""
+  masks = _nearest(tf.cast(masks[..., None], tf.float32), box, size)
+  return tf.cast(masks[..., 0], tf.uint8)
+
+
+def resize_flow(flow: tf.Tensor, box: tf.Tensor, size: int) -> tf.Tensor:
+  """Crops the box from a flow field and resizes it, vectors included.
+
+  The field is resampled with nearest neighbours, and its displacements,
+  counted in pixels of its own grid, are rescaled to pixels of the output:
+  `tf.image.crop_and_resize` maps output row j to input row
+  y0 (h - 1) + j (y1 - y0) (h - 1) / (size - 1), so a displacement of d
+  input rows is d (size - 1) / ((y1 - y0) (h - 1)) output rows (likewise for
+  columns with x and w). Frames and flow thus stay consistent however the
+  view is cropped and scaled.
+
+  Args:
+    flow: [T, h, w, 2] displacements (u1, u2) = (dx, dy), any real or
+      integer dtype.
+    box: Normalised [y0, x0, y1, x1].
+    size: Output height and width (> 1).
+
+  Returns:
+    float32 [T, size, size, 2] in pixels of the output.
+  """
+  hw = tf.cast(tf.shape(flow)[1:3], tf.float32)
+  extent = tf.stack([box[3] - box[1], box[2] - box[0]]) * (hw[::-1] - 1)
+  scale = (size - 1) / extent  # (x, y) order, as the channels.
+  return _nearest(tf.cast(flow, tf.float32), box, size) * scale
+
+
+def consecutive_frames(idx: tf.Tensor) -> tf.Tensor:
+  """bool [T]: True where clip frame t + 1 is the stored frame after t's.
+
+  A stored flow field is the displacement to the next stored frame, so it
+  is the clip's motion from t to t + 1 only there: not with a frame stride
+  above 1, not between repeats of a short video's last frame, and never at
+  the clip's last frame.
+  """
+  idx = tf.convert_to_tensor(idx)
+  return tf.concat([idx[1:] == idx[:-1] + 1, [False]], axis=0)
 
 
 def crop_and_resize(video: tf.Tensor, masks: tf.Tensor, box: tf.Tensor,
@@ -78,12 +134,7 @@ def crop_and_resize(video: tf.Tensor, masks: tf.Tensor, box: tf.Tensor,
   resolution than the frames, with nearest neighbours (class ids must not
   blend).
   """
-  video = resize_video(video, box, size)
-  masks = tf.image.crop_and_resize(
-      tf.cast(masks[..., None], tf.float32),
-      tf.repeat(box[None], tf.shape(masks)[0], 0), tf.range(tf.shape(masks)[0]),
-      (size, size), method='nearest')
-  return video, tf.cast(masks[..., 0], tf.uint8)
+  return resize_video(video, box, size), resize_masks(masks, box, size)
 
 
 def random_crop_box(image_shape: tf.Tensor, seed: tf.Tensor,
