@@ -53,7 +53,9 @@ def evaluate(eval_fn: Callable[[Any, Any], Any], state: Any,
   Returns:
     The results: single-label 'top1', 'mean_class_accuracy', 'top5' (with
     >= 5 classes); multi-label 'mAP'; 'per_stream' (each head's accuracy or
-    mAP) and 'num_examples' (real, unpadded videos). And the merged metrics
+    mAP), 'num_examples' (real, unpadded videos) and, when the metrics
+    score them, 'representations' (see `metrics.summarise_representations`).
+    And the merged metrics
     collection (its confusion matrix feeds TensorBoard).
   """
   merged, num_examples = None, 0
@@ -64,7 +66,9 @@ def evaluate(eval_fn: Callable[[Any, Any], Any], state: Any,
     merged = batch_metrics if merged is None else merged.merge(batch_metrics)
   if merged is None:
     raise ValueError('The evaluation split yielded no batches.')
-  values = {k: float(v) for k, v in merged.compute().items()}
+  values = merged.compute()
+  representations = values.pop('representations', None)
+  values = {k: float(v) for k, v in values.items()}
   per_head = {}
   for key in list(values):
     for prefix in ('accuracy_', 'mAP_'):
@@ -75,6 +79,8 @@ def evaluate(eval_fn: Callable[[Any, Any], Any], state: Any,
                            for head in airstreams.STREAMS + ('merged',)
                            if head in per_head}
   results['num_examples'] = num_examples
+  if representations:
+    results['representations'] = representations
   return results, merged
 
 

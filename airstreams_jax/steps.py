@@ -9,6 +9,7 @@ import optax
 from clu import metrics as clu_metrics
 
 from airstreams_jax import losses
+from airstreams_jax import metrics as metrics_lib
 from airstreams_jax.train_state import TrainState
 
 
@@ -64,6 +65,14 @@ def predict_step(state: TrainState, video: jnp.ndarray, *, model,
   return outputs['logits']
 
 
+def _aggregate_views(logits: Dict[str, jnp.ndarray], multi_label: bool
+                     ) -> Dict[str, jnp.ndarray]:
+  """`[V, B, C]` logits per head -> `[B, C]` per-video scores."""
+  if multi_label:
+    return {h: jax.nn.sigmoid(v).max(0) for h, v in logits.items()}
+  return {h: jax.nn.softmax(v).mean(0) for h, v in logits.items()}
+
+
 def video_scores(state: TrainState, video: jnp.ndarray, *, model,
                  multi_label: bool, stream_heads: bool
                  ) -> Dict[str, jnp.ndarray]:
@@ -86,29 +95,93 @@ def video_scores(state: TrainState, video: jnp.ndarray, *, model,
       lambda views: predict_step(state, views, model=model,
                                  stream_heads=stream_heads),
       jnp.moveaxis(video, 1, 0))
-  if multi_label:
-    return {h: jax.nn.sigmoid(v).max(0) for h, v in logits.items()}
-  return {h: jax.nn.softmax(v).mean(0) for h, v in logits.items()}
+  return _aggregate_views(logits, multi_label)
+
+
+def representation_counts(outputs: Mapping[str, Any],
+                          view: Mapping[str, jnp.ndarray],
+                          weight: jnp.ndarray, num_seg_classes: int
+                          ) -> Dict[str, jnp.ndarray]:
+  """What the eval metrics need to score the learned representations.
+
+  Args:
+    outputs: the model's outputs for one view of every video ('flow',
+      'seg_logits' when those streams are on).
+    view: that view's 'masks' (the teacher's) and, where the data knows
+      them, 'true_masks', 'true_flow' `[B, T, H, W, 2]` and
+      'true_flow_valid' `[B, T]`.
+    weight: `[B]` 1 for real videos, 0 for padding.
+    num_seg_classes: the teacher's class count.
+
+  Returns:
+    Confusion matrices and flow sums named as in
+    `metrics.SEGMENTATION_COUNT_KEYS` / `metrics.FLOW_SUM_KEYS`, for what
+    the streams and the data allow.
+  """
+  counts = {}
+  pixel_weight = weight[:, None, None, None]
+  if 'seg_logits' in outputs and 'masks' in view:
+    predicted = outputs['seg_logits'].argmax(-1)
+    counts['seg_vs_teacher'] = metrics_lib.segmentation_counts(
+        view['masks'], predicted, pixel_weight, num_seg_classes)
+    if 'true_masks' in view:
+      counts['seg_vs_truth'] = metrics_lib.segmentation_counts(
+          view['true_masks'], predicted, pixel_weight, num_seg_classes)
+      counts['teacher_vs_truth'] = metrics_lib.segmentation_counts(
+          view['true_masks'], view['masks'], pixel_weight, num_seg_classes)
+  if 'flow' in outputs and 'true_flow' in view:
+    flow = outputs['flow'].astype(jnp.float32)
+    # K reduced channels [u1 (K), u2 (K)]: their mean is the clip's motion.
+    k = flow.shape[-1] // 2
+    flow = jnp.stack([flow[..., :k].mean(-1), flow[..., k:].mean(-1)], -1)
+    true_flow = view['true_flow'].astype(jnp.float32)
+    moving = jnp.any(true_flow != 0, axis=-1)
+    if 'true_masks' in view:  # Moving objects, not the panning background.
+      moving &= view['true_masks'] != 0
+    moving &= view['true_flow_valid'][:, :, None, None]
+    counts.update(metrics_lib.flow_sums(flow, true_flow,
+                                        moving & (pixel_weight > 0)))
+  return counts
 
 
 def eval_step(state: TrainState, batch: Mapping[str, jnp.ndarray], *, model,
               multi_label: bool) -> Dict[str, Any]:
-  """Scores of every head for a padded batch of videos (see `video_scores`).
+  """Scores of every head for a padded batch of videos, and what the
+  learned representations get right.
 
   Args:
     state: the model state.
     batch: 'video' uint8 `[B, V, T, H, W, 3]`, 'label' and 'mask' (False for
-      padding).
+      padding); optionally per view 'masks' `[B, V, T, H, W]` (teacher),
+      'true_masks', 'true_flow' `[B, V, T, H, W, 2]`, 'true_flow_valid'
+      `[B, V, T]`.
     model: the `AIRStreams` module.
     multi_label: whether the labels are multi-hot.
 
   Returns:
-    {'scores_<head>': [B, C] for every head, 'label', 'mask'}: the inputs of
-    `metrics.eval_metrics`, computed on the host.
+    {'scores_<head>': [B, C] for every head (see `video_scores`), 'label',
+    'mask', and the representation counts summed over the views and videos
+    (see `representation_counts`)}: the inputs of `metrics.eval_metrics`,
+    computed on the host.
   """
-  scores = video_scores(state, batch['video'], model=model,
-                        multi_label=multi_label, stream_heads=True)
+  per_view_keys = [k for k in ('masks', 'true_masks', 'true_flow',
+                               'true_flow_valid') if k in batch]
+  weight = batch['mask'].astype(jnp.int32)
+
+  def run_view(view):
+    outputs = model.apply(
+        {'params': state.params, 'batch_stats': state.batch_stats},
+        view['video'], train=False, stream_heads=True)
+    return outputs['logits'], representation_counts(
+        outputs, view, weight, model.num_seg_classes)
+
+  # One view of every video at a time (see `video_scores`).
+  views = {k: jnp.moveaxis(batch[k], 1, 0)
+           for k in ['video'] + per_view_keys}
+  logits, counts = jax.lax.map(run_view, views)
+  scores = _aggregate_views(logits, multi_label)
   return dict({f'scores_{h}': v for h, v in scores.items()},
+              **{k: v.sum(0) for k, v in counts.items()},
               label=batch['label'], mask=batch['mask'])
 
 

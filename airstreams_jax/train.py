@@ -283,8 +283,13 @@ def run_evaluation(s: Setup, state: Any, eval_fn: Callable[..., Any],
   heads = tuple(s.config.model.streams) + ('merged',)
   results, merged = eval_lib.evaluate(
       eval_fn, state, pipeline.global_batches(ds, s.batch_sharding),
-      metrics_lib.eval_metrics(s.meta.num_classes, heads, s.meta.multi_label))
+      metrics_lib.eval_metrics(s.meta.num_classes, heads, s.meta.multi_label,
+                               s.meta.mask_class_names))
   step = int(eval_lib.to_host(state.step))
+  collapse = metrics_lib.segmentation_collapse(
+      results.get('representations', {}))
+  if collapse:
+    logging.warning('Step %d: %s', step, collapse)
   results['step'] = step
   results['params_sha256'] = eval_lib.params_sha256(state.params)
   results['num_classes'] = s.meta.num_classes
@@ -320,7 +325,28 @@ def _log_eval(writer, step: int, results: Dict[str, Any]) -> None:
   metric = 'mAP' if 'mAP' in results else 'accuracy'
   scalars.update({f'eval/{metric}_{k}': v
                   for k, v in results['per_stream'].items()})
+  # Representations: flat figures, and per-class dicts as one scalar each.
+  for key, value in results.get('representations', {}).items():
+    if isinstance(value, dict):
+      scalars.update({f'representations/{key}/{name}': v
+                      for name, v in value.items()})
+    else:
+      scalars[f'representations/{key}'] = value
   writer.write_scalars(step, scalars)
+
+
+def flow_layer_scalars(params: Any) -> Dict[str, float]:
+  """The flow layers' learned θ, λ and τ, e.g. {'flow_layer/theta': 0.3}.
+
+  TV-L1's hyper-parameters are what the action losses can reshape in the
+  flow layer; watching them shows whether it still computes a flow.
+  """
+  scalars = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    names = [getattr(k, 'key', str(k)) for k in path]
+    if names[-1] in ('theta', 'lambda', 'tau') and 'flow_layer' in names:
+      scalars['/'.join(names)] = float(eval_lib.to_host(leaf))
+  return scalars
 
 
 def train_and_evaluate(config, workdir: str,
@@ -388,6 +414,7 @@ def train_and_evaluate(config, workdir: str,
         values = {k: float(v) for k, v in
                   eval_lib.to_host(accumulated).compute().items()}
         _check_finite(step, values)
+        values.update(flow_layer_scalars(state.params))
         writer.write_scalars(step, {f'train/{k}': v for k, v in values.items()})
         accumulated = None
       evaluated = step % config.eval_every_steps == 0 or is_last

@@ -112,6 +112,16 @@ def test_main_smoke_end_to_end_then_resume(tmp_path, data_dir):
   assert set(results['per_stream']) == {'rgb', 'flow', 'semantic', 'merged'}
   assert results['per_stream']['merged'] == results['top1']
   assert len(results['params_sha256']) == 64
+  # What the flow layer and the segmentation net learned, on the test split.
+  rep = results['representations']
+  assert 'learned segmentation mIoU' in proc.stdout
+  assert 'learned flow direction accuracy' in proc.stdout
+  for key in ('seg_pixel_accuracy', 'seg_miou', 'truth_seg_miou',
+              'truth_teacher_miou', 'flow_epe', 'flow_direction_accuracy'):
+    assert np.isfinite(rep[key]), key
+  assert set(rep['seg_iou']) <= {'background', 'person', 'ball', 'box'}
+  assert rep['truth_teacher_miou'] == 1.0  # The smoke data's uncorrupted.
+  assert rep['flow_pixels'] > 0
   assert os.path.exists(os.path.join(workdir, 'config.json'))
   events = [os.path.join(workdir, f) for f in os.listdir(workdir)
             if f.startswith('events.out.tfevents')]
@@ -120,7 +130,11 @@ def test_main_smoke_end_to_end_then_resume(tmp_path, data_dir):
           for v in event.summary.value}
   # Scalars, the confusion matrix, and flow / segmentation samples.
   assert {'train/loss', 'eval/top1', 'eval/confusion_matrix',
-          'samples/clip0_rgb_flow_segmentation_teacher'} <= tags
+          'samples/clip0_rgb_flow_segmentation_teacher',
+          'representations/seg_miou', 'representations/flow_epe',
+          'representations/flow_direction_accuracy',
+          'train/flow_layer/theta', 'train/flow_layer/lambda',
+          'train/flow_layer/tau'} <= tags
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['4', '8']
 
   # Re-running the finished job only re-evaluates the restored state ...
