@@ -395,3 +395,41 @@ def test_constant_clip_has_finite_gradients(bottleneck):
   assert np.all(np.isfinite(g_x))
   for g in jax.tree.leaves(g_params):
     assert np.all(np.isfinite(g))
+
+
+@pytest.mark.parametrize('sigma', [0.7, 1.0, 1.6])
+def test_gaussian_blur_matches_scipy(sigma):
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top
+  x = np.random.default_rng(0).random((2, 3, 20, 24))
+  expected = ndimage.gaussian_filter(x, (0, 0, sigma, sigma), mode='nearest',
+                                     truncate=2.0)
+  got = rep_flow.gaussian_blur(jnp.asarray(x, jnp.float32), sigma)
+  np.testing.assert_allclose(got, expected, atol=1e-6)
+  constant = rep_flow.gaussian_blur(jnp.full((1, 9, 9), 7.0), sigma)
+  np.testing.assert_allclose(constant, 7.0, rtol=1e-6)
+
+
+def test_presmoothing_recovers_the_direction_of_the_synthetic_motions():
+  """On synthetic clips (32 px, sharp uniform objects moving 2 px a frame,
+  a panning background) the single linearisation misses many moving-object
+  pixels; blurred first (sigma 1), most point within 45 degrees of the
+  generator's true motion (measured on 48 clips: 0.74 -> 0.86)."""
+  from airstreams_jax.data import synthetic_generator  # pylint: disable=g-import-not-at-top
+  clips = [synthetic_generator.generate_clip(np.random.default_rng(i), i % 6,
+                                             8, 32) for i in range(16)]
+  video = np.stack([c['video'] for c in clips]).astype(np.float32)
+  true_flow = np.stack([c['flow'] for c in clips])[:, :-1].astype(np.float32)
+  masks = np.stack([c['masks'] for c in clips])[:, :-1]
+  moving = (masks != 0) & np.any(true_flow != 0, axis=-1)
+
+  def direction_accuracy(sigma):
+    layer = rep_flow.RepresentationFlow(num_iter=10, presmooth_sigma=sigma)
+    variables = layer.init(jax.random.PRNGKey(0), video[:1])
+    flow = np.asarray(layer.apply(variables, video))[:, :-1][moving]
+    truth = true_flow[moving]
+    cos = (flow * truth).sum(-1) / np.maximum(
+        np.linalg.norm(flow, axis=-1) * np.linalg.norm(truth, axis=-1), 1e-12)
+    return np.mean(cos > np.cos(np.pi / 4))
+  raw, smoothed = direction_accuracy(0.0), direction_accuracy(1.0)
+  assert smoothed > 0.78, (raw, smoothed)
+  assert smoothed > raw + 0.06, (raw, smoothed)

@@ -47,6 +47,7 @@ class AIRStreams(nn.Module):
       (`flow` configures its first layer).
     seg_widths: DRN-18 stage widths.
     seg_output_stride: DRN-18 output stride.
+    seg_decoder_features: 0, or the width of the DRN's upsampling head.
     dropout_rate: dropout before each head.
     dtype: compute dtype.
   """
@@ -61,6 +62,7 @@ class AIRStreams(nn.Module):
   flow_of_flow: Optional[Mapping[str, Any]] = None
   seg_widths: Sequence[int] = (64, 128, 256, 512)
   seg_output_stride: int = 16
+  seg_decoder_features: int = 0
   dropout_rate: float = 0.5
   dtype: Any = jnp.float32
 
@@ -91,7 +93,8 @@ class AIRStreams(nn.Module):
       b, t, h, w, c = x.shape
       seg = drn.DilatedResNet18(
           self.num_seg_classes, widths=tuple(self.seg_widths),
-          output_stride=self.seg_output_stride, dtype=self.dtype,
+          output_stride=self.seg_output_stride,
+          decoder_features=self.seg_decoder_features, dtype=self.dtype,
           name='segmentation_net')(x.reshape(b * t, h, w, c), train)
       # Back to the frame resolution: the semantic tower mirrors the RGB tower
       # and the pixelwise loss compares with masks at the frame resolution.
@@ -173,5 +176,6 @@ def build_model(model_config, *, num_classes: int,
       flow_of_flow=_flow_of_flow_kwargs(model_config),
       seg_widths=tuple(model_config.seg.widths),
       seg_output_stride=model_config.seg.output_stride,
+      seg_decoder_features=model_config.seg.get('decoder_features', 0),
       dropout_rate=model_config.dropout_rate,
       dtype=dtype)

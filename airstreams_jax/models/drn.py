@@ -6,6 +6,12 @@ stride 16: conv5_x runs at stride 1 with dilation 2, giving 14x14 at 224 px.
 Output stride 8 (conv4_x dilation 2, conv5_x dilation 4, DRN-A) and 32 (plain
 ResNet-18) are available for small inputs and ablations.
 
+Small inputs: at 32x32 and output stride 16 the logits are 2x2, too coarse to
+draw objects a few pixels wide. `decoder_features > 0` adds an upsampling head
+(DeepLabv3+-style): the deep features are upsampled and fused with the
+stride-4 (conv2_x) and stride-2 (stem) features, and the logits come out at
+stride 2. The paper's network is `decoder_features=0`.
+
 Unlike the reference code, the first block of a dilated stage is dilated too:
 the receptive field then grows smoothly (the reference's undilated first block
 is a quirk, not a design choice).
@@ -14,6 +20,7 @@ is a quirk, not a design choice).
 from typing import Any, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 _conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
@@ -63,15 +70,40 @@ class DilatedResNet18(nn.Module):
     num_classes: segmentation classes, background included.
     widths: channels of conv2_x..conv5_x; (64, 128, 256, 512) is ResNet-18.
     output_stride: 8, 16 (AIRStreams) or 32.
+    decoder_features: 0 (the paper): logits at `output_stride`. Otherwise
+      the width of an upsampling head whose logits are at stride 2 (see the
+      module docstring).
   """
   num_classes: int
   widths: Sequence[int] = (64, 128, 256, 512)
   output_stride: int = 16
+  decoder_features: int = 0
   dtype: Any = jnp.float32
+
+  def _conv_bn_relu(self, x, features: int, kernel: int, train: bool,
+                    name: str) -> jnp.ndarray:
+    x = nn.Conv(features, (kernel, kernel), padding='SAME', use_bias=False,
+                kernel_init=_conv_init, dtype=self.dtype, name=name)(x)
+    return nn.relu(_bn(train, self.dtype)(x))
+
+  def _decode(self, x, skips, train: bool) -> jnp.ndarray:
+    """Upsamples `x` through the finer `skips` (coarse to fine)."""
+    f = self.decoder_features
+    x = self._conv_bn_relu(x, f, 1, train, 'decoder_in')
+    for i, skip in enumerate(skips):
+      n, h, w, _ = skip.shape
+      x = jax.image.resize(x.astype(jnp.float32), (n, h, w, x.shape[-1]),
+                           'bilinear').astype(self.dtype)
+      skip = self._conv_bn_relu(skip, max(f // 2, 1), 1, train,
+                                f'decoder_skip{i}')
+      x = self._conv_bn_relu(jnp.concatenate([x, skip], -1), f, 3, train,
+                             f'decoder_fuse{i}')
+    return x
 
   @nn.compact
   def __call__(self, images: jnp.ndarray, train: bool) -> jnp.ndarray:
-    """Maps `[N, H, W, 3]` images to `[N, H/os, W/os, num_classes]` logits."""
+    """Maps `[N, H, W, 3]` images to `[N, H/os, W/os, num_classes]` logits
+    (`[N, H/2, W/2, num_classes]` with the decoder)."""
     if self.output_stride not in _LATE_STAGES:
       raise ValueError(f'output_stride must be one of {sorted(_LATE_STAGES)}, '
                        f'got {self.output_stride}.')
@@ -79,6 +111,7 @@ class DilatedResNet18(nn.Module):
                 use_bias=False, kernel_init=_conv_init, dtype=self.dtype,
                 name='stem')(images)
     x = nn.relu(_bn(train, self.dtype)(x))
+    skips = [x]  # Stride 2.
     x = nn.max_pool(x, (3, 3), (2, 2), padding='SAME')
     stages = ((1, 1), (2, 1)) + _LATE_STAGES[self.output_stride]
     for i, (width, (stride, dilation)) in enumerate(zip(self.widths, stages)):
@@ -86,6 +119,10 @@ class DilatedResNet18(nn.Module):
                      name=f'conv{i + 2}_1')(x, train)
       x = BasicBlock(width, 1, dilation, self.dtype,
                      name=f'conv{i + 2}_2')(x, train)
+      if i == 0:
+        skips.append(x)  # conv2_x, stride 4.
+    if self.decoder_features:
+      x = self._decode(x, skips[::-1], train)
     logits = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype,
                      name='classifier')(x)
     return logits.astype(jnp.float32)
