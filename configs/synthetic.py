@@ -24,12 +24,7 @@ def get_config(arg=None):
   config.eval_batch_size = 32
   config.eval_every_steps = 300
   config.checkpoint_every_steps = 300
-  config.optimizer.learning_rate = 3e-3
-
-  config.model.tower = base.SMALL_TOWER
-  config.model.dropout_rate = 0.2
-  config.model.flow = dict(num_iter=10, bottleneck=1)
-  config.model.seg = dict(widths=(8, 16, 16, 32), output_stride=16)
+  base.use_small_cpu_model(config)
 
   config.dataset.name = 'synthetic_actions'
   config.dataset.image_size = 32

@@ -28,17 +28,12 @@ def get_config(arg=None):
   """Config argument: 'smoke' for a tiny, fast run."""
   arg = base.parse_arg(arg, smoke=False)
   config = base.get_config()
-  # The small CPU model of configs/synthetic.py.
   config.num_train_steps = 600
   config.batch_size = 16
   config.eval_batch_size = 16
   config.eval_every_steps = 300
   config.checkpoint_every_steps = 300
-  config.optimizer.learning_rate = 3e-3
-  config.model.tower = base.SMALL_TOWER
-  config.model.dropout_rate = 0.2
-  config.model.flow = dict(num_iter=10, bottleneck=1)
-  config.model.seg = dict(widths=(8, 16, 16, 32), output_stride=16)
+  base.use_small_cpu_model(config)
 
   config.dataset.name = 'video_folder'
   config.dataset.teacher = 'selfie'

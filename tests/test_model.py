@@ -230,21 +230,22 @@ def test_bfloat16_compute_keeps_float32_params_and_logits():
     assert float(jnp.abs(logits - ref['logits'][head]).max()) < 0.05 * scale
 
 
-def test_drn_upsampling_head_gives_stride_two_logits_that_learn():
-  """The decoder's logits are at stride 2 whatever the output stride, and
-  every decoder layer gets gradient from a pixelwise loss."""
+def test_drn_upsampling_head_gives_full_resolution_logits_that_learn():
+  """The decoder's logits are at the input resolution whatever the output
+  stride, and every decoder layer gets gradient from a pixelwise loss."""
   net = drn.DilatedResNet18(num_classes=4, widths=(8, 8, 8, 8),
                             output_stride=16, decoder_features=8)
   images = jax.random.normal(jax.random.PRNGKey(1), (2, 32, 32, 3))
   variables = net.init(jax.random.PRNGKey(0), images, train=False)
   logits = net.apply(variables, images, train=False)
-  assert logits.shape == (2, 16, 16, 4)
+  assert logits.shape == (2, 32, 32, 4)
 
   def loss(params):
     out, _ = net.apply({**variables, 'params': params}, images, train=True,
                        mutable=['batch_stats'])
-    return jnp.mean(out[..., 1] * jnp.arange(16.0)[:, None])
+    return jnp.mean(out[..., 1] * jnp.arange(32.0)[:, None])
   grads = jax.grad(loss)(variables['params'])
   for name in ('decoder_in', 'decoder_skip0', 'decoder_fuse0',
-               'decoder_skip1', 'decoder_fuse1', 'stem'):
+               'decoder_skip1', 'decoder_fuse1', 'decoder_skip2',
+               'decoder_fuse2', 'stem'):
     assert float(jnp.abs(grads[name]['kernel']).sum()) > 0, name

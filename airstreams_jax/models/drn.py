@@ -7,10 +7,15 @@ Output stride 8 (conv4_x dilation 2, conv5_x dilation 4, DRN-A) and 32 (plain
 ResNet-18) are available for small inputs and ablations.
 
 Small inputs: at 32x32 and output stride 16 the logits are 2x2, too coarse to
-draw objects a few pixels wide. `decoder_features > 0` adds an upsampling head
-(DeepLabv3+-style): the deep features are upsampled and fused with the
-stride-4 (conv2_x) and stride-2 (stem) features, and the logits come out at
-stride 2. The paper's network is `decoder_features=0`.
+draw objects a few pixels wide (a 32-px person's limbs are 2 px thick).
+`decoder_features > 0` adds an upsampling head (DeepLabv3+-style, carried on
+to the input resolution): the deep features are upsampled step by step and
+fused with the stride-4 (conv2_x) features, the stride-2 (stem) features and
+the image itself, and the logits come out at the input resolution. Trained
+alone on synthetic 32-px frames for 600 steps (widths (8, 16, 16, 32), 16
+decoder features), mIoU against the true masks was 0.73 with logits at
+stride 2 and 0.87 at stride 1 (person 0.60 -> 0.89). The paper's network is
+`decoder_features=0`.
 
 Unlike the reference code, the first block of a dilated stage is dilated too:
 the receptive field then grows smoothly (the reference's undilated first block
@@ -71,8 +76,8 @@ class DilatedResNet18(nn.Module):
     widths: channels of conv2_x..conv5_x; (64, 128, 256, 512) is ResNet-18.
     output_stride: 8, 16 (AIRStreams) or 32.
     decoder_features: 0 (the paper): logits at `output_stride`. Otherwise
-      the width of an upsampling head whose logits are at stride 2 (see the
-      module docstring).
+      the width of an upsampling head whose logits are at the input
+      resolution (see the module docstring).
   """
   num_classes: int
   widths: Sequence[int] = (64, 128, 256, 512)
@@ -103,7 +108,7 @@ class DilatedResNet18(nn.Module):
   @nn.compact
   def __call__(self, images: jnp.ndarray, train: bool) -> jnp.ndarray:
     """Maps `[N, H, W, 3]` images to `[N, H/os, W/os, num_classes]` logits
-    (`[N, H/2, W/2, num_classes]` with the decoder)."""
+    (`[N, H, W, num_classes]` with the decoder)."""
     if self.output_stride not in _LATE_STAGES:
       raise ValueError(f'output_stride must be one of {sorted(_LATE_STAGES)}, '
                        f'got {self.output_stride}.')
@@ -121,8 +126,9 @@ class DilatedResNet18(nn.Module):
                      name=f'conv{i + 2}_2')(x, train)
       if i == 0:
         skips.append(x)  # conv2_x, stride 4.
+    skips.reverse()  # Coarse to fine.
     if self.decoder_features:
-      x = self._decode(x, skips[::-1], train)
+      x = self._decode(x, skips + [images], train)
     logits = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype,
                      name='classifier')(x)
     return logits.astype(jnp.float32)
