@@ -13,13 +13,11 @@ heads are skipped.
 
 import functools
 import json
-import os
 import sys
-from typing import Any, Dict, List, Tuple
+from typing import List, Tuple
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import tensorflow as tf
 from absl import app
@@ -38,22 +36,6 @@ from airstreams_jax.data import video_io
 from airstreams_jax.models import airstreams
 
 
-def load_run(workdir: str) -> Tuple[ml_collections.ConfigDict, Dict[str, Any]]:
-  """The config and class names a training run wrote into its workdir."""
-  paths = [os.path.join(workdir, name)
-           for name in ('config.json', train.CLASSES_FILE)]
-  missing = [p for p in paths if not gfile.exists(p)]
-  if missing:
-    raise errors.ConfigError(
-        f'{missing[0]} is missing; --workdir must be the workdir of a '
-        'training run (python -m airstreams_jax.main).')
-  with gfile.GFile(paths[0]) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  with gfile.GFile(paths[1]) as f:
-    classes = json.load(f)
-  return config, classes
-
-
 def video_views(path: str, dataset_config) -> np.ndarray:
   """The evaluation views of a video file: uint8 [V, T, S, S, 3]."""
   video = video_io.decode(
@@ -68,7 +50,7 @@ def video_views(path: str, dataset_config) -> np.ndarray:
 
 def predict(workdir: str, video_path: str) -> List[Tuple[str, float]]:
   """(class name, score) of every class, best first."""
-  config, classes = load_run(workdir)
+  config, classes = train.load_run(workdir)
   views = video_views(video_path, config.dataset)  # Before any compile.
   model = airstreams.build_model(
       config.model, num_classes=classes['num_classes'],

@@ -9,10 +9,11 @@ import functools
 import json
 import os
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from absl import logging
 from clu import metric_writers
@@ -309,6 +310,22 @@ def _write_run_info(config, meta: builders.DatasetMeta, workdir: str) -> None:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
     with gfile.GFile(os.path.join(workdir, CLASSES_FILE), 'w') as f:
       json.dump(dataclasses.asdict(meta), f, indent=2)
+
+
+def load_run(workdir: str) -> Tuple[ml_collections.ConfigDict, Dict[str, Any]]:
+  """The config and class names a training run wrote into its workdir."""
+  paths = [os.path.join(workdir, name)
+           for name in ('config.json', CLASSES_FILE)]
+  missing = [p for p in paths if not gfile.exists(p)]
+  if missing:
+    raise errors.ConfigError(
+        f'{missing[0]} is missing; --workdir must be the workdir of a '
+        'training run (python -m airstreams_jax.main).')
+  with gfile.GFile(paths[0]) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  with gfile.GFile(paths[1]) as f:
+    classes = json.load(f)
+  return config, classes
 
 
 def _check_finite(step: int, values: Dict[str, float]) -> None:

@@ -1,0 +1,99 @@
+r"""Writes the synthetic clips as a folder of videos, with their masks.
+
+The `video_folder` dataset reads any ROOT/<split>/<class>/<video> folder; this
+script makes one from the embedded generator, so the folder path (PyAV
+decoding, the `files` teacher, lossy video codecs) can be tried and measured
+without a real dataset:
+
+  python -m experiments.make_video_folder --root=/tmp/synthetic_folder
+  python -m airstreams_jax.main --config=configs/video_folder.py \
+      --workdir=workdirs/folder --config.dataset.manual_dir=/tmp/synthetic_folder \
+      --config.dataset.teacher=files
+
+Every video gets `<stem>.masks.npz` (the `files` teacher's format: uint8
+[T, h, w] class ids), the generator's true masks or, with the oracle's
+corruption options, a corrupted copy imitating an imperfect teacher; ROOT gets
+`classes.txt`. Videos are H.264 (libx264, CRF 18) mp4 files.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+import av
+import numpy as np
+
+from airstreams_jax.data import synthetic_generator
+from airstreams_jax.teachers import oracle
+
+_ROOT = flags.DEFINE_string('root', None, 'Folder to write (created).',
+                            required=True)
+_NUM_TRAIN = flags.DEFINE_integer('num_train', 512, 'Training videos.')
+_NUM_TEST = flags.DEFINE_integer('num_test', 128, 'Test videos.')
+_NUM_CLASSES = flags.DEFINE_integer('num_classes', 6, 'Action classes.')
+_NUM_FRAMES = flags.DEFINE_integer('num_frames', 16, 'Frames per video.')
+_IMAGE_SIZE = flags.DEFINE_integer('image_size', 96, 'Frame side (pixels).')
+_FPS = flags.DEFINE_integer('fps', 8, 'Frame rate written in the files.')
+_SEED = flags.DEFINE_integer('seed', 0, 'Generator seed.')
+_DROP = flags.DEFINE_float('oracle_drop_prob', 0.0,
+                           'Teacher misses an object class for a whole video '
+                           'with this probability.')
+_ERODE = flags.DEFINE_integer('oracle_erode_px', 0,
+                              'Teacher shrinks objects by this many pixels.')
+
+_SPLITS = (('train', 0), ('test', 1))
+
+
+def write_mp4(path: str, video: np.ndarray, fps: int) -> None:
+  """Writes uint8 [T, H, W, 3] frames as an H.264 mp4 (even sides)."""
+  with av.open(path, 'w') as container:
+    stream = container.add_stream('libx264', rate=fps)
+    stream.width, stream.height = video.shape[2], video.shape[1]
+    stream.pix_fmt = 'yuv420p'
+    stream.options = {'crf': '18'}
+    for frame in video:
+      for packet in stream.encode(av.VideoFrame.from_ndarray(frame, 'rgb24')):
+        container.mux(packet)
+    for packet in stream.encode():
+      container.mux(packet)
+
+
+def write_folder(root: str, *, num_train: int, num_test: int,
+                 num_classes: int, num_frames: int, image_size: int, fps: int,
+                 seed: int, drop_prob: float = 0.0, erode_px: int = 0) -> None:
+  """Writes ROOT/{train,test}/<class>/<index>.mp4 + masks, ROOT/classes.txt."""
+  if image_size % 2:
+    raise ValueError(f'image_size must be even for H.264, got {image_size}.')
+  names = synthetic_generator.class_names(num_classes)
+  teacher = oracle.OracleTeacher(synthetic_generator.CATEGORY_NAMES,
+                                 drop_prob=drop_prob, erode_px=erode_px,
+                                 seed=seed)
+  for split, split_index in _SPLITS:
+    count = num_train if split == 'train' else num_test
+    for index, (key, clip) in enumerate(synthetic_generator.generate_split(
+        seed, count, num_classes, num_frames, image_size,
+        split_index=split_index)):
+      folder = os.path.join(root, split, names[clip['label']])
+      os.makedirs(folder, exist_ok=True)
+      stem = os.path.join(folder, key)
+      write_mp4(stem + '.mp4', clip['video'], fps)
+      np.savez_compressed(
+          stem + '.masks.npz',
+          masks=teacher.corrupt(clip['masks'], (split_index, index)))
+  with open(os.path.join(root, 'classes.txt'), 'w') as f:
+    f.write('\n'.join(synthetic_generator.CATEGORY_NAMES) + '\n')
+
+
+def main(argv):
+  del argv
+  write_folder(_ROOT.value, num_train=_NUM_TRAIN.value,
+               num_test=_NUM_TEST.value, num_classes=_NUM_CLASSES.value,
+               num_frames=_NUM_FRAMES.value, image_size=_IMAGE_SIZE.value,
+               fps=_FPS.value, seed=_SEED.value, drop_prob=_DROP.value,
+               erode_px=_ERODE.value)
+  print(f'Wrote {_NUM_TRAIN.value} train and {_NUM_TEST.value} test videos '
+        f'to {_ROOT.value}')
+
+
+if __name__ == '__main__':
+  app.run(main)
