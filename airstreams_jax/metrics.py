@@ -308,9 +308,9 @@ def segmentation_collapse(representations: Mapping[str, Any]
   others = 1.0 - reference.get(name, 0.0)
   if share < _COLLAPSE_SHARE or others < _COLLAPSE_MIN_OTHER_SHARE:
     return None
-  return (f'the learned segmentation has collapsed to {name!r}: it labels '
-          f'{share:.1%} of the evaluation pixels so, where the teacher gives '
-          f'the other classes {others:.1%} (seg_miou '
+  return (f'the learned segmentation has collapsed to {name!r}: it gives '
+          f'that class {share:.1%} of the evaluation pixels, where the '
+          f"teacher's masks give the other classes {others:.1%} (seg_miou "
           f'{representations["seg_miou"]:.3f}); the semantic stream then '
           'carries no segmentation. Check the output stride against the '
           'object sizes (model.seg) and the interm loss weight.')
