@@ -10,6 +10,7 @@ from clu import metrics as clu_metrics
 
 from airstreams_jax import losses
 from airstreams_jax import metrics as metrics_lib
+from airstreams_jax.models import rep_flow
 from airstreams_jax.train_state import TrainState
 
 
@@ -130,10 +131,7 @@ def representation_counts(outputs: Mapping[str, Any],
       counts['teacher_vs_truth'] = metrics_lib.segmentation_counts(
           view['true_masks'], view['masks'], pixel_weight, num_seg_classes)
   if 'flow' in outputs and 'true_flow' in view:
-    flow = outputs['flow'].astype(jnp.float32)
-    # K reduced channels [u1 (K), u2 (K)]: their mean is the clip's motion.
-    k = flow.shape[-1] // 2
-    flow = jnp.stack([flow[..., :k].mean(-1), flow[..., k:].mean(-1)], -1)
+    flow = rep_flow.mean_flow(outputs['flow'].astype(jnp.float32))
     true_flow = view['true_flow'].astype(jnp.float32)
     moving = jnp.any(true_flow != 0, axis=-1)
     if 'true_masks' in view:  # Moving objects, not the panning background.

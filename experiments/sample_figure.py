@@ -31,6 +31,7 @@ from airstreams_jax import visualise
 from airstreams_jax.data import builders
 from airstreams_jax.data import pipeline
 from airstreams_jax.models import airstreams
+from airstreams_jax.models import rep_flow
 
 _WORKDIR = flags.DEFINE_string('workdir', None, "A training run's workdir.")
 _OUT = flags.DEFINE_string('out', None, 'The PNG file to write.')
@@ -63,12 +64,6 @@ def representations(workdir: str, num_clips: int):
   return view, jax.tree.map(np.asarray, outputs), batch['label']
 
 
-def _flow_rows(flow: np.ndarray) -> np.ndarray:
-  """[N, T, H, W, 2K] -> [N, T, H, W, 2]: the mean of the K channel flows."""
-  k = flow.shape[-1] // 2
-  return np.stack([flow[..., :k].mean(-1), flow[..., k:].mean(-1)], -1)
-
-
 def figure(view, outputs, scale: int) -> Image.Image:
   """One block of labelled rows per clip."""
   rows = []
@@ -80,7 +75,7 @@ def figure(view, outputs, scale: int) -> Image.Image:
       clip['true flow'] = visualise.flow_to_rgb(true_flow, speed)
     if 'flow' in outputs:
       clip['learned flow'] = visualise.flow_to_rgb(
-          _flow_rows(outputs['flow'])[i])
+          rep_flow.mean_flow(outputs['flow'][i]))
     if 'seg_logits' in outputs:
       clip['learned seg'] = visualise.segmentation_to_rgb(
           outputs['seg_logits'][i].argmax(-1))

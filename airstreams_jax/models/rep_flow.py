@@ -191,6 +191,13 @@ def tvl1_flow(i0: Array, i1: Array, *, theta: Array, lam: Array, tau: Array,
   return u[0], u[1]
 
 
+def mean_flow(flow: Array) -> Array:
+  """[..., 2K] layer output (channels [u1 (K), u2 (K)]) -> [..., 2]: the
+  mean over the K reduced channels, the clip's motion as one field."""
+  k = flow.shape[-1] // 2
+  return jnp.stack([flow[..., :k].mean(-1), flow[..., k:].mean(-1)], -1)
+
+
 def gaussian_blur(x: Array, sigma: float) -> Array:
   """Separable Gaussian blur of [..., H, W] images, edges replicated.
 
