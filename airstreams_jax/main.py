@@ -4,11 +4,12 @@ r"""Entry point: train, evaluate, evolve the loss weights.
       --workdir=workdirs/synthetic [--config.num_train_steps=100] \
       [--mode=train_and_eval|eval|evolve]
 
-`--mode=evolve` searches the five loss weights (see `airstreams_jax.evolve`)
-and writes `best_weights.json` for `--config.loss_weights_file`.
+`--mode=evolve` searches the five loss weights (see
+`airstreams_jax.evolution.proxies`) and writes `best_weights.json` for
+`--config.loss_weights_file`.
 
-Kept thin on purpose: the work happens in `airstreams_jax.train`, which tests
-and notebooks import directly.
+Kept thin on purpose: the work happens in `airstreams_jax.training.train`,
+which tests and notebooks import directly.
 """
 
 import logging as logging_std
@@ -28,8 +29,8 @@ import tensorflow as tf
 
 from airstreams_jax import cli
 from airstreams_jax import errors
-from airstreams_jax import evolve
-from airstreams_jax import train
+from airstreams_jax.evolution import proxies
+from airstreams_jax.training import train
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, e.g. configs/synthetic.py:smoke.',
@@ -98,7 +99,7 @@ def main(argv):
     if _MODE.value == 'eval':
       results = train.evaluate_checkpoint(_CONFIG.value, _WORKDIR.value)
     elif _MODE.value == 'evolve':
-      results = evolve.evolve(_CONFIG.value, _WORKDIR.value)
+      results = proxies.evolve(_CONFIG.value, _WORKDIR.value)
     else:
       results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except errors.ConfigError as e:

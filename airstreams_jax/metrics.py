@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from clu import metrics
 
-from airstreams_jax import losses
+from airstreams_jax.training import losses
 
 
 def _accuracy_of(key: str):

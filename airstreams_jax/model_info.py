@@ -62,9 +62,9 @@ from ml_collections import config_flags
 
 from airstreams_jax import cli
 from airstreams_jax import errors
-from airstreams_jax import losses
 from airstreams_jax.data import synthetic_generator
 from airstreams_jax.models import airstreams
+from airstreams_jax.training import losses
 
 # Action classes when the config does not say (a Kinetics-400-sized head).
 DEFAULT_NUM_CLASSES = 400

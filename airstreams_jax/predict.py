@@ -24,16 +24,16 @@ from absl import app
 from absl import flags
 from tensorflow.io import gfile
 
-from airstreams_jax import checkpointing
 from airstreams_jax import cli
 from airstreams_jax import errors
 from airstreams_jax import mesh as mesh_lib
-from airstreams_jax import steps
-from airstreams_jax import train
-from airstreams_jax import train_state
 from airstreams_jax.data import pipeline
 from airstreams_jax.data import video_io
 from airstreams_jax.models import airstreams
+from airstreams_jax.training import checkpointing
+from airstreams_jax.training import steps
+from airstreams_jax.training import train
+from airstreams_jax.training import train_state
 
 
 def video_views(path: str, dataset_config) -> np.ndarray:

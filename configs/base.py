@@ -7,7 +7,8 @@ overrides what differs; its docstring holds its run command.
 import ml_collections
 from ml_collections import config_dict
 
-# The five loss weights, in the order of `airstreams_jax.losses.LOSS_NAMES`.
+# The five loss weights, in the order of
+# `airstreams_jax.training.losses.LOSS_NAMES`.
 # The paper's fixed weights: merged, interm and rgb 1; flow and semantic 0.
 PAPER_LOSS_WEIGHTS = dict(rgb=1.0, flow=0.0, semantic=0.0, merged=1.0,
                           interm=1.0)
@@ -283,7 +284,8 @@ def get_config():
       shuffle_buffer=512,
   ))
 
-  # Evolution of the loss weights (`--mode=evolve`, airstreams_jax/evolve.py):
+  # Evolution of the loss weights (`--mode=evolve`,
+  # airstreams_jax/evolution/proxies.py):
   # tournament selection as in the paper. Each candidate weighting trains a
   # proxy model, this config for `proxy_steps` steps (its learning-rate
   # schedule fitted to them); its fitness is the merged top-1 accuracy (mAP
@@ -298,7 +300,8 @@ def get_config():
       proxy_steps=200,
       holdout_percent=20,
       # Who leaves the population when a child joins: 'worst' or 'oldest'
-      # (regularised evolution); airstreams_jax/evolution.py says why worst.
+      # (regularised evolution); airstreams_jax/evolution/search.py says why
+      # worst.
       removal='worst',
       seed=0,
   ))

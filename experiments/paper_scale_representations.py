@@ -56,13 +56,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from airstreams_jax import losses
 from airstreams_jax import metrics
-from airstreams_jax import optim
 from airstreams_jax.data import synthetic_generator as gen
 from airstreams_jax.models import airstreams
 from airstreams_jax.models import drn
 from airstreams_jax.models import rep_flow
+from airstreams_jax.training import losses
+from airstreams_jax.training import optim
 from configs import base
 
 CLASS_NAMES = gen.CATEGORY_NAMES

@@ -22,16 +22,16 @@ import numpy as np
 from PIL import Image
 from PIL import ImageDraw
 
-from airstreams_jax import checkpointing
 from airstreams_jax import cli
 from airstreams_jax import errors
 from airstreams_jax import mesh as mesh_lib
-from airstreams_jax import train
 from airstreams_jax import visualise
 from airstreams_jax.data import builders
 from airstreams_jax.data import pipeline
 from airstreams_jax.models import airstreams
 from airstreams_jax.models import rep_flow
+from airstreams_jax.training import checkpointing
+from airstreams_jax.training import train
 
 _WORKDIR = flags.DEFINE_string('workdir', None, "A training run's workdir.")
 _OUT = flags.DEFINE_string('out', None, 'The PNG file to write.')

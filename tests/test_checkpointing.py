@@ -9,11 +9,11 @@ import numpy as np
 import optax
 import pytest
 
-from airstreams_jax import checkpointing
 from airstreams_jax import errors
 from airstreams_jax import mesh as mesh_lib
-from airstreams_jax import train_state
 from airstreams_jax.models import airstreams
+from airstreams_jax.training import checkpointing
+from airstreams_jax.training import train_state
 from configs import synthetic
 
 

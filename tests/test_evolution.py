@@ -12,11 +12,11 @@ import pytest
 import tensorflow as tf
 
 from airstreams_jax import errors
-from airstreams_jax import evolution
-from airstreams_jax import evolve
-from airstreams_jax import losses
 from airstreams_jax import mesh as mesh_lib
-from airstreams_jax import train
+from airstreams_jax.evolution import proxies
+from airstreams_jax.evolution import search as search_lib
+from airstreams_jax.training import losses
+from airstreams_jax.training import train
 from configs import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,7 +26,7 @@ TARGET = np.array([0.9, 0.1, 0.05, 0.95, 0.7])
 
 def _paper_settings(**overrides):
   """The paper's search: population 10, tournaments of 3, 100 evaluations."""
-  return evolution.Settings(NAMES, **overrides)
+  return search_lib.Settings(NAMES, **overrides)
 
 
 def _distance_fitness(group):
@@ -36,15 +36,15 @@ def _distance_fitness(group):
 
 
 def _search(settings, history=(), fitness=_distance_fitness):
-  search = evolution.Search(settings, history)
-  evolution.run(search, fitness)
+  search = search_lib.Search(settings, history)
+  search_lib.run(search, fitness)
   return search
 
 
 def test_groups_cut_population_and_children_separately():
   settings = _paper_settings(population_size=10, parallel=4,
                              num_evaluations=23)
-  assert [list(g) for g in evolution.groups(settings)] == [
+  assert [list(g) for g in search_lib.groups(settings)] == [
       [0, 1, 2, 3], [4, 5, 6, 7], [8, 9], [10, 11, 12, 13],
       [14, 15, 16, 17], [18, 19, 20, 21], [22]]
 
@@ -54,7 +54,7 @@ def test_tournament_picks_the_best_of_the_sampled():
   fitness = rng.uniform(size=10)
   winners = set()
   for _ in range(300):
-    winner, sampled = evolution.tournament(fitness, 3, rng)
+    winner, sampled = search_lib.tournament(fitness, 3, rng)
     assert len(set(sampled.tolist())) == 3  # Three distinct members.
     assert winner == sampled[np.argmax(fitness[sampled])]
     winners.add(winner)
@@ -63,13 +63,13 @@ def test_tournament_picks_the_best_of_the_sampled():
   assert len(winners) > 3
   assert not winners & set(np.argsort(fitness)[:2].tolist())
   # NaN (a diverged proxy) ranks below everything.
-  assert evolution.tournament([np.nan, 0.1], 2, rng)[0] == 1
+  assert search_lib.tournament([np.nan, 0.1], 2, rng)[0] == 1
 
 
-@pytest.mark.parametrize('removal', evolution.REMOVALS)
+@pytest.mark.parametrize('removal', search_lib.REMOVALS)
 def test_a_child_redraws_exactly_one_weight_of_a_member(removal):
   settings = _paper_settings(removal=removal)
-  search = evolution.Search(settings)
+  search = search_lib.Search(settings)
   population_when_proposed = {}
   while not search.done:
     group = search.pending()
@@ -99,7 +99,7 @@ def test_a_child_redraws_exactly_one_weight_of_a_member(removal):
     assert [c.id for c in search.population] == list(range(90, 100))
 
 
-@pytest.mark.parametrize('removal', evolution.REMOVALS)
+@pytest.mark.parametrize('removal', search_lib.REMOVALS)
 def test_evolution_beats_random_search_and_finds_the_target(removal):
   seeds = range(20)
   evolved = [-_search(_paper_settings(seed=seed, removal=removal))
@@ -124,10 +124,10 @@ def test_same_seed_same_history_other_seed_other_history():
 def test_resuming_a_truncated_history_gives_the_uninterrupted_one(parallel):
   settings = _paper_settings(parallel=parallel)
   full = _search(settings).history
-  text = evolution.format_history(full, NAMES)
+  text = search_lib.format_history(full, NAMES)
   assert len(text.splitlines()) == 100
   for cut in (0, 3, 10, 12, 57, 99, 100):
-    kept = evolution.parse_history(
+    kept = search_lib.parse_history(
         ''.join(text.splitlines(keepends=True)[:cut]), NAMES)
     trained = []
 
@@ -142,14 +142,14 @@ def test_resuming_a_truncated_history_gives_the_uninterrupted_one(parallel):
 def test_history_of_other_settings_or_malformed_is_rejected():
   history = _search(_paper_settings(num_evaluations=30)).history
   with pytest.raises(ValueError, match='not the one these settings propose'):
-    evolution.Search(_paper_settings(num_evaluations=30, seed=1), history)
+    search_lib.Search(_paper_settings(num_evaluations=30, seed=1), history)
   with pytest.raises(ValueError, match='more than'):
-    evolution.Search(_paper_settings(num_evaluations=20), history)
+    search_lib.Search(_paper_settings(num_evaluations=20), history)
   with pytest.raises(ValueError, match='ids must run 0, 1, 2'):
-    evolution.Search(_paper_settings(), history[:5] + history[6:])
-  text = evolution.format_history(history[:3], NAMES) + '{"id": 3\n'
+    search_lib.Search(_paper_settings(), history[:5] + history[6:])
+  text = search_lib.format_history(history[:3], NAMES) + '{"id": 3\n'
   with pytest.raises(ValueError, match='line 4 is not a candidate record'):
-    evolution.parse_history(text, NAMES)
+    search_lib.parse_history(text, NAMES)
 
 
 @pytest.mark.parametrize('key,value,message', [
@@ -167,9 +167,9 @@ def test_bad_settings_name_the_key(key, value, message):
 def test_top_weights_image_draws_each_weight_as_a_bar():
   top = _search(_paper_settings(num_evaluations=20)).top(5)
   height = 100
-  image = evolve.top_weights_image(top, bar_width=10, height=height)
+  image = proxies.top_weights_image(top, bar_width=10, height=height)
   assert image.dtype == np.uint8 and image.shape[2] == 3
-  colours = evolve.TERM_COLOURS
+  colours = proxies.TERM_COLOURS
   for p, candidate in enumerate(top):
     for t, weight in enumerate(candidate.weights):
       # The bar's column: count the pixels of its colour.
@@ -201,7 +201,7 @@ def _one_device_mesh():
 def test_group_step_shards_the_batch_and_not_the_candidates(smoke_config):
   s = train.setup(smoke_config, mesh_lib.make_mesh((('data', -1),)))
   (state_in, batch_in, weights_in), (state_out, _) = (
-      evolve.group_step_shardings(s))
+      proxies.group_step_shardings(s))
   assert batch_in.spec == jax.sharding.PartitionSpec('data')
   assert len(batch_in.device_set) == 8
   assert weights_in.spec == jax.sharding.PartitionSpec()
@@ -214,7 +214,7 @@ def test_group_step_shards_the_batch_and_not_the_candidates(smoke_config):
   config.mesh = (('data', 4), ('model', 2))
   config.sharding_rules = (('kernel$', ('model',)),)
   s = train.setup(config)
-  (state_in, _, _), _ = evolve.group_step_shardings(s)
+  (state_in, _, _), _ = proxies.group_step_shardings(s)
   assert state_in.params['merged_head']['Dense_0']['kernel'].spec == (
       jax.sharding.PartitionSpec(None, None, 'model'))
 
@@ -232,8 +232,8 @@ def proxy_trainer(search_config):
   # SGD, one device and the smoke schedule: the init and the single step are
   # then the programs of tests/test_train.py's sharded-step test, which the
   # persistent compilation cache shares.
-  s = train.setup(evolve.proxy_config(search_config), _one_device_mesh())
-  return evolve.ProxyTrainer(s, group_size=2)
+  s = train.setup(proxies.proxy_config(search_config), _one_device_mesh())
+  return proxies.ProxyTrainer(s, group_size=2)
 
 
 def test_vmapped_proxy_training_equals_separate_runs(proxy_trainer):
@@ -304,20 +304,20 @@ def test_evolve_writes_weights_that_training_accepts(tmp_path, smoke_config,
                                                      proxy_trainer):
   workdir = str(tmp_path / 'evolve')
   config_of_run = search_config.copy_and_resolve_references()
-  results = evolve.evolve(search_config, workdir, trainer=proxy_trainer)
+  results = proxies.evolve(search_config, workdir, trainer=proxy_trainer)
   assert results['num_evaluated'] == results['num_trained'] == 3
   assert results['metric'] == 'top1'
 
-  with open(os.path.join(workdir, evolution.HISTORY_FILE)) as f:
-    history = evolution.parse_history(f.read(), NAMES)
+  with open(os.path.join(workdir, search_lib.HISTORY_FILE)) as f:
+    history = search_lib.parse_history(f.read(), NAMES)
   assert [c.id for c in history] == [0, 1, 2]
   assert history[2].parent in (0, 1)
   assert all(0.0 <= c.fitness <= 1.0 for c in history)
   best = max(history, key=lambda c: (c.fitness, -c.id))
   assert results['best']['id'] == best.id
-  with open(os.path.join(workdir, evolve.TOP_FILE)) as f:
+  with open(os.path.join(workdir, proxies.TOP_FILE)) as f:
     assert json.load(f) == results['top5'] and len(results['top5']) == 3
-  best_file = os.path.join(workdir, evolve.BEST_FILE)
+  best_file = os.path.join(workdir, proxies.BEST_FILE)
   assert results['best_weights_file'] == best_file
   with open(best_file) as f:
     assert json.load(f) == best.weights_dict(NAMES)
@@ -332,31 +332,31 @@ def test_evolve_writes_weights_that_training_accepts(tmp_path, smoke_config,
                              rtol=1e-6)
 
   # A rerun of the finished search trains nothing and keeps the history ...
-  again = evolve.evolve(config_of_run, workdir)
+  again = proxies.evolve(config_of_run, workdir)
   assert again['num_trained'] == 0 and again['best'] == results['best']
-  with open(os.path.join(workdir, evolution.HISTORY_FILE)) as f:
-    assert evolution.parse_history(f.read(), NAMES) == history
+  with open(os.path.join(workdir, search_lib.HISTORY_FILE)) as f:
+    assert search_lib.parse_history(f.read(), NAMES) == history
   # ... and one whose proxies would train differently is refused.
   config_of_run.evolution.proxy_steps += 1
   with pytest.raises(errors.ConfigError, match='num_train_steps differ'):
-    evolve.evolve(config_of_run, workdir)
+    proxies.evolve(config_of_run, workdir)
 
 
 def test_proxy_config_holds_out_part_of_the_training_split(smoke_config):
   config = _evolve_config(smoke_config, proxy_steps=3)
-  proxy = evolve.proxy_config(config)
+  proxy = proxies.proxy_config(config)
   assert proxy.num_train_steps == 3
   assert (proxy.dataset.train_split, proxy.dataset.eval_split) == (
       'train[:80%]', 'train[80%:]')
   assert config.dataset.train_split == 'train'  # The original is unchanged.
   config.evolution.holdout_percent = 0
-  proxy = evolve.proxy_config(config)
+  proxy = proxies.proxy_config(config)
   assert (proxy.dataset.train_split, proxy.dataset.eval_split) == (
       'train', 'test')
   config.evolution.holdout_percent = 10
   config.dataset.train_split = 'train[:50%]'
   with pytest.raises(errors.ConfigError, match='holdout_percent=0'):
-    evolve.proxy_config(config)
+    proxies.proxy_config(config)
 
 
 def test_main_evolve_reports_bad_settings_in_one_line(tmp_path):
@@ -392,7 +392,7 @@ def test_bad_evolution_config_fails_before_any_work(tmp_path, smoke_config,
   config = _evolve_config(smoke_config, **overrides)
   config.dataset.data_dir = str(tmp_path / 'never_built')
   with pytest.raises(errors.ConfigError) as e:
-    evolve.evolve(config, str(tmp_path / 'run'))
+    proxies.evolve(config, str(tmp_path / 'run'))
   assert message in str(e.value)
   assert not os.path.exists(tmp_path / 'never_built')
 
@@ -402,10 +402,10 @@ def test_history_of_another_search_is_refused(tmp_path, smoke_config):
   workdir.mkdir()
   other = _search(_paper_settings(population_size=2, tournament_size=2,
                                   num_evaluations=4, parallel=2, seed=7))
-  (workdir / evolution.HISTORY_FILE).write_text(
-      evolution.format_history(other.history, NAMES))
+  (workdir / search_lib.HISTORY_FILE).write_text(
+      search_lib.format_history(other.history, NAMES))
   config = _evolve_config(smoke_config, num_evaluations=4)
   config.dataset.data_dir = str(tmp_path / 'never_built')
   with pytest.raises(errors.ConfigError, match='another workdir'):
-    evolve.evolve(config, str(workdir))
+    proxies.evolve(config, str(workdir))
   assert not os.path.exists(tmp_path / 'never_built')

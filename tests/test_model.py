@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from airstreams_jax import losses
 from airstreams_jax.models import airstreams
 from airstreams_jax.models import drn
 from airstreams_jax.models import rep_flow
 from airstreams_jax.models import tvn
+from airstreams_jax.training import losses
 from configs import synthetic
 
 NUM_CLASSES, NUM_SEG = 5, 4

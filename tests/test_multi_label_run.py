@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from airstreams_jax import train
+from airstreams_jax.training import train
 from configs import charades
 
 import fake_datasets

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from airstreams_jax import optim
+from airstreams_jax.training import optim
 from configs import base
 
 

@@ -7,7 +7,7 @@ import pytest
 from sklearn import metrics as sk_metrics
 
 from airstreams_jax import metrics
-from airstreams_jax import steps
+from airstreams_jax.training import steps
 
 CLASSES = ('background', 'person', 'ball', 'box')
 

@@ -8,9 +8,9 @@ import numpy as np
 import optax
 import pytest
 
-from airstreams_jax import steps
-from airstreams_jax import train_state
 from airstreams_jax.models import airstreams
+from airstreams_jax.training import steps
+from airstreams_jax.training import train_state
 from configs import synthetic
 
 NUM_CLASSES, NUM_SEG = 5, 4

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from airstreams_jax import losses
 from airstreams_jax import mesh as mesh_lib
-from airstreams_jax import train
+from airstreams_jax.training import losses
+from airstreams_jax.training import train
 from configs import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

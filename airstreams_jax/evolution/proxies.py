@@ -1,6 +1,6 @@
 """Evolution of the five loss weights with vmapped proxy trainings.
 
-`evolve(config, workdir)` runs the search of `evolution.py`: each candidate
+`evolve(config, workdir)` runs the search of `search.py`: each candidate
 weighting trains a proxy model (this config, for `config.evolution.
 proxy_steps` steps, with the learning-rate schedule fitted to that length)
 and its fitness is the merged head's top-1 accuracy (mAP for multi-label
@@ -46,10 +46,10 @@ from tensorflow.io import gfile
 
 from airstreams_jax import errors
 from airstreams_jax import evaluate as eval_lib
-from airstreams_jax import evolution
-from airstreams_jax import losses
-from airstreams_jax import train
 from airstreams_jax.data import pipeline
+from airstreams_jax.evolution import search as search_lib
+from airstreams_jax.training import losses
+from airstreams_jax.training import train
 
 BEST_FILE = 'best_weights.json'
 # What the proxy trainings of a search were: a resumed search must train its
@@ -72,13 +72,13 @@ TERM_COLOURS = np.array([(214, 39, 40), (31, 119, 180), (44, 160, 44),
                          (255, 127, 14), (148, 103, 189)], np.uint8)
 
 
-def settings_from_config(config) -> evolution.Settings:
+def settings_from_config(config) -> search_lib.Settings:
   """The search settings of `config.evolution`, checked.
 
   Raises:
     errors.ConfigError: naming the key to fix.
   """
-  settings = evolution.Settings.from_config(config.evolution,
+  settings = search_lib.Settings.from_config(config.evolution,
                                             losses.LOSS_NAMES)
   try:
     settings.check()
@@ -228,7 +228,7 @@ class ProxyTrainer:
     state = self.take(states, index)
     return train.run_evaluation(self.s, state, self._eval)
 
-  def __call__(self, group: Sequence[evolution.Candidate]) -> List[float]:
+  def __call__(self, group: Sequence[search_lib.Candidate]) -> List[float]:
     """The fitness of each candidate of a group."""
     start = time.time()
     states = self.train(np.asarray([c.weights for c in group]))
@@ -240,7 +240,7 @@ class ProxyTrainer:
     return fitness
 
 
-def top_weights_image(top: Sequence[evolution.Candidate],
+def top_weights_image(top: Sequence[search_lib.Candidate],
                       bar_width: int = 14, height: int = 120) -> np.ndarray:
   """The paper's Figure 5 as an image: bars of each weighting's λ.
 
@@ -271,7 +271,7 @@ def top_weights_image(top: Sequence[evolution.Candidate],
   return image
 
 
-def _top_records(top: Sequence[evolution.Candidate]) -> List[Dict[str, Any]]:
+def _top_records(top: Sequence[search_lib.Candidate]) -> List[Dict[str, Any]]:
   return [dict(rank=r, id=c.id, fitness=c.fitness,
                weights=c.weights_dict(losses.LOSS_NAMES))
           for r, c in enumerate(top, 1)]
@@ -294,16 +294,16 @@ class _Outputs:
   def path(self, name: str) -> str:
     return os.path.join(self.workdir, name)
 
-  def __call__(self, search: evolution.Search,
-               group: Sequence[evolution.Candidate]) -> None:
+  def __call__(self, search: search_lib.Search,
+               group: Sequence[search_lib.Candidate]) -> None:
     history = search.history
     if jax.process_index() == 0:
       # Rewritten whole and renamed into place: an interruption never leaves
       # half a line behind.
-      temporary = self.path(evolution.HISTORY_FILE + '.tmp')
+      temporary = self.path(search_lib.HISTORY_FILE + '.tmp')
       with gfile.GFile(temporary, 'w') as f:
-        f.write(evolution.format_history(history, losses.LOSS_NAMES))
-      gfile.rename(temporary, self.path(evolution.HISTORY_FILE),
+        f.write(search_lib.format_history(history, losses.LOSS_NAMES))
+      gfile.rename(temporary, self.path(search_lib.HISTORY_FILE),
                    overwrite=True)
       best = search.best()
       _write_json(self.path(BEST_FILE), best.weights_dict(losses.LOSS_NAMES))
@@ -312,7 +312,7 @@ class _Outputs:
     best_so_far = -np.inf
     for candidate in history:
       best_so_far = max(best_so_far,
-                        evolution.rank_key(candidate.fitness))
+                        search_lib.rank_key(candidate.fitness))
       if candidate.id in new_ids:
         self.writer.write_scalars(candidate.id + 1, {
             'evolution/fitness': candidate.fitness,
@@ -325,7 +325,7 @@ class _Outputs:
     self.writer.flush()
 
 
-def _top_table(top: Sequence[evolution.Candidate]) -> str:
+def _top_table(top: Sequence[search_lib.Candidate]) -> str:
   """A Markdown table of the top weightings (the image has no labels)."""
   names = losses.LOSS_NAMES
   lines = ['| rank | id | fitness | ' + ' | '.join(names) + ' |',
@@ -365,14 +365,14 @@ def _check_same_proxy(path: str, described: Dict[str, Any]) -> None:
         'trained with, or another workdir.')
 
 
-def _read_history(path: str, settings: evolution.Settings
-                  ) -> List[evolution.Candidate]:
+def _read_history(path: str, settings: search_lib.Settings
+                  ) -> List[search_lib.Candidate]:
   if not gfile.exists(path):
     return []
   with gfile.GFile(path) as f:
     text = f.read()
   try:
-    return evolution.parse_history(text, settings.names)
+    return search_lib.parse_history(text, settings.names)
   except ValueError as e:
     raise errors.ConfigError(f'{path}: {e}; fix or delete it.') from None
 
@@ -399,10 +399,10 @@ def evolve(config, workdir: str,
   settings = settings_from_config(config)
   proxy = proxy_config(config)
   gfile.makedirs(workdir)
-  history_path = os.path.join(workdir, evolution.HISTORY_FILE)
+  history_path = os.path.join(workdir, search_lib.HISTORY_FILE)
   history = _read_history(history_path, settings)
   try:
-    search = evolution.Search(settings, history)
+    search = search_lib.Search(settings, history)
   except ValueError as e:
     raise errors.ConfigError(f'{history_path}: {e}') from None
   proxy_path = os.path.join(workdir, PROXY_FILE)
@@ -433,7 +433,7 @@ def evolve(config, workdir: str,
                  'candidates per vmapped group.', proxy.num_train_steps,
                  fitness_metric(config), proxy.dataset.eval_split,
                  settings.parallel)
-    evolution.run(search, trainer, outputs)
+    search_lib.run(search, trainer, outputs)
   best = search.best()
   return dict(best=_top_records([best])[0],
               top5=_top_records(search.top(TOP_K)),

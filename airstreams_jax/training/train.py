@@ -20,21 +20,21 @@ from clu import metric_writers
 from clu import periodic_actions
 from tensorflow.io import gfile
 
-from airstreams_jax import checkpointing
 from airstreams_jax import errors
 from airstreams_jax import evaluate as eval_lib
-from airstreams_jax import losses
 from airstreams_jax import mesh as mesh_lib
 from airstreams_jax import metrics as metrics_lib
-from airstreams_jax import optim
 from airstreams_jax import sharding as sharding_lib
-from airstreams_jax import steps
-from airstreams_jax import train_state as state_lib
 from airstreams_jax import visualise
 from airstreams_jax.data import builders
 from airstreams_jax.data import pipeline
 from airstreams_jax.models import airstreams
 from airstreams_jax.models import tvn
+from airstreams_jax.training import checkpointing
+from airstreams_jax.training import losses
+from airstreams_jax.training import optim
+from airstreams_jax.training import steps
+from airstreams_jax.training import train_state as state_lib
 
 
 # Class names of the labels and the teacher, beside config.json in a workdir.
