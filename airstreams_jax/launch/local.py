@@ -1,0 +1,338 @@
+"""The local launcher: a sweep's units as subprocesses of `airstreams_jax.main`.
+
+At most `parallel` units run at once, each in its own workdir `ROOT/<name>`
+with its output in `ROOT/<name>/log.txt`; a unit starts when the units it
+waits for are done. A slot's unit may get its own CPU cores (affinity), GPUs
+(`CUDA_VISIBLE_DEVICES`) or fake CPU devices, so parallel units do not fight
+over one device. `ROOT/experiment.json` is rewritten at every change.
+
+A rerun of the same sweep skips done units and resumes the others (each
+workdir resumes from its latest checkpoint). Ctrl-C or SIGTERM stops the
+children (SIGTERM to each child's process group, SIGKILL after a grace
+period), marks them interrupted and leaves a consistent record. A failed unit
+is reported with the tail of its log; the others go on, and the units that
+wait for it are marked blocked.
+"""
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
+
+from airstreams_jax.launch import record as record_lib
+from airstreams_jax.launch import sweep as sweep_lib
+
+LOG_TAIL_LINES = 15
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+  """What each running unit may use; 0 = not restricted."""
+  cpus_per_unit: int = 0  # CPU cores pinned per slot (affinity).
+  gpus_per_unit: int = 0  # CUDA_VISIBLE_DEVICES per slot.
+  cpu_devices_per_unit: int = 0  # Fake JAX CPU devices (XLA_FLAGS).
+
+  def environment(self, slot: int) -> Dict[str, str]:
+    env = dict(os.environ)
+    if self.gpus_per_unit:
+      first = slot * self.gpus_per_unit
+      env['CUDA_VISIBLE_DEVICES'] = ','.join(
+          str(i) for i in range(first, first + self.gpus_per_unit))
+    if self.cpu_devices_per_unit:
+      flags = [f for f in env.get('XLA_FLAGS', '').split()
+               if not f.startswith('--xla_force_host_platform_device_count')]
+      flags.append('--xla_force_host_platform_device_count='
+                   f'{self.cpu_devices_per_unit}')
+      env['XLA_FLAGS'] = ' '.join(flags)
+    return env
+
+  def cores(self, slot: int) -> Optional[List[int]]:
+    if not self.cpus_per_unit:
+      return None
+    available = sorted(os.sched_getaffinity(0))
+    first = slot * self.cpus_per_unit
+    return [available[(first + i) % len(available)]
+            for i in range(self.cpus_per_unit)]
+
+
+def default_resources(parallel: int) -> Resources:
+  """Parallel units on a CPU machine each get an equal share of the cores."""
+  cores = len(os.sched_getaffinity(0))
+  if parallel > 1 and cores >= parallel:
+    return Resources(cpus_per_unit=cores // parallel)
+  return Resources()
+
+
+def log_tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
+  if not os.path.exists(path):
+    return '(no log)'
+  with open(path, errors='replace') as f:
+    return ''.join(f.readlines()[-lines:]).rstrip()
+
+
+def format_duration(seconds: float) -> str:
+  minutes, seconds = divmod(int(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f'{hours}h{minutes:02d}m' if hours else f'{minutes}m{seconds:02d}s'
+
+
+def _summary(entry: Dict[str, Any]) -> str:
+  metrics = entry.get('metrics') or {}
+  if 'top1' in metrics:
+    return f" (top-1 {metrics['top1']:.4f})"
+  if 'mAP' in metrics:
+    return f" (mAP {metrics['mAP']:.4f})"
+  return ''
+
+
+class _Progress:
+  """One line for the sweep: a tqdm bar on a terminal, else event lines."""
+
+  def __init__(self, total: int, done: int, out: TextIO):
+    self._out = out
+    self._bar = None
+    self._start = time.time()
+    self._done_at_start = done
+    if out.isatty():
+      import tqdm  # pylint: disable=g-import-not-at-top
+      self._bar = tqdm.tqdm(total=total, initial=done, unit='unit',
+                            file=out, desc='sweep', dynamic_ncols=True)
+
+  def event(self, text: str) -> None:
+    if self._bar is not None:
+      self._bar.write(text, file=self._out)
+    else:
+      print(text, file=self._out, flush=True)
+
+  def update(self, counts: Dict[str, int], total: int) -> str:
+    done = counts['done']
+    finished = done - self._done_at_start
+    remaining = total - done - counts['failed'] - counts['blocked']
+    eta = ''
+    if finished > 0 and remaining > 0:
+      eta = ', ETA ' + format_duration(
+          (time.time() - self._start) / finished * remaining)
+    status = (f"{done}/{total} done, {counts['running']} running, "
+              f"{counts['failed']} failed"
+              + (f", {counts['blocked']} blocked" if counts['blocked'] else '')
+              + eta)
+    if self._bar is not None:
+      self._bar.n = done
+      self._bar.set_postfix_str(status.split(', ', 1)[1], refresh=True)
+    return status
+
+  def close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()
+
+
+class _StopRequest:
+  """Turns SIGINT / SIGTERM into a flag the launch loop checks."""
+
+  def __init__(self):
+    self.signal = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGINT, signal.SIGTERM):
+      self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signal = signum
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+@dataclasses.dataclass
+class _Running:
+  process: subprocess.Popen
+  slot: int
+  started: float
+  log: TextIO
+
+
+def _start(entry: Dict[str, Any], slot: int, resources: Resources
+           ) -> _Running:
+  os.makedirs(entry['workdir'], exist_ok=True)
+  log = open(entry['log'], 'a')
+  log.write(f"=== attempt {entry['attempts'] + 1}, "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')}: "
+            f"{' '.join(entry['command'])}\n")
+  log.flush()
+  cores = resources.cores(slot)
+  process = subprocess.Popen(
+      entry['command'], stdout=log, stderr=subprocess.STDOUT,
+      stdin=subprocess.DEVNULL, env=resources.environment(slot),
+      # Own process group: Ctrl-C reaches the launcher only, which stops
+      # the children itself and records them as interrupted.
+      start_new_session=True,
+      preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None)
+  return _Running(process, slot, time.time(), log)
+
+
+def _stop_all(running: Dict[str, _Running], grace_s: float) -> None:
+  for job in running.values():
+    try:
+      os.killpg(job.process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+      pass
+  deadline = time.time() + grace_s
+  for job in running.values():
+    try:
+      job.process.wait(timeout=max(0.0, deadline - time.time()))
+    except subprocess.TimeoutExpired:
+      try:
+        os.killpg(job.process.pid, signal.SIGKILL)
+      except ProcessLookupError:
+        pass
+      job.process.wait()
+
+
+def run(units: Sequence[sweep_lib.Unit], root: str, *, sweep: str = '',
+        parallel: int = 1, resources: Optional[Resources] = None,
+        grace_s: float = 30.0, poll_s: float = 0.5,
+        out: TextIO = sys.stderr,
+        on_change: Optional[Callable[[Dict[str, Any]], None]] = None
+        ) -> Dict[str, Any]:
+  """Runs the (checked) units; returns the final experiment record.
+
+  Args:
+    units: from `sweep.load` or `sweep.check`.
+    root: the sweep's directory (created).
+    sweep: what the sweep was ('file.py:arg'), for the record.
+    parallel: units running at once.
+    resources: per-slot devices; `default_resources(parallel)` when None.
+    grace_s: seconds a stopped child gets to exit before SIGKILL.
+    poll_s: seconds between checks of the children.
+    out: where progress and failures are written.
+    on_change: called with the record after every change (tests).
+
+  Raises:
+    ValueError: a done unit whose command changed (see `record.merge`).
+    KeyboardInterrupt: after Ctrl-C / SIGTERM, once the children stopped
+      and the record says which units were interrupted.
+  """
+  if parallel < 1:
+    raise ValueError(f'parallel={parallel}; give at least 1.')
+  resources = resources or default_resources(parallel)
+  os.makedirs(root, exist_ok=True)
+  record = record_lib.merge(record_lib.read(root), units, root, sweep)
+  entries = {e['name']: e for e in record['units']}
+  todo = [e['name'] for e in record['units'] if e['status'] != 'done']
+  for name in todo:  # Failed or interrupted before: tried again.
+    entries[name]['status'] = 'pending'
+  total = len(entries)
+
+  def save():
+    record_lib.write(root, record)
+    if on_change is not None:
+      on_change(record)
+
+  save()
+  progress = _Progress(total, total - len(todo), out)
+  skipped = total - len(todo)
+  if skipped:
+    progress.event(f'[sweep] {skipped} of {total} units already done; '
+                   'skipping them.')
+  running: Dict[str, _Running] = {}
+  with _StopRequest() as stop:
+    try:
+      while True:
+        if stop.signal is not None:
+          progress.event(f'[sweep] {signal.Signals(stop.signal).name}: '
+                         f'stopping {len(running)} running unit(s).')
+          _stop_all(running, grace_s)
+          for name, job in running.items():
+            job.log.close()
+            entry = entries[name]
+            entry.update(status='interrupted',
+                         return_code=job.process.returncode,
+                         wall_time_s=entry['wall_time_s'] +
+                         time.time() - job.started)
+          running.clear()
+          save()
+          raise KeyboardInterrupt(
+              f'sweep stopped; rerun the same command to resume '
+              f'({os.path.join(root, record_lib.RECORD_FILE)}).')
+        changed = _collect_finished(running, entries, progress)
+        changed |= _block_dependents(todo, entries, progress)
+        free = sorted(set(range(parallel)) - {j.slot for j in running.values()})
+        for name in list(todo):
+          if not free:
+            break
+          entry = entries[name]
+          if entry['status'] in ('done', 'failed', 'blocked') or (
+              name in running):
+            continue
+          if all(entries[d]['status'] == 'done' for d in entry['after']):
+            running[name] = _start(entry, free.pop(0), resources)
+            entry.update(status='running', attempts=entry['attempts'] + 1,
+                         started=time.time(), finished=None)
+            todo.remove(name)
+            changed = True
+        if changed:
+          save()
+          progress.event('[sweep] ' + progress.update(
+              record_lib.counts(record), total))
+        if not running:
+          break
+        time.sleep(poll_s)
+    finally:
+      progress.close()
+  return record
+
+
+def _collect_finished(running: Dict[str, _Running],
+                      entries: Dict[str, Dict[str, Any]],
+                      progress: _Progress) -> bool:
+  changed = False
+  for name, job in list(running.items()):
+    code = job.process.poll()
+    if code is None:
+      continue
+    job.log.close()
+    del running[name]
+    entry = entries[name]
+    entry['return_code'] = code
+    entry['finished'] = time.time()
+    entry['wall_time_s'] += entry['finished'] - job.started
+    if code == 0:
+      entry['status'] = 'done'
+      entry['metrics'] = record_lib.final_metrics(entry['workdir'],
+                                                  entry['mode'])
+      progress.event(f"[sweep] {name} done in "
+                     f"{format_duration(entry['wall_time_s'])}"
+                     f"{_summary(entry)}.")
+    else:
+      entry['status'] = 'failed'
+      progress.event(f"[sweep] {name} FAILED (exit code {code}); last lines "
+                     f"of {entry['log']}:\n{log_tail(entry['log'])}")
+    changed = True
+  return changed
+
+
+def _block_dependents(todo: List[str], entries: Dict[str, Dict[str, Any]],
+                      progress: _Progress) -> bool:
+  """Marks units that wait for a failed or blocked unit as blocked."""
+  changed = True
+  any_change = False
+  while changed:
+    changed = False
+    for name in todo:
+      entry = entries[name]
+      if entry['status'] == 'blocked':
+        continue
+      bad = [d for d in entry['after']
+             if entries[d]['status'] in ('failed', 'blocked')]
+      if bad:
+        entry['status'] = 'blocked'
+        progress.event(f'[sweep] {name} blocked: {", ".join(bad)} failed.')
+        changed = any_change = True
+  return any_change

@@ -1,0 +1,303 @@
+"""Sweep files: a Python file whose `get_sweep(arg)` lists work units.
+
+The big_vision `get_hyper` idea, for whole runs. A sweep file is plain
+Python:
+
+  from airstreams_jax.launch import sweep
+
+  def get_sweep(arg=None):
+    return sweep.product(
+        sweep.axis('seed', [0, 1, 2]),
+        sweep.axis('model.stop_gradient', [False, True],
+                   names=['propagate', 'stop']),
+        config='configs/synthetic.py:smoke')
+
+Each `Unit` is one `airstreams_jax.main` run: a config file with its
+argument, `--config.*` overrides, an optional name (its workdir under the
+sweep's root; derived from the overrides when omitted), the mode (train and
+evaluate, or evolve) and the units it waits for. A string override may name
+another unit's workdir as `{workdir:NAME}` (e.g. the evolved weights:
+`loss_weights_file='{workdir:evolve}/best_weights.json'`), which also makes
+the unit wait for NAME.
+
+`load` expands a `FILE[:arg]` into checked units: names unique and safe,
+dependencies known and acyclic, every override key present in its config
+with a value of the right type. It raises `errors.ConfigError` naming the
+unit before anything starts.
+"""
+
+import dataclasses
+import importlib.util
+import itertools
+import os
+import re
+import sys
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+
+from airstreams_jax import errors
+
+MODES = ('train_and_eval', 'evolve')
+_SAFE_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._=+,-]*$')
+_WORKDIR_REF = re.compile(r'\{workdir:([^}]+)\}')
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+  """One run of a sweep.
+
+  Attributes:
+    config: a config file and its argument, as main's --config
+      ('configs/synthetic.py:smoke').
+    overrides: `--config.*` values by dotted key; nested dicts are flattened
+      ({'loss_weights': {'rgb': 0}} is loss_weights.rgb=0).
+    name: the unit's workdir name under the root; derived from the
+      overrides when empty.
+    mode: main's --mode, one of `MODES`.
+    after: names of units that must finish first.
+  """
+  config: str
+  overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  name: str = ''
+  mode: str = 'train_and_eval'
+  after: Sequence[str] = ()
+
+  def dependencies(self) -> List[str]:
+    """`after` plus the units named by `{workdir:NAME}` in the overrides."""
+    named = [m for v in self.overrides.values() if isinstance(v, str)
+             for m in _WORKDIR_REF.findall(v)]
+    return list(dict.fromkeys([*self.after, *named]))
+
+
+def flatten(overrides: Mapping[str, Any], prefix: str = '') -> Dict[str, Any]:
+  """{'a': {'b': 1}} -> {'a.b': 1}."""
+  flat = {}
+  for key, value in overrides.items():
+    if isinstance(value, Mapping):
+      flat.update(flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+def axis(key: str, values: Iterable[Any],
+         names: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
+  """One sweep axis: a list of override dicts, each with its name part.
+
+  `names` label the values in unit names (default 'key=value' with the key's
+  last component, e.g. 'seed=1').
+  """
+  values = list(values)
+  if names is None:
+    short = key.rsplit('.', 1)[-1]
+    names = [f'{short}={_name_part(v)}' for v in values]
+  if len(names) != len(values):
+    raise ValueError(f'axis {key!r}: {len(names)} names for {len(values)} '
+                     'values.')
+  return [{'overrides': {key: v}, 'name': n} for v, n in zip(values, names)]
+
+
+def _name_part(value: Any) -> str:
+  if isinstance(value, (tuple, list)):
+    return '+'.join(_name_part(v) for v in value)
+  return re.sub(r'[^A-Za-z0-9._=+-]', '_', str(value))
+
+
+def product(*axes: List[Dict[str, Any]], config: str,
+            overrides: Optional[Mapping[str, Any]] = None,
+            prefix: str = '', mode: str = 'train_and_eval',
+            after: Sequence[str] = ()) -> List[Unit]:
+  """Every combination of the axes' values, as units of one config."""
+  units = []
+  for combination in itertools.product(*axes):
+    merged = dict(flatten(overrides or {}))
+    parts = [prefix] if prefix else []
+    for entry in combination:
+      merged.update(flatten(entry['overrides']))
+      parts.append(entry['name'])
+    units.append(Unit(config=config, overrides=merged,
+                      name=','.join(parts), mode=mode, after=tuple(after)))
+  return units
+
+
+def unit_name(unit: Unit) -> str:
+  """The unit's name, or one made of its overrides."""
+  if unit.name:
+    return unit.name
+  flat = flatten(unit.overrides)
+  if not flat:
+    return 'default'
+  return ','.join(f'{k.rsplit(".", 1)[-1]}={_name_part(v)}'
+                  for k, v in sorted(flat.items()))
+
+
+def split_file_arg(file_arg: str):
+  """'path/sweep.py:a=1,b' -> ('path/sweep.py', 'a=1,b'); no arg -> None."""
+  path, sep, arg = file_arg.partition(':')
+  return path, (arg if sep else None)
+
+
+def _import_file(path: str, what: str):
+  if not os.path.isfile(path):
+    raise errors.ConfigError(f'{what} {path!r} does not exist; give the path '
+                             'of a Python file, relative to the repository '
+                             'root or absolute.')
+  # Config and sweep files import `configs.base`: the working directory (the
+  # repository root) must be importable, as it is for `python -m`.
+  if os.getcwd() not in sys.path:
+    sys.path.insert(0, os.getcwd())
+  name = '_airstreams_jax_' + re.sub(r'\W', '_', os.path.abspath(path))
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def load_config(config_arg: str):
+  """The ConfigDict of main's --config value ('file.py[:arg]')."""
+  path, arg = split_file_arg(config_arg)
+  module = _import_file(path, 'config file')
+  return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def apply_overrides(config, overrides: Mapping[str, Any]) -> None:
+  """Sets dotted keys in place, as main's --config.* flags would.
+
+  Raises:
+    KeyError: a key that the config does not have (the message names it).
+    TypeError: a value of the wrong type for its key.
+  """
+  for key, value in flatten(overrides).items():
+    parent = config
+    *path, last = key.split('.')
+    for i, part in enumerate(path):
+      if part not in parent:
+        raise KeyError('.'.join(path[:i + 1]))
+      parent = parent[part]
+    if last not in parent:
+      raise KeyError(key)
+    parent[last] = value
+
+
+def flag_value(value: Any) -> str:
+  """The text of a --config.* flag that ml_collections parses back."""
+  if isinstance(value, bool):
+    return 'true' if value else 'false'
+  if isinstance(value, list):
+    value = tuple(value)
+  if isinstance(value, (tuple, float, int)):
+    return repr(value)
+  return str(value)
+
+
+def resolve(value: Any, root: str) -> Any:
+  """Replaces `{workdir:NAME}` by that unit's workdir under `root`."""
+  if not isinstance(value, str):
+    return value
+  return _WORKDIR_REF.sub(lambda m: os.path.join(root, m.group(1)), value)
+
+
+def command(unit: Unit, root: str) -> List[str]:
+  """The `airstreams_jax.main` command line of a unit."""
+  args = [sys.executable, '-m', 'airstreams_jax.main',
+          f'--config={unit.config}',
+          f'--workdir={os.path.join(root, unit_name(unit))}',
+          f'--mode={unit.mode}']
+  args += [f'--config.{k}={flag_value(resolve(v, root))}'
+           for k, v in flatten(unit.overrides).items()]
+  return args
+
+
+def check(units: Sequence[Unit]) -> List[Unit]:
+  """Names, modes, dependencies and override keys of every unit, checked.
+
+  Returns:
+    The units with their names filled in, in an order where every unit comes
+    after the units it waits for (otherwise the sweep's order).
+
+  Raises:
+    errors.ConfigError: naming the unit and what to fix.
+  """
+  if not units:
+    raise errors.ConfigError('the sweep has no units; get_sweep(arg) must '
+                             'return a non-empty list of sweep.Unit.')
+  named = []
+  for i, unit in enumerate(units):
+    if not isinstance(unit, Unit):
+      raise errors.ConfigError(
+          f'sweep entry {i} is a {type(unit).__name__}, not a sweep.Unit.')
+    named.append(dataclasses.replace(unit, name=unit_name(unit)))
+  names = [u.name for u in named]
+  for unit in named:
+    if not _SAFE_NAME.match(unit.name):
+      raise errors.ConfigError(
+          f'unit {unit.name!r}: a name must start with a letter or digit and '
+          'hold only letters, digits and . _ = + , - (it is a directory).')
+    if names.count(unit.name) > 1:
+      raise errors.ConfigError(
+          f'unit {unit.name!r} appears {names.count(unit.name)} times; give '
+          'the units distinct names.')
+    if unit.mode not in MODES:
+      raise errors.ConfigError(
+          f'unit {unit.name!r}: mode={unit.mode!r}; use one of {MODES}.')
+    for dependency in unit.dependencies():
+      if dependency not in names:
+        raise errors.ConfigError(
+            f'unit {unit.name!r} waits for {dependency!r}, which is not a '
+            f'unit of the sweep (units: {", ".join(names)}).')
+  _check_overrides(named)
+  return _dependency_order(named)
+
+
+def _check_overrides(units: Sequence[Unit]) -> None:
+  configs = {}
+  for unit in units:
+    if unit.config not in configs:
+      try:
+        configs[unit.config] = load_config(unit.config)
+      except errors.ConfigError as e:
+        raise errors.ConfigError(f'unit {unit.name!r}: {e}') from None
+      except Exception as e:  # pylint: disable=broad-except
+        raise errors.ConfigError(
+            f'unit {unit.name!r}: config {unit.config!r} fails to load: '
+            f'{type(e).__name__}: {e}') from None
+    config = configs[unit.config].copy_and_resolve_references()
+    try:
+      apply_overrides(config, {k: resolve(v, '/root')
+                               for k, v in flatten(unit.overrides).items()})
+    except KeyError as e:
+      raise errors.ConfigError(
+          f'unit {unit.name!r}: unknown config key {e.args[0]!r} in '
+          f'{unit.config}; check its spelling against the config.') from None
+    except TypeError as e:
+      raise errors.ConfigError(f'unit {unit.name!r}: {e}') from None
+
+
+def _dependency_order(units: Sequence[Unit]) -> List[Unit]:
+  ordered, placed = [], set()
+  remaining = list(units)
+  while remaining:
+    ready = [u for u in remaining if set(u.dependencies()) <= placed]
+    if not ready:
+      cycle = ', '.join(u.name for u in remaining)
+      raise errors.ConfigError(
+          f'the units {cycle} wait for each other in a cycle; break it.')
+    for unit in ready:
+      ordered.append(unit)
+      placed.add(unit.name)
+    remaining = [u for u in remaining if u.name not in placed]
+  return ordered
+
+
+def load(file_arg: str) -> List[Unit]:
+  """The checked units of a sweep file, 'path/sweep.py[:arg]'."""
+  path, arg = split_file_arg(file_arg)
+  module = _import_file(path, 'sweep file')
+  if not hasattr(module, 'get_sweep'):
+    raise errors.ConfigError(f'sweep file {path} has no get_sweep(arg) '
+                             'function.')
+  try:
+    units = module.get_sweep(arg)
+  except (ValueError, TypeError, KeyError) as e:
+    raise errors.ConfigError(f'sweep file {path}: get_sweep({arg!r}): '
+                             f'{e}') from None
+  return check(list(units))

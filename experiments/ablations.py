@@ -1,0 +1,256 @@
+r"""The paper's Tables 1-3 from one command: run the ablation sweep, write
+the tables.
+
+  python -m experiments.ablations --dataset_config=configs/synthetic.py \
+      --seeds=3 --root=workdirs/tables [--parallel=2] [--steps=300] \
+      [--evaluations=20] [--proxy_steps=100]
+
+Runs `experiments/sweeps/ablations.py` through the local launcher (a rerun
+skips finished units and resumes the others; `--tables_only` just rewrites
+the tables from what is finished) and writes `ROOT/tables.md`: for each
+setting, the mean ± standard deviation over seeds of the merged head's top-1
+(mAP for multi-label datasets), the number of test videos, the paper's
+number beside it (HMDB51 split 1, no pretraining) and, in a fourth table,
+what the representations learned (segmentation mIoU against the teacher and
+against the true masks where the data has them, the teacher's own mIoU
+against the truth, flow direction accuracy).
+
+With a user's HMDB51 and GPUs:
+  python -m experiments.ablations --dataset_config=configs/hmdb51.py:split=1 \
+      --seeds=3 --root=workdirs/hmdb51_tables
+"""
+
+import math
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from absl import app
+from absl import flags
+
+from airstreams_jax import errors
+from airstreams_jax.launch import local
+from airstreams_jax.launch import record as record_lib
+from airstreams_jax.launch import sweep as sweep_lib
+from experiments.sweeps import ablations as ablation_sweep
+
+TABLES_FILE = 'tables.md'
+SWEEP_FILE = 'experiments/sweeps/ablations.py'
+
+# The paper's numbers: HMDB51 split 1, top-1 %, no pretraining.
+PAPER_TABLE_1_2 = {  # streams: (stop gradient, propagate gradient)
+    'rgb': (41.72, 41.72), 'sem': (43.57, 46.32), 'flow': (46.84, 47.66),
+    'all': (47.76, 50.02)}
+PAPER_TABLE_3 = {'merged_only': 41.72, 'all_propagate': 50.02,
+                 'uniform': 42.82, 'evolved': 50.53}
+STREAM_LABELS = {'rgb': 'RGB', 'sem': 'RGB + semantics',
+                 'flow': 'RGB + flow', 'all': 'RGB + semantics + flow'}
+WEIGHT_LABELS = {
+    'merged_only': 'no auxiliary losses (λ_merged only)',
+    'all_propagate': 'fixed weights (the config\'s)',
+    'uniform': 'uniform weights (all 1)',
+    'evolved': 'evolved weights'}
+
+_DATASET_CONFIG = flags.DEFINE_string(
+    'dataset_config', 'configs/synthetic.py',
+    'The config of every unit, as main\'s --config: file.py[:arg].')
+_SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per setting.')
+_ROOT = flags.DEFINE_string('root', None, 'The sweep\'s directory.')
+_PARALLEL = flags.DEFINE_integer('parallel', 1, 'Units running at once.')
+_STEPS = flags.DEFINE_integer(
+    'steps', 0, 'num_train_steps of each training; 0 = the config\'s.')
+_EVALUATIONS = flags.DEFINE_integer(
+    'evaluations', 0, 'Weightings the evolution evaluates; 0 = the config\'s.')
+_PROXY_STEPS = flags.DEFINE_integer(
+    'proxy_steps', 0, 'Steps of each proxy training; 0 = the config\'s.')
+_DATA_DIR = flags.DEFINE_string(
+    'data_dir', '', 'dataset.data_dir of every unit; empty = the config\'s.')
+_TABLES_ONLY = flags.DEFINE_bool(
+    'tables_only', False, 'Write tables.md from the finished units; run '
+    'nothing.')
+flags.mark_flags_as_required(['root'])
+
+
+def mean_std(values: Sequence[float]) -> Tuple[float, float]:
+  """Mean and sample standard deviation (n - 1; 0 for a single value)."""
+  n = len(values)
+  mean = sum(values) / n
+  if n == 1:
+    return mean, 0.0
+  return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+def format_cell(values: Sequence[float], scale: float = 100.0,
+                digits: int = 1) -> str:
+  """'81.2 ± 1.4 (3)': mean ± std over seeds, as a percentage; '—' if none."""
+  if not values:
+    return '—'
+  mean, std = mean_std([v * scale for v in values])
+  return f'{mean:.{digits}f} ± {std:.{digits}f} ({len(values)})'
+
+
+def _setting(name: str) -> str:
+  """'all_stop_s2' -> 'all_stop'."""
+  head, _, seed = name.rpartition('_s')
+  return head if seed.isdigit() else name
+
+
+def _metric_name(units: Sequence[Dict[str, Any]]) -> str:
+  for unit in units:
+    if 'mAP' in unit.get('metrics', {}):
+      return 'mAP'
+  return 'top1'
+
+
+def collect(record: Dict[str, Any]) -> Dict[str, List[Dict[str, Any]]]:
+  """Finished training units' metrics, by setting."""
+  by_setting: Dict[str, List[Dict[str, Any]]] = {}
+  for unit in record['units']:
+    if unit['status'] == 'done' and unit['mode'] == 'train_and_eval' and (
+        unit.get('metrics')):
+      by_setting.setdefault(_setting(unit['name']), []).append(
+          unit['metrics'])
+  return by_setting
+
+
+def _values(results: Dict[str, List[Dict[str, Any]]], setting: str,
+            key: str) -> List[float]:
+  return [m[key] for m in results.get(setting, []) if m.get(key) is not None]
+
+
+def _representation_values(results, setting: str, key: str) -> List[float]:
+  return [m['representations'][key] for m in results.get(setting, [])
+          if m.get('representations', {}).get(key) is not None]
+
+
+def _test_videos(results) -> str:
+  counts = sorted({m['num_examples'] for ms in results.values() for m in ms
+                   if 'num_examples' in m})
+  return ', '.join(str(c) for c in counts) or 'unknown'
+
+
+def tables_markdown(record: Dict[str, Any], *, title: str = '') -> str:
+  """The four tables of an ablation sweep's record, as Markdown."""
+  results = collect(record)
+  metric = _metric_name([m for ms in results.values() for m in ms])
+  label = 'mAP' if metric == 'mAP' else 'top-1'
+  counts = record_lib.counts(record)
+  lines = [f'# {title or "Ablations"}', '',
+           f'Merged-head {label} (%) on {_test_videos(results)} test videos: '
+           'mean ± standard deviation over seeds (n seeds in brackets). '
+           'Paper: HMDB51 split 1, no pretraining (top-1 %). '
+           f'Units: {counts["done"]} of {len(record["units"])} done'
+           + (f', {counts["failed"]} failed' if counts['failed'] else '')
+           + (f', {counts["blocked"]} blocked' if counts['blocked'] else '')
+           + '.', '']
+
+  lines += ['## Table 1: streams (action gradients propagated)', '',
+            '| streams | ours | paper |', '|---|---|---|']
+  for streams, label_text in STREAM_LABELS.items():
+    setting = 'rgb' if streams == 'rgb' else f'{streams}_propagate'
+    lines.append(f'| {label_text} | '
+                 f'{format_cell(_values(results, setting, metric))} | '
+                 f'{PAPER_TABLE_1_2[streams][1]:.2f} |')
+
+  lines += ['', '## Table 2: stop vs propagate the action gradients', '',
+            '| streams | stop: ours | stop: paper | propagate: ours | '
+            'propagate: paper |', '|---|---|---|---|---|']
+  for streams, label_text in STREAM_LABELS.items():
+    if streams == 'rgb':
+      stop = propagate = 'rgb'
+    else:
+      stop, propagate = f'{streams}_stop', f'{streams}_propagate'
+    paper_stop, paper_propagate = PAPER_TABLE_1_2[streams]
+    lines.append(
+        f'| {label_text} | {format_cell(_values(results, stop, metric))} | '
+        f'{paper_stop:.2f} | '
+        f'{format_cell(_values(results, propagate, metric))} | '
+        f'{paper_propagate:.2f} |')
+
+  lines += ['', '## Table 3: loss weights (all three streams)', '',
+            '| weights | ours | paper |', '|---|---|---|']
+  for setting, label_text in WEIGHT_LABELS.items():
+    lines.append(f'| {label_text} | '
+                 f'{format_cell(_values(results, setting, metric))} | '
+                 f'{PAPER_TABLE_3[setting]:.2f} |')
+  evolved = [u for u in record['units'] if u['mode'] == 'evolve'
+             and u['status'] == 'done']
+  if evolved and evolved[0]['metrics'].get('best_weights'):
+    weights = ', '.join(f'{k} {v:.3f}' for k, v in
+                        evolved[0]['metrics']['best_weights'].items())
+    lines += ['', f'Evolved weights ({evolved[0]["name"]}): {weights}.']
+
+  lines += ['', '## What the representations learned', '',
+            'Segmentation mIoU (%) of the learned segmentation against the '
+            'teacher\'s masks and against the true masks, the teacher\'s own '
+            'mIoU against the true masks, and the share of moving pixels '
+            'whose learned flow points within 45° of the true motion (%); '
+            '— where the data or the streams have none.', '',
+            '| setting | seg vs teacher | seg vs truth | teacher vs truth | '
+            'flow direction |', '|---|---|---|---|---|']
+  for setting in sorted(results):
+    cells = [format_cell(_representation_values(results, setting, key))
+             for key in ('seg_miou', 'truth_seg_miou', 'truth_teacher_miou',
+                         'flow_direction_accuracy')]
+    lines.append(f'| {setting} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def write_tables(root: str, record: Dict[str, Any], title: str = '') -> str:
+  path = os.path.join(root, TABLES_FILE)
+  with open(path, 'w') as f:
+    f.write(tables_markdown(record, title=title))
+  return path
+
+
+def sweep_arg() -> str:
+  parts = [f'dataset_config={_DATASET_CONFIG.value}',
+           f'seeds={_SEEDS.value}', f'steps={_STEPS.value}',
+           f'evaluations={_EVALUATIONS.value}',
+           f'proxy_steps={_PROXY_STEPS.value}']
+  if _DATA_DIR.value:
+    parts.append(f'data_dir={_DATA_DIR.value}')
+  return ','.join(parts)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  root = _ROOT.value
+  title = (f'Ablations: {_DATASET_CONFIG.value}, {_SEEDS.value} seeds'
+           + (f', {_STEPS.value} steps' if _STEPS.value else ''))
+  if _TABLES_ONLY.value:
+    record = record_lib.read(root)
+    if record is None:
+      sys.exit(f'error: no {record_lib.RECORD_FILE} in {root}; run the '
+               'sweep first (without --tables_only).')
+    print(f'Tables: {write_tables(root, record, title)}')
+    return
+  arg = sweep_arg()
+  try:
+    units = sweep_lib.check(ablation_sweep.get_sweep(arg))
+  except (errors.ConfigError, ValueError) as e:
+    sys.exit(f'error: {e}')
+  started = time.time()
+  try:
+    record = local.run(units, root, sweep=f'{SWEEP_FILE}:{arg}',
+                       parallel=_PARALLEL.value)
+  except ValueError as e:
+    sys.exit(f'error: {e}')
+  except KeyboardInterrupt as e:
+    record = record_lib.read(root)
+    if record is not None:
+      write_tables(root, record, title)
+    print(f'{e}', file=sys.stderr)
+    sys.exit(130)
+  path = write_tables(root, record, title)
+  counts = record_lib.counts(record)
+  print(f"Ablations: {counts['done']} of {len(record['units'])} units done "
+        f"in {local.format_duration(time.time() - started)}; tables: {path}")
+  if counts['failed'] or counts['blocked']:
+    sys.exit(1)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,80 @@
+r"""The paper's Tables 1-3 as one sweep, over seeds, for any dataset config.
+
+  python -m airstreams_jax.launch --root=workdirs/tables --sweep=\
+experiments/sweeps/ablations.py:dataset_config=configs/synthetic.py,seeds=3
+
+(`python -m experiments.ablations` runs this sweep and writes the tables.)
+
+Units, for each seed s (the config's own loss weights are the "fixed" ones):
+  rgb_s{s}                          Table 1: RGB tower alone
+  {sem,flow,all}_{propagate,stop}_s{s}
+                                    Tables 1-2: + semantics / + flow / all
+                                    three, action gradients propagated into
+                                    the representations or stopped
+  merged_only_s{s}                  Table 3: no auxiliary losses (λ_merged
+                                    only; the segmentation net unsupervised)
+  uniform_s{s}                      Table 3: all five λ = 1
+  evolved_s{s}                      Table 3: the weights evolved by `evolve`
+  evolve                            the evolution of the λ (once, seed 0);
+                                    the evolved_* units wait for it
+Table 3's "fixed weights" row is all_propagate_s{s}.
+
+Arguments (comma-separated key=value):
+  dataset_config  main's --config value, file.py[:arg] ('configs/synthetic.py')
+  seeds           number of seeds (3)
+  steps           num_train_steps of every training unit; 0 = the config's
+  evaluations     weightings the evolution evaluates; 0 = the config's
+  proxy_steps     steps of each proxy training; 0 = the config's
+  data_dir        dataset.data_dir of every unit; '' = the config's
+"""
+
+from airstreams_jax.launch import sweep
+from configs import base
+
+MERGED_ONLY_WEIGHTS = dict(rgb=0.0, flow=0.0, semantic=0.0, merged=1.0,
+                           interm=0.0)
+STREAMS = {'rgb': ('rgb',), 'sem': ('rgb', 'semantic'),
+           'flow': ('rgb', 'flow'), 'all': ('rgb', 'flow', 'semantic')}
+EVOLVE_UNIT = 'evolve'
+
+
+def parse(arg):
+  return base.parse_arg(arg, dataset_config='configs/synthetic.py', seeds=3,
+                        steps=0, evaluations=0, proxy_steps=0, data_dir='')
+
+
+def get_sweep(arg=None):
+  arg = parse(arg)
+  if arg.seeds < 1:
+    raise ValueError(f'seeds={arg.seeds}; give at least 1.')
+  common = {}
+  if arg.data_dir:
+    common['dataset.data_dir'] = arg.data_dir
+  training = dict(common)
+  if arg.steps:
+    training['num_train_steps'] = arg.steps
+  evolution = dict(common)
+  if arg.evaluations:
+    evolution['evolution.num_evaluations'] = arg.evaluations
+  if arg.proxy_steps:
+    evolution['evolution.proxy_steps'] = arg.proxy_steps
+
+  units = [sweep.Unit(config=arg.dataset_config, overrides=evolution,
+                      name=EVOLVE_UNIT, mode='evolve')]
+  for seed in range(arg.seeds):
+    def unit(name, **overrides):
+      return sweep.Unit(config=arg.dataset_config,
+                        overrides={**training, 'seed': seed, **overrides},
+                        name=f'{name}_s{seed}')
+    units.append(unit('rgb', **{'model.streams': STREAMS['rgb']}))
+    for streams in ('sem', 'flow', 'all'):
+      for grad in ('propagate', 'stop'):
+        units.append(unit(f'{streams}_{grad}',
+                          **{'model.streams': STREAMS[streams],
+                             'model.stop_gradient': grad == 'stop'}))
+    units.append(unit('merged_only', loss_weights=MERGED_ONLY_WEIGHTS))
+    units.append(unit('uniform', loss_weights=base.UNIFORM_LOSS_WEIGHTS))
+    units.append(unit(
+        'evolved',
+        loss_weights_file=f'{{workdir:{EVOLVE_UNIT}}}/best_weights.json'))
+  return units
