@@ -82,17 +82,14 @@ def main(argv):
   if _DRY_RUN.value:
     print_plan(units, _ROOT.value)
     return
-  if _LAUNCHER.value == 'xmanager':
-    from airstreams_jax.launch import xm_launcher  # pylint: disable=g-import-not-at-top
-    try:
-      xm_launcher.launch(units, _ROOT.value, sweep=_SWEEP.value)
-    except errors.ConfigError as e:
-      sys.exit(f'error: {e}')
-    return
   try:
-    result = local.run(units, _ROOT.value, sweep=_SWEEP.value,
-                       parallel=_PARALLEL.value, resources=_resources())
-  except ValueError as e:
+    if _LAUNCHER.value == 'xmanager':
+      from airstreams_jax.launch import xm_launcher  # pylint: disable=g-import-not-at-top
+      result = xm_launcher.launch(units, _ROOT.value, sweep=_SWEEP.value)
+    else:
+      result = local.run(units, _ROOT.value, sweep=_SWEEP.value,
+                         parallel=_PARALLEL.value, resources=_resources())
+  except (errors.ConfigError, ValueError) as e:
     sys.exit(f'error: {e}')
   except KeyboardInterrupt as e:
     print(f'{e}', file=sys.stderr)

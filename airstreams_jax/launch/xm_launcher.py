@@ -5,24 +5,25 @@
 
 Every unit of the sweep becomes a work unit of one `xm_local` experiment
 (the local executor: a process on this machine, no Docker, no cloud), so the
-sweep is listed with the user's other XManager experiments. A unit is
-submitted only when the units it waits for completed successfully, which
-XManager cannot express inside an experiment; the launcher awaits each work
-unit's completion and adds the dependents then.
+sweep is listed with the user's other XManager experiments. XManager has no
+dependencies between work units, so a unit is submitted only once the work
+units it waits for completed successfully (the launcher awaits their
+completion); one whose dependency failed is recorded as blocked.
 
-The executable is the running Python interpreter packaged as an `xm.binary`
-(`xm.python_container` and the other packagings build Docker images), and
-each work unit's arguments are its `airstreams_jax.main` command line from
-`sweep.command`. Each unit's output goes to `ROOT/<name>/log.txt` and
-`ROOT/experiment.json` is kept as the local launcher keeps it
-(`airstreams_jax/launch/record.py`), with `xm_experiment_id` added: a rerun
-skips done units, with either launcher.
+The executable is the running Python interpreter packaged as an `xm.binary`,
+which xm_local runs as a plain process (`xm.python_container`, like every
+container packaging, needs Docker), and each work unit's arguments are its
+`airstreams_jax.main` command line from `sweep.command`. Each unit's output
+goes to `ROOT/<name>/log.txt` and `ROOT/experiment.json` is kept as the local
+launcher keeps it (`airstreams_jax/launch/record.py`), with
+`xm_experiment_id` added: a rerun skips done units, with either launcher.
 
 XManager is optional (`pip install xmanager==XMANAGER_VERSION`): this module
 imports without it and `launch` says how to install it. Newer releases than
 XMANAGER_VERSION require protobuf<7, which conflicts with requirements.txt.
-XManager keeps its experiment list in ~/.xmanager/experiments.sqlite3 (its
---xm_db_yaml_config_path flag chooses another database).
+XManager keeps its experiment list in ~/.xmanager/experiments.sqlite3. Its
+--xm_* flags keep their defaults: `python -m airstreams_jax.launch` parses
+its command line before xmanager is imported, so it rejects them.
 """
 
 import asyncio
@@ -82,10 +83,11 @@ def _write_header(entry: Dict[str, Any]) -> None:
 async def _stop(work_unit: Any, grace_s: float) -> Optional[int]:
   """Stops a work unit: SIGTERM, SIGKILL after grace_s; its return code.
 
-  xm_local (0.8.1) cannot do it: a local binary's handle has no `stop()`,
-  and the `terminate()` it calls at exit signals only the shell that runs
-  the command, leaving python running. That shell leads its own session, so
-  its process group holds the whole unit, and outlives the shell.
+  xm_local (0.8.1) cannot do it: a local binary's handle does not
+  implement `stop()`, and the `terminate()` it calls at exit signals only the
+  shell that runs the command, leaving python running. That shell leads its
+  own session, so its process group holds the whole unit, and outlives the
+  shell.
   """
   processes = [handle.process for handle in
                getattr(work_unit, '_local_execution_handles', ())
@@ -116,12 +118,11 @@ async def _stop(work_unit: Any, grace_s: float) -> Optional[int]:
 class _XmSweep:
   """The units still to run, as work units of one xm_local experiment."""
 
-  def __init__(self, xm, xm_local, record: Dict[str, Any], root: str,
+  def __init__(self, xm, xm_local, record: Dict[str, Any],
                save: Callable[[], None], out: TextIO, grace_s: float):
     self._xm = xm
     self._xm_local = xm_local
     self._record = record
-    self._root = root
     self._save = save
     self._out = out
     self._grace_s = grace_s
@@ -155,8 +156,14 @@ class _XmSweep:
                     f'{len(self.todo)} unit(s) to run.')
         [executable] = experiment.package([self._xm.binary(
             executor_spec=self._xm_local.LocalSpec(), path=sys.executable)])
-        await asyncio.gather(*(self._run_unit(experiment, executable, name)
-                               for name in self.todo))
+        # return_exceptions: a cancelled sweep waits for every unit to stop
+        # and be recorded (plain gather returns at the first cancelled one).
+        results = await asyncio.gather(
+            *(self._run_unit(experiment, executable, name)
+              for name in self.todo), return_exceptions=True)
+        for result in results:
+          if isinstance(result, BaseException):
+            raise result
     except RuntimeError as e:
       # Leaving an xm_local experiment waits for its local jobs once more
       # and raises the first failed one's error, which the record holds.
@@ -215,10 +222,11 @@ class _XmSweep:
     except Exception as e:  # pylint: disable=broad-except
       # A failed unit fails alone (xm.ExperimentUnitError for a non-zero
       # exit; anything else is a failed submission): the others go on.
-      entry.update(status='failed', return_code=_return_code(e),
-                   finished=time.time())
+      code = _return_code(e)
+      entry.update(status='failed', return_code=code, finished=time.time())
       entry['wall_time_s'] += entry['finished'] - started
-      self._event(f"{entry['name']} FAILED ({e}); last lines of "
+      reason = f'exit code {code}' if code is not None else str(e)
+      self._event(f"{entry['name']} FAILED ({reason}); last lines of "
                   f"{entry['log']}:\n{local.log_tail(entry['log'])}")
     else:
       entry.update(status='done', return_code=0, finished=time.time(),
@@ -276,7 +284,7 @@ def launch(units: Sequence[sweep_lib.Unit], root: str, *, sweep: str = '',
     if on_change is not None:
       on_change(record)
 
-  runner = _XmSweep(xm, xm_local, record, root, save, out, grace_s)
+  runner = _XmSweep(xm, xm_local, record, save, out, grace_s)
   save()
   skipped = len(record['units']) - len(runner.todo)
   if skipped:
@@ -289,8 +297,4 @@ def launch(units: Sequence[sweep_lib.Unit], root: str, *, sweep: str = '',
     raise KeyboardInterrupt(
         'sweep stopped; rerun the same command to resume '
         f'({os.path.join(root, record_lib.RECORD_FILE)}).') from None
-  counts = record_lib.counts(record)
-  print(f"Sweep: {counts['done']} of {len(record['units'])} units done, "
-        f"{counts['failed']} failed, {counts['blocked']} blocked. Record: "
-        f'{os.path.join(root, record_lib.RECORD_FILE)}', file=out, flush=True)
   return record
