@@ -365,8 +365,7 @@ def _child_costs(model: nn.Module, variables: Mapping[str, Any],
   # module the losses reach, and every input computed from parameters (all
   # but the clip).
   def reached(representation):
-    return not (model.stop_gradient and
-                representation in model.stop_gradient_at)
+    return not model.gradient_cut(representation)
 
   flow_learns = (reached('flow') and
                  bool(jax.tree.leaves(params.get('flow_layer', {}))))

@@ -213,6 +213,7 @@ def get_config():
       momentum=0.9,  # SGD only.
       grad_clip_norm=1.0,  # 0 disables clipping.
       flow_lr_multiplier=1.0,  # Scales the flow layer's updates.
+      seg_lr_multiplier=1.0,  # Scales the segmentation net's updates.
   ))
 
   config.model = ml_collections.ConfigDict(dict(
@@ -222,6 +223,9 @@ def get_config():
       # The representations that `stop_gradient` cuts off from the action
       # losses: any of 'flow', 'semantic'.
       stop_gradient_at=('flow', 'semantic'),
+      # The action losses' gradient into those representations is multiplied
+      # by this (1 = propagate, 0 = stop; in between: how much of it).
+      grad_scale=1.0,
       multi_label=False,
       tower=RESNET18_LIKE_TOWER,
       dropout_rate=0.5,

@@ -121,6 +121,52 @@ def test_action_gradients_reach_flow_and_segmentation_unless_stopped(
              for x in jax.tree.leaves(g['rgb_tower_lower'])) > 0
 
 
+def test_scale_gradient_is_identity_forward_and_scales_backward():
+  x = jnp.linspace(-2.0, 3.0, 7)
+  f = lambda v, s: jnp.sum(jnp.sin(airstreams.scale_gradient(v, s)) * v)
+  np.testing.assert_array_equal(airstreams.scale_gradient(x, 0.3), x)
+  # d/dv sum(sin(g(v)) v) = cos(v) v s + sin(v): only the path through the
+  # scaled value is scaled (analytic answer).
+  for scale in (0.0, 0.3, 1.0):
+    np.testing.assert_allclose(
+        jax.grad(f)(x, scale), np.cos(x) * x * scale + np.sin(x), rtol=1e-6)
+
+
+def test_grad_scale_scales_what_the_action_losses_send_to_the_representations():
+  """grad_scale=s: the flow layer's and segmentation net's gradients from the
+  action losses are s times those of propagation; s=0 stops them."""
+  weights = jnp.asarray([1.0, 1.0, 1.0, 1.0, 0.0])  # No segmentation loss.
+  batch = {'label': jnp.asarray([1, 3]),
+           'masks': jnp.zeros(VIDEO_SHAPE[:4], jnp.uint8)}
+  _, variables = _variables()
+
+  def grads(**overrides):
+    model = _model(**overrides)
+    def loss_fn(p):
+      out, _ = model.apply({'params': p,
+                            'batch_stats': variables['batch_stats']},
+                           _video(2), train=True, mutable=['batch_stats'],
+                           rngs={'dropout': jax.random.PRNGKey(1)})
+      return losses.total_loss(out, batch, weights, multi_label=False)[0]
+    return jax.jit(jax.grad(loss_fn))(variables['params'])
+
+  # (stop_gradient=True gives zeros here: the test above.)
+  full, quarter, zero = (grads(), grads(grad_scale=0.25),
+                         grads(grad_scale=0.0))
+  for part in ('flow_layer', 'segmentation_net'):
+    for a, b in zip(jax.tree.leaves(quarter[part]),
+                    jax.tree.leaves(full[part])):
+      np.testing.assert_allclose(a, 0.25 * b, rtol=2e-4, atol=1e-9)
+    assert sum(float(jnp.abs(x).sum())
+               for x in jax.tree.leaves(full[part])) > 0
+    for a in jax.tree.leaves(zero[part]):
+      np.testing.assert_array_equal(a, 0.0)
+  # The towers are not scaled.
+  for a, b in zip(jax.tree.leaves(quarter['rgb_tower_lower']),
+                  jax.tree.leaves(full['rgb_tower_lower'])):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
+
+
 def test_flow_of_flow_stream_shapes_and_gradients():
   model = _model(streams=('rgb', 'flow'), flow_of_flow=dict(
       enabled=True, features=6, num_iter=3, bottleneck=2))

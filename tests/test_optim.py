@@ -17,22 +17,32 @@ def _opt_config(**overrides):
 
 
 @pytest.mark.parametrize('name', ['adamw', 'sgd'])
-def test_flow_lr_multiplier_scales_only_flow_updates(name):
+@pytest.mark.parametrize('key, module, other', [
+    ('flow_lr_multiplier', 'flow_layer', 'segmentation_net'),
+    ('seg_lr_multiplier', 'segmentation_net', 'flow_layer')])
+def test_lr_multiplier_scales_only_its_module(name, key, module, other):
   params = {'flow_layer': {'theta': jnp.ones(())},
+            'segmentation_net': {'kernel': jnp.ones((2,))},
             'rgb_tower_lower': {'kernel': jnp.ones((3,))}}
   grads = jax.tree.map(lambda p: 0.5 * jnp.ones_like(p), params)
   updates = {}
   for multiplier in (1.0, 0.01):
     tx = optim.make_optimizer(
-        _opt_config(name=name, flow_lr_multiplier=multiplier,
-                    warmup_steps=0, schedule='constant'), 100)
+        _opt_config(name=name, warmup_steps=0, schedule='constant',
+                    **{key: multiplier}), 100)
     updates[multiplier], _ = tx.update(grads, tx.init(params), params)
-  np.testing.assert_allclose(updates[0.01]['flow_layer']['theta'],
-                             0.01 * updates[1.0]['flow_layer']['theta'],
-                             rtol=1e-6)
-  np.testing.assert_allclose(updates[0.01]['rgb_tower_lower']['kernel'],
-                             updates[1.0]['rgb_tower_lower']['kernel'])
-  assert float(updates[1.0]['flow_layer']['theta']) != 0.0
+  for leaf_small, leaf_one in zip(jax.tree.leaves(updates[0.01][module]),
+                                  jax.tree.leaves(updates[1.0][module])):
+    np.testing.assert_allclose(leaf_small, 0.01 * leaf_one, rtol=1e-6)
+    assert np.all(np.asarray(leaf_one) != 0.0)
+  for part in (other, 'rgb_tower_lower'):
+    np.testing.assert_allclose(jax.tree.leaves(updates[0.01][part]),
+                               jax.tree.leaves(updates[1.0][part]))
+
+
+def test_negative_lr_multiplier_is_refused():
+  with pytest.raises(ValueError, match='segmentation_net is -1'):
+    optim.make_optimizer(_opt_config(seg_lr_multiplier=-1.0), 10)
 
 
 def test_schedules():

@@ -197,6 +197,9 @@ def _write_mp4(path, frames):
     (['--workdir=/nonexistent_parent_dir/run'], 'does not exist'),
     (['--config.loss_weights_file=/nonexistent/w.json'], 'does not exist'),
     (['--config.optimizer.name=adam'], "Unknown optimizer 'adam'"),
+    (['--config.model.grad_scale=-0.5'], 'config.model.grad_scale=-0.5 must'),
+    (['--config.optimizer.seg_lr_multiplier=-1'],
+     'multiplier of segmentation_net is -1.0'),
 ])
 def test_main_rejects_bad_input_in_one_line(tmp_path, args, message):
   argv = ['--config=configs/synthetic.py:smoke',

@@ -9,6 +9,7 @@
 from it inside the network, so inference needs no teacher and no flow tool.
 """
 
+import functools
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 import flax.linen as nn
@@ -27,6 +28,26 @@ def preprocess_video(video: jnp.ndarray, dtype: Any) -> jnp.ndarray:
   return (video.astype(jnp.float32) / 127.5 - 1.0).astype(dtype)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def scale_gradient(x: jnp.ndarray, scale: float) -> jnp.ndarray:
+  """Identity in the forward pass; multiplies the gradient by `scale`."""
+  del scale
+  return x
+
+
+def _scale_gradient_fwd(x, scale):
+  del scale
+  return x, None
+
+
+def _scale_gradient_bwd(scale, residual, g):
+  del residual
+  return (g * jnp.asarray(scale, g.dtype),)
+
+
+scale_gradient.defvjp(_scale_gradient_fwd, _scale_gradient_bwd)
+
+
 class AIRStreams(nn.Module):
   """The multi-stream action recognition network.
 
@@ -41,6 +62,11 @@ class AIRStreams(nn.Module):
       networks named in `stop_gradient_at` (the paper's Table 2 ablation).
     stop_gradient_at: which of 'flow' and 'semantic' `stop_gradient` applies
       to; both by default.
+    grad_scale: what the action losses' gradient is multiplied by where it
+      enters the representations of `stop_gradient_at`: 1 propagates it (the
+      paper's "propagate"), 0 stops it (as `stop_gradient=True`), values in
+      between trace the curve between the two columns of Table 2. The
+      forward pass is unchanged.
     flow: keyword arguments of `rep_flow.RepresentationFlow`.
     flow_of_flow: None, or the `features` and second-layer keyword arguments
       of a `rep_flow.FlowOfFlow` that then replaces the single flow layer
@@ -58,6 +84,7 @@ class AIRStreams(nn.Module):
   merge_after: int = 3
   stop_gradient: bool = False
   stop_gradient_at: Sequence[str] = ('flow', 'semantic')
+  grad_scale: float = 1.0
   flow: Optional[Mapping[str, Any]] = None
   flow_of_flow: Optional[Mapping[str, Any]] = None
   seg_widths: Sequence[int] = (64, 128, 256, 512)
@@ -66,12 +93,19 @@ class AIRStreams(nn.Module):
   dropout_rate: float = 0.5
   dtype: Any = jnp.float32
 
+  def gradient_cut(self, representation: str) -> bool:
+    """Whether the action losses do not reach this representation's net."""
+    return representation in self.stop_gradient_at and (
+        self.stop_gradient or self.grad_scale == 0.0)
+
   def _stream_inputs(self, x: jnp.ndarray, train: bool,
                      outputs: Dict[str, jnp.ndarray]) -> Dict[str, jnp.ndarray]:
     """Computes each stream's input representation from the RGB clip."""
     def maybe_stop(representation, value):
-      if self.stop_gradient and representation in self.stop_gradient_at:
+      if self.gradient_cut(representation):
         return jax.lax.stop_gradient(value)
+      if representation in self.stop_gradient_at and self.grad_scale != 1.0:
+        return scale_gradient(value, self.grad_scale)
       return value
 
     inputs = {}
@@ -172,6 +206,7 @@ def build_model(model_config, *, num_classes: int,
       merge_after=model_config.merge_after,
       stop_gradient=model_config.stop_gradient,
       stop_gradient_at=tuple(model_config.stop_gradient_at),
+      grad_scale=model_config.get('grad_scale', 1.0),
       flow=dict(model_config.flow),
       flow_of_flow=_flow_of_flow_kwargs(model_config),
       seg_widths=tuple(model_config.seg.widths),

@@ -3,8 +3,9 @@
 import flax
 import optax
 
-# Parameters of the representation-flow layer (a top-level module name).
+# Parameters of the representation nets (top-level module names).
 FLOW_PARAMS = 'flow_layer'
+SEG_PARAMS = 'segmentation_net'
 SCHEDULES = ('cosine', 'constant', 'step')
 
 
@@ -33,19 +34,24 @@ def make_schedule(opt_config, num_train_steps: int) -> optax.Schedule:
       [optax.linear_schedule(0.0, lr, warmup), after], [warmup])
 
 
-def _is_flow_param(params):
-  flat = flax.traverse_util.flatten_dict(params)
-  return flax.traverse_util.unflatten_dict(
-      {path: path[0] == FLOW_PARAMS for path in flat})
+def _module_mask(module: str):
+  """An optax mask: True for the parameters of one top-level module."""
+  def mask(params):
+    flat = flax.traverse_util.flatten_dict(params)
+    return flax.traverse_util.unflatten_dict(
+        {path: path[0] == module for path in flat})
+  return mask
 
 
 def make_optimizer(opt_config, num_train_steps: int
                    ) -> optax.GradientTransformation:
-  """Optional clipping, AdamW or SGD, and the flow layer's rate multiplier.
+  """Optional clipping, AdamW or SGD, and the representation nets' rate
+  multipliers.
 
   The representation-flow parameters are few, shared by every pixel and
   sensitive (the rep-flow authors train them at 0.01x the base rate):
-  `flow_lr_multiplier` scales their updates.
+  `flow_lr_multiplier` scales their updates; `seg_lr_multiplier` does the
+  same for the segmentation net.
   """
   schedule = make_schedule(opt_config, num_train_steps)
   if opt_config.name == 'adamw':
@@ -60,7 +66,13 @@ def make_optimizer(opt_config, num_train_steps: int
   if opt_config.grad_clip_norm > 0:
     parts.append(optax.clip_by_global_norm(opt_config.grad_clip_norm))
   parts.append(opt)
-  if opt_config.flow_lr_multiplier != 1.0:
-    parts.append(optax.masked(optax.scale(opt_config.flow_lr_multiplier),
-                              _is_flow_param))
+  for module, multiplier in (
+      (FLOW_PARAMS, opt_config.flow_lr_multiplier),
+      (SEG_PARAMS, opt_config.get('seg_lr_multiplier', 1.0))):
+    if multiplier < 0:
+      raise ValueError(f'optimizer: a learning-rate multiplier of {module} '
+                       f'is {multiplier}; use a value >= 0.')
+    if multiplier != 1.0:
+      parts.append(optax.masked(optax.scale(multiplier),
+                                _module_mask(module)))
   return optax.chain(*parts)

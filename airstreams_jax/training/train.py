@@ -86,6 +86,11 @@ def validate_config(config, mesh: jax.sharding.Mesh) -> None:
     raise errors.ConfigError(
         f'config.model.streams={tuple(config.model.streams)} must be a '
         f'non-empty subset of {airstreams.STREAMS}.')
+  grad_scale = config.model.get('grad_scale', 1.0)
+  if not 0.0 <= grad_scale <= 1e6:
+    raise errors.ConfigError(
+        f'config.model.grad_scale={grad_scale} must be >= 0 (1 propagates '
+        'the action gradients into the representations, 0 stops them).')
   unknown = sorted(set(config.model.stop_gradient_at) - {'flow', 'semantic'})
   if unknown:
     raise errors.ConfigError(
