@@ -8,11 +8,13 @@ import sys
 
 import jax
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
 
 from airstreams_jax import errors
 from airstreams_jax import mesh as mesh_lib
+from airstreams_jax.evolution import figure
 from airstreams_jax.evolution import proxies
 from airstreams_jax.evolution import search as search_lib
 from airstreams_jax.training import losses
@@ -299,6 +301,32 @@ def _events_tags(workdir):
           for v in event.summary.value}
 
 
+def test_figure_bars_are_as_tall_as_the_weights():
+  """Every term's colour covers exactly its bars (BAR_WIDTH x weight x
+  PLOT_HEIGHT, summed over the top 5) plus its legend swatch."""
+  rng = np.random.default_rng(0)
+  top = [(i, 0.9 - 0.1 * i, tuple(rng.uniform(0, 1, len(NAMES))))
+         for i in range(5)]
+  fitness = [0.5, None, 0.7, 0.6, float('nan'), 0.9, 0.8, 0.85]
+  image = np.asarray(figure.draw(top, fitness, NAMES))
+  assert image.shape == (figure.HEIGHT, figure.WIDTH, 3)
+  for t, colour in enumerate(figure.TERM_COLOURS):
+    covered = int(np.all(image == colour, axis=-1).sum())
+    expected = sum(figure.BAR_WIDTH * int(round(w[t] * figure.PLOT_HEIGHT))
+                   for _, _, w in top) + figure.SWATCH ** 2
+    assert covered == expected, (NAMES[t], covered, expected)
+  # The fittest weighting's first bar stands where bar_left says, as tall as
+  # its weight.
+  left = figure.bar_left(0, 0, len(NAMES))
+  column = np.all(image[figure.PLOT_TOP:, left] == figure.TERM_COLOURS[0],
+                  axis=-1)
+  assert column.sum() == int(round(top[0][2][0] * figure.PLOT_HEIGHT))
+  # The fitness panel is drawn (dots and the best-so-far line).
+  panel = image[figure.PLOT_TOP:figure.PLOT_TOP + figure.PLOT_HEIGHT,
+                figure.FIT_LEFT + 2:figure.FIT_RIGHT]
+  assert (panel < 200).any()
+
+
 def test_evolve_writes_weights_that_training_accepts(tmp_path, smoke_config,
                                                      search_config,
                                                      proxy_trainer):
@@ -323,6 +351,8 @@ def test_evolve_writes_weights_that_training_accepts(tmp_path, smoke_config,
     assert json.load(f) == best.weights_dict(NAMES)
   assert {'evolution/fitness', 'evolution/best_fitness',
           'evolution/top5_weights'} <= _events_tags(workdir)
+  with Image.open(os.path.join(workdir, figure.FIGURE_FILE)) as png:
+    assert png.size == (figure.WIDTH, figure.HEIGHT)
 
   # The file is a valid config.loss_weights_file for training.
   config = smoke_config.copy_and_resolve_references()

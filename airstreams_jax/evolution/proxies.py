@@ -25,6 +25,8 @@ Writes to the workdir:
   best_weights.json        the fittest weighting, in the format of
                            `config.loss_weights_file`.
   top5_weights.json        the five fittest (the paper's Figure 5).
+  evolution_figure.png     Figure 5: the top-5 weightings' bars and the
+                           fitness of every evaluation (figure.py).
   evolution_proxy.json     what defines the proxy training; a resumed
                            search with a different one is refused.
   events.out.tfevents.*    fitness and best fitness per evaluation, and the
@@ -47,6 +49,7 @@ from tensorflow.io import gfile
 from airstreams_jax import errors
 from airstreams_jax import evaluate as eval_lib
 from airstreams_jax.data import pipeline
+from airstreams_jax.evolution import figure
 from airstreams_jax.evolution import search as search_lib
 from airstreams_jax.training import losses
 from airstreams_jax.training import train
@@ -66,10 +69,9 @@ _NOT_PROXY = ('evolution', 'loss_weights', 'loss_weights_file',
 _NOT_PROXY_DATASET = ('data_dir', 'manual_dir', 'build_workers')
 TOP_FILE = 'top5_weights.json'
 TOP_K = 5
-# One colour per loss term in `losses.LOSS_NAMES` order (rgb, flow, semantic,
-# merged, interm): the bars of the top-5 image.
-TERM_COLOURS = np.array([(214, 39, 40), (31, 119, 180), (44, 160, 44),
-                         (255, 127, 14), (148, 103, 189)], np.uint8)
+# One colour per loss term in `losses.LOSS_NAMES` order: the bars of the
+# top-5 image, as in the PNG figure.
+TERM_COLOURS = np.array(figure.TERM_COLOURS, np.uint8)
 
 
 def settings_from_config(config) -> search_lib.Settings:
@@ -286,13 +288,24 @@ class _Outputs:
   """The history file, best and top-5 files and TensorBoard, kept current
   after every group (process 0 writes; the others only log)."""
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, metric: str):
     self.workdir = workdir
+    self.metric = metric
     self.writer = metric_writers.create_default_writer(
         workdir, just_logging=jax.process_index() > 0)
 
   def path(self, name: str) -> str:
     return os.path.join(self.workdir, name)
+
+  def _write_figure(self, search: search_lib.Search) -> None:
+    """The paper's Figure 5 (figure.py), replaced whole."""
+    png = figure.png_bytes(
+        [(c.id, c.fitness, c.weights) for c in search.top(TOP_K)],
+        [c.fitness for c in search.history], losses.LOSS_NAMES, self.metric)
+    temporary = self.path(figure.FIGURE_FILE + '.tmp')
+    with gfile.GFile(temporary, 'wb') as f:
+      f.write(png)
+    gfile.rename(temporary, self.path(figure.FIGURE_FILE), overwrite=True)
 
   def __call__(self, search: search_lib.Search,
                group: Sequence[search_lib.Candidate]) -> None:
@@ -308,6 +321,7 @@ class _Outputs:
       best = search.best()
       _write_json(self.path(BEST_FILE), best.weights_dict(losses.LOSS_NAMES))
       _write_json(self.path(TOP_FILE), _top_records(search.top(TOP_K)))
+      self._write_figure(search)
     new_ids = {c.id for c in group}
     best_so_far = -np.inf
     for candidate in history:
@@ -418,7 +432,7 @@ def evolve(config, workdir: str,
   if jax.process_index() == 0:
     with gfile.GFile(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  outputs = _Outputs(workdir)
+  outputs = _Outputs(workdir, fitness_metric(config))
   if search.done:  # Nothing to train: only rewrite the result files.
     outputs(search, [])
   else:
