@@ -88,28 +88,29 @@ def test_rgb_only_inference_equals_training_merged_and_is_cheaper():
           0.9 * full.cost_analysis()['flops'])
 
 
+def _action_loss_grads(model, variables):
+  """Parameter gradients of the action losses alone (λ_interm = 0: the
+  segmentation loss would reach the DRN anyway)."""
+  weights = jnp.asarray([1.0, 1.0, 1.0, 1.0, 0.0])
+  batch = {'label': jnp.asarray([1, 3]),
+           'masks': jnp.zeros(VIDEO_SHAPE[:4], jnp.uint8)}
+
+  def loss_fn(p):
+    out, _ = model.apply({'params': p,
+                          'batch_stats': variables['batch_stats']},
+                         _video(2), train=True, mutable=['batch_stats'],
+                         rngs={'dropout': jax.random.PRNGKey(1)})
+    return losses.total_loss(out, batch, weights, multi_label=False)[0]
+  return jax.jit(jax.grad(loss_fn))(variables['params'])
+
+
 @pytest.mark.parametrize('stop_gradient,stop_at', [
     (False, ('flow', 'semantic')), (True, ('flow', 'semantic')),
     (True, ('flow',))])
 def test_action_gradients_reach_flow_and_segmentation_unless_stopped(
     stop_gradient, stop_at):
   model, variables = _variables(stop_gradient, stop_at)
-  # Action losses only: the segmentation loss would reach the DRN anyway.
-  weights = jnp.asarray([1.0, 1.0, 1.0, 1.0, 0.0])
-  batch = {'label': jnp.asarray([1, 3]),
-           'masks': jnp.zeros(VIDEO_SHAPE[:4], jnp.uint8)}
-
-  @jax.jit
-  def grads(params):
-    def loss_fn(p):
-      out, _ = model.apply({'params': p,
-                            'batch_stats': variables['batch_stats']},
-                           _video(2), train=True, mutable=['batch_stats'],
-                           rngs={'dropout': jax.random.PRNGKey(1)})
-      return losses.total_loss(out, batch, weights, multi_label=False)[0]
-    return jax.grad(loss_fn)(params)
-
-  g = grads(variables['params'])
+  g = _action_loss_grads(model, variables)
   for part, name in (('flow_layer', 'flow'), ('segmentation_net', 'semantic')):
     norm = sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(g[part]))
     if stop_gradient and name in stop_at:
@@ -135,20 +136,10 @@ def test_scale_gradient_is_identity_forward_and_scales_backward():
 def test_grad_scale_scales_what_the_action_losses_send_to_the_representations():
   """grad_scale=s: the flow layer's and segmentation net's gradients from the
   action losses are s times those of propagation; s=0 stops them."""
-  weights = jnp.asarray([1.0, 1.0, 1.0, 1.0, 0.0])  # No segmentation loss.
-  batch = {'label': jnp.asarray([1, 3]),
-           'masks': jnp.zeros(VIDEO_SHAPE[:4], jnp.uint8)}
   _, variables = _variables()
 
   def grads(**overrides):
-    model = _model(**overrides)
-    def loss_fn(p):
-      out, _ = model.apply({'params': p,
-                            'batch_stats': variables['batch_stats']},
-                           _video(2), train=True, mutable=['batch_stats'],
-                           rngs={'dropout': jax.random.PRNGKey(1)})
-      return losses.total_loss(out, batch, weights, multi_label=False)[0]
-    return jax.jit(jax.grad(loss_fn))(variables['params'])
+    return _action_loss_grads(_model(**overrides), variables)
 
   # (stop_gradient=True gives zeros here: the test above.)
   full, quarter, zero = (grads(), grads(grad_scale=0.25),
