@@ -1,5 +1,8 @@
 """Input pipeline: aligned augmentation, padded eval, per-process shares."""
 
+import os
+import threading
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -73,6 +76,24 @@ def test_eval_clip_is_centred_and_deterministic():
                              antialias=False)
   from_frames = np.rint(a['video'].numpy()[0, ..., 0] / LEVEL)
   assert np.mean(from_frames == np.rint(expected.numpy()[..., 0] / LEVEL)) > .9
+
+
+def test_separate_runs_take_turns_to_build_a_dataset(tmp_path):
+  """A run that needs a dataset another run is building waits for it (the
+  parallel units of a sweep), then finds it built."""
+  builder = builders.make_builder(_dataset_config(data_dir=str(tmp_path)))
+  done = threading.Event()
+  def prepare():
+    builders.prepare(builder)
+    done.set()
+  with builders.build_lock(builder.data_dir):  # The other run's build.
+    thread = threading.Thread(target=prepare, daemon=True)
+    thread.start()
+    assert not done.wait(timeout=3.0)
+    assert not os.path.exists(builder.data_dir)
+  assert done.wait(timeout=300)
+  assert builder.info.splits['train'].num_examples > 0
+  assert os.path.exists(builder.data_dir + '.lock')
 
 
 @pytest.fixture(scope='module')

@@ -1,6 +1,8 @@
 """From `config.dataset` to a prepared tfds builder and its metadata."""
 
+import contextlib
 import dataclasses
+import fcntl
 import os
 from typing import Any, Dict, Tuple
 
@@ -149,16 +151,37 @@ def make_video_builder(builder_cls, dataset_config, **config_options):
   return builder
 
 
+@contextlib.contextmanager
+def build_lock(data_dir: str):
+  """Serialises the builds of one dataset version by separate runs (e.g.
+  the parallel units of a sweep that all need a dataset not yet built): an
+  exclusive lock on `<data_dir>.lock`. Local paths only; on a bucket the
+  runs of a sweep should share a prebuilt dataset (`tfds build`).
+  """
+  if '://' in data_dir:
+    yield
+    return
+  os.makedirs(os.path.dirname(data_dir), exist_ok=True)
+  with open(data_dir + '.lock', 'a') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def prepare(builder) -> None:
   """Builds the dataset on first use (a no-op once it exists).
 
   On a multi-process run, process 0 builds while the others wait, so that no
-  two processes write the same files.
+  two processes write the same files; separate runs on one machine take
+  turns (`build_lock`).
   """
   if jax.process_index() == 0:
     logging.info('Preparing %s in %s', builder.info.full_name,
                  builder.data_dir)
-    builder.download_and_prepare()
+    with build_lock(builder.data_dir):
+      builder.download_and_prepare()
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(f'prepared {builder.info.full_name}')
     builder.download_and_prepare()  # Now only reads the finished dataset.
