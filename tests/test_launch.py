@@ -1,5 +1,6 @@
 """Sweep files and the local launcher (airstreams_jax/launch)."""
 
+import glob
 import io
 import json
 import os
@@ -15,6 +16,7 @@ from airstreams_jax import errors
 from airstreams_jax.launch import local
 from airstreams_jax.launch import record as record_lib
 from airstreams_jax.launch import sweep
+from experiments import ablations
 
 SMOKE = 'configs/synthetic.py:smoke'
 
@@ -233,3 +235,72 @@ def test_sigterm_stops_children_and_a_rerun_resumes(tmp_path, data_dir):
     log = f.read()
   assert 'Resumed from the checkpoint of step' in log
   assert 'Sweep: 1 of 1 units done' in proc.stdout
+
+
+@pytest.mark.parametrize('sweep_file', sorted(
+    glob.glob('experiments/sweeps/*.py')))
+def test_shipped_sweep_files_expand_and_check(sweep_file):
+  units = sweep.load(f'{sweep_file}:seeds=2,steps=10')
+  assert len(units) >= 2
+  assert all(u.overrides.get('num_train_steps') == 10 for u in units
+             if u.mode == 'train_and_eval')
+
+
+def test_ablation_sweep_units_and_dependencies():
+  units = sweep.load('experiments/sweeps/ablations.py:'
+                     'dataset_config=configs/synthetic.py:smoke,seeds=2')
+  names = [u.name for u in units]
+  assert len(units) == 1 + 2 * 10
+  assert names[0] == 'evolve' and units[0].mode == 'evolve'
+  by_name = {u.name: u for u in units}
+  assert by_name['evolved_s1'].dependencies() == ['evolve']
+  assert by_name['sem_stop_s0'].overrides['model.streams'] == (
+      'rgb', 'semantic')
+  assert by_name['sem_stop_s0'].overrides['model.stop_gradient'] is True
+  assert by_name['merged_only_s1'].overrides['loss_weights'] == {
+      'rgb': 0.0, 'flow': 0.0, 'semantic': 0.0, 'merged': 1.0,
+      'interm': 0.0}
+  assert by_name['rgb_s1'].overrides['seed'] == 1
+
+
+def _entry(name, status='done', mode='train_and_eval', **metrics):
+  return dict(name=name, status=status, mode=mode, metrics=metrics)
+
+
+def test_tables_mean_std_and_formatting():
+  assert ablations.mean_std([0.5]) == (0.5, 0.0)
+  mean, std = ablations.mean_std([0.80, 0.90, 0.85])
+  assert mean == pytest.approx(0.85)
+  assert std == pytest.approx(0.05)  # Sample standard deviation (n - 1).
+  assert ablations.format_cell([0.80, 0.90, 0.85]) == '85.0 ± 5.0 (3)'
+  assert ablations.format_cell([]) == '—'
+
+  record = {'units': [
+      _entry('rgb_s0', top1=0.20, num_examples=256),
+      _entry('rgb_s1', top1=0.30, num_examples=256),
+      _entry('all_propagate_s0', top1=0.90, num_examples=256,
+             representations={'seg_miou': 0.6, 'truth_seg_miou': 0.55,
+                              'truth_teacher_miou': 1.0,
+                              'flow_direction_accuracy': 0.8}),
+      _entry('all_stop_s0', top1=0.70, num_examples=256),
+      _entry('all_stop_s1', status='failed'),
+      _entry('evolved_s0', status='blocked'),
+      _entry('evolve', mode='evolve', best_weights={
+          'rgb': 0.1, 'flow': 0.2, 'semantic': 0.3, 'merged': 0.4,
+          'interm': 0.5}),
+  ]}
+  text = ablations.tables_markdown(record, title='Test')
+  lines = text.splitlines()
+  assert lines[0] == '# Test'
+  assert 'on 256 test videos' in text
+  assert 'Units: 5 of 7 done, 1 failed, 1 blocked.' in text
+  assert '| RGB | 25.0 ± 7.1 (2) | 41.72 |' in lines
+  assert '| RGB + semantics + flow | 90.0 ± 0.0 (1) | 50.02 |' in lines
+  assert ('| RGB + semantics + flow | 70.0 ± 0.0 (1) | 47.76 | '
+          '90.0 ± 0.0 (1) | 50.02 |') in lines
+  assert '| RGB + semantics | — | 43.57 | — | 46.32 |' in lines
+  assert '| evolved weights | — | 50.53 |' in lines
+  assert ('Evolved weights (evolve): rgb 0.100, flow 0.200, semantic 0.300, '
+          'merged 0.400, interm 0.500.') in lines
+  assert ('| all_propagate | 60.0 ± 0.0 (1) | 55.0 ± 0.0 (1) | '
+          '100.0 ± 0.0 (1) | 80.0 ± 0.0 (1) |') in lines
