@@ -20,6 +20,7 @@ With a user's HMDB51 and GPUs:
       --seeds=3 --root=workdirs/hmdb51_tables
 """
 
+import dataclasses
 import math
 import os
 import sys
@@ -58,6 +59,9 @@ _DATASET_CONFIG = flags.DEFINE_string(
 _SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per setting.')
 _ROOT = flags.DEFINE_string('root', None, 'The sweep\'s directory.')
 _PARALLEL = flags.DEFINE_integer('parallel', 1, 'Units running at once.')
+_GPUS_PER_UNIT = flags.DEFINE_integer(
+    'gpus_per_unit', 0, 'GPUs per running unit (CUDA_VISIBLE_DEVICES); 0 = '
+    'all visible.')
 _STEPS = flags.DEFINE_integer(
     'steps', 0, 'num_train_steps of each training; 0 = the config\'s.')
 _EVALUATIONS = flags.DEFINE_integer(
@@ -234,8 +238,11 @@ def main(argv):
     sys.exit(f'error: {e}')
   started = time.time()
   try:
+    resources = dataclasses.replace(
+        local.default_resources(_PARALLEL.value),
+        gpus_per_unit=_GPUS_PER_UNIT.value)
     record = local.run(units, root, sweep=f'{SWEEP_FILE}:{arg}',
-                       parallel=_PARALLEL.value)
+                       parallel=_PARALLEL.value, resources=resources)
   except ValueError as e:
     sys.exit(f'error: {e}')
   except KeyboardInterrupt as e:
