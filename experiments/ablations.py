@@ -87,10 +87,13 @@ def mean_std(values: Sequence[float]) -> Tuple[float, float]:
 
 def format_cell(values: Sequence[float], scale: float = 100.0,
                 digits: int = 1) -> str:
-  """'81.2 ± 1.4 (3)': mean ± std over seeds, as a percentage; '—' if none."""
+  """'81.2 ± 1.4 (3)': mean ± sample std over seeds, as a percentage;
+  '81.2 (1)' for one seed (no spread to show); '—' if none."""
   if not values:
     return '—'
   mean, std = mean_std([v * scale for v in values])
+  if len(values) == 1:
+    return f'{mean:.{digits}f} (1)'
   return f'{mean:.{digits}f} ± {std:.{digits}f} ({len(values)})'
 
 
@@ -209,6 +212,7 @@ def write_tables(root: str, record: Dict[str, Any], title: str = '') -> str:
 
 
 def sweep_arg() -> str:
+  """This run as the sweep file's argument (for the record)."""
   parts = [f'dataset_config={_DATASET_CONFIG.value}',
            f'seeds={_SEEDS.value}', f'steps={_STEPS.value}',
            f'evaluations={_EVALUATIONS.value}',
@@ -233,7 +237,10 @@ def main(argv):
     return
   arg = sweep_arg()
   try:
-    units = sweep_lib.check(ablation_sweep.get_sweep(arg))
+    units = sweep_lib.check(ablation_sweep.units(
+        _DATASET_CONFIG.value, seeds=_SEEDS.value, steps=_STEPS.value,
+        evaluations=_EVALUATIONS.value, proxy_steps=_PROXY_STEPS.value,
+        data_dir=_DATA_DIR.value))
   except (errors.ConfigError, ValueError) as e:
     sys.exit(f'error: {e}')
   started = time.time()

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 
 from airstreams_jax import errors
@@ -93,12 +94,91 @@ def test_command_flags_parse_back_to_the_overridden_config(tmp_path):
     ([sweep.Unit(SMOKE, name='a', mode='train')], "mode='train'"),
     ([sweep.Unit('configs/nope.py', name='a')], "unit 'a': config file"),
     ([], 'the sweep has no units'),
+    ([sweep.Unit(SMOKE, {'dataset.teacher_options.arch': None}, name='n')],
+     "unit 'n': dataset.teacher_options.arch: None cannot be passed"),
+    ([sweep.Unit(SMOKE, {'seed': True}, name='b')],
+     "unit 'b': seed: True is a bool; the config holds a int"),
+    ([sweep.Unit(SMOKE, {'dataset.teacher_options.input_range':
+                         (float('nan'), 1.0)}, name='t')],
+     'does not survive the command line'),
+    ([sweep.Unit(SMOKE, {'loss_weights': {}}, name='e')],
+     "unit 'e': loss_weights: an empty dict overrides nothing"),
+    ([sweep.Unit(SMOKE, name='experiment.json')], 'a name must'),
+    ([sweep.Unit(SMOKE, name='x' * 121)], 'at most 120 characters'),
 ])
 def test_check_names_the_unit_and_the_problem(units, message):
   with pytest.raises(errors.ConfigError, match=None) as caught:
     sweep.check(units)
   assert message in str(caught.value)
   assert '\n' not in str(caught.value)
+
+
+def test_numpy_values_and_nested_workdir_references():
+  units = sweep.check([
+      sweep.Unit(SMOKE, {'optimizer.learning_rate': np.float64(0.25),
+                         'model.seg.widths': (np.int64(8), 8, 8, 8),
+                         'dataset': {'data_dir': '{workdir:prep}/tfds'}},
+                 name='train'),
+      sweep.Unit(SMOKE, name='prep')])
+  train_unit = [u for u in units if u.name == 'train'][0]
+  assert train_unit.dependencies() == ['prep']
+  assert [u.name for u in units] == ['prep', 'train']
+  argv = sweep.command(train_unit, '/r')
+  assert '--config.optimizer.learning_rate=0.25' in argv
+  assert '--config.model.seg.widths=(8, 8, 8, 8)' in argv
+  assert '--config.dataset.data_dir=/r/prep/tfds' in argv
+
+
+def test_record_rerun_rules(tmp_path):
+  """Settings, not command text, decide whether a unit is the same run."""
+  root = str(tmp_path)
+  unit = sweep.Unit(SMOKE, {'seed': 1, 'loss_weights.rgb': 0.5}, name='u')
+  record = record_lib.merge(None, [unit], root, 'test')
+  record['units'][0].update(status='done', attempts=1)
+  os.makedirs(os.path.join(root, 'u'))
+  # Same settings, other override order and root spelling: the same run.
+  same = sweep.Unit(SMOKE, {'loss_weights.rgb': 0.5, 'seed': 1}, name='u')
+  again = record_lib.merge(record, [same], root + '/.', 'test')
+  assert again['units'][0]['status'] == 'done'
+  # Other settings with the old workdir present: refused, with the way out.
+  other = sweep.Unit(SMOKE, {'seed': 2}, name='u')
+  with pytest.raises(ValueError, match='ran before with other settings.*'
+                     'delete .*/u to run it'):
+    record_lib.merge(record, [other], root, 'test')
+  # ... which works: without the workdir the unit starts afresh.
+  os.rmdir(os.path.join(root, 'u'))
+  fresh = record_lib.merge(record, [other], root, 'test')
+  assert fresh['units'][0]['status'] == 'pending'
+  # A done unit whose workdir was deleted runs again; units left out of the
+  # sweep are kept under 'dropped'.
+  rerun = record_lib.merge(record, [unit, sweep.Unit(SMOKE, name='v')],
+                           root, 'test')
+  assert [e['status'] for e in rerun['units']] == ['pending', 'pending']
+  record['units'][0]['status'] = 'running'  # A launcher that died.
+  os.makedirs(os.path.join(root, 'u'))
+  shrunk = record_lib.merge(record, [sweep.Unit(SMOKE, name='v')], root, 't')
+  assert [e['name'] for e in shrunk['dropped']] == ['u']
+  regrown = record_lib.merge(shrunk, [unit], root, 't')
+  assert regrown['units'][0]['status'] == 'interrupted'
+  assert [e['name'] for e in regrown['dropped']] == ['v']
+
+
+def test_one_launcher_per_root(tmp_path):
+  root = str(tmp_path)
+  with local._only_launcher(root):  # pylint: disable=protected-access
+    with pytest.raises(ValueError, match='another launcher is running'):
+      local.run([sweep.Unit(SMOKE, name='u')], root, out=io.StringIO())
+
+
+def test_gpu_slots_share_the_visible_gpus(monkeypatch):
+  monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '2,3,5,7')
+  resources = local.Resources(gpus_per_unit=2)
+  assert resources.environment(0)['CUDA_VISIBLE_DEVICES'] == '2,3'
+  assert resources.environment(1)['CUDA_VISIBLE_DEVICES'] == '5,7'
+  resources.check(2)
+  with pytest.raises(ValueError, match='need 6 GPUs; CUDA_VISIBLE_DEVICES '
+                     'has 4'):
+    resources.check(3)
 
 
 def test_dependency_order_puts_dependencies_first():
@@ -190,7 +270,7 @@ def test_local_sweep_order_failures_and_rerun(tmp_path, data_dir):
   # A done unit whose command changed is refused, not silently resumed.
   changed = [sweep.Unit(SMOKE, {'dataset.data_dir': data_dir, 'seed': 5},
                         name='first')]
-  with pytest.raises(ValueError, match="unit 'first' finished with another"):
+  with pytest.raises(ValueError, match="unit 'first' ran before with other"):
     local.run(sweep.check(changed), root, out=io.StringIO())
 
 
@@ -203,8 +283,8 @@ def test_sigterm_stops_children_and_a_rerun_resumes(tmp_path, data_dir):
       from airstreams_jax.launch import sweep
       def get_sweep(arg=None):
         return [sweep.Unit({SMOKE!r}, {{
-            'dataset.data_dir': {data_dir!r}, 'num_train_steps': 16,
-            'checkpoint_every_steps': 4, 'eval_every_steps': 16}},
+            'dataset.data_dir': {data_dir!r}, 'num_train_steps': 60,
+            'checkpoint_every_steps': 4, 'eval_every_steps': 60}},
             name='long')]
       """))
   command = [sys.executable, '-m', 'airstreams_jax.launch',
@@ -230,15 +310,19 @@ def test_sigterm_stops_children_and_a_rerun_resumes(tmp_path, data_dir):
   assert proc.returncode == 0, proc.stdout + proc.stderr
   entry = record_lib.read(root)['units'][0]
   assert entry['status'] == 'done' and entry['attempts'] == 2
-  assert entry['metrics']['step'] == 16
+  assert entry['metrics']['step'] == 60
   with open(root / 'long' / record_lib.LOG_FILE) as f:
     log = f.read()
   assert 'Resumed from the checkpoint of step' in log
   assert 'Sweep: 1 of 1 units done' in proc.stdout
 
 
+_REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 @pytest.mark.parametrize('sweep_file', sorted(
-    glob.glob('experiments/sweeps/*.py')))
+    os.path.relpath(p, _REPOSITORY) for p in
+    glob.glob(os.path.join(_REPOSITORY, 'experiments', 'sweeps', '*.py'))))
 def test_shipped_sweep_files_expand_and_check(sweep_file):
   units = sweep.load(f'{sweep_file}:seeds=2,steps=10')
   assert len(units) >= 2
@@ -261,6 +345,12 @@ def test_ablation_sweep_units_and_dependencies():
       'rgb': 0.0, 'flow': 0.0, 'semantic': 0.0, 'merged': 1.0,
       'interm': 0.0}
   assert by_name['rgb_s1'].overrides['seed'] == 1
+  # Table 3 and the evolution use the full model whatever the config's
+  # own arguments chose.
+  for name in ('evolve', 'merged_only_s0', 'uniform_s1', 'evolved_s0'):
+    assert by_name[name].overrides['model.streams'] == (
+        'rgb', 'flow', 'semantic')
+    assert by_name[name].overrides['model.stop_gradient'] is False
 
 
 def _entry(name, status='done', mode='train_and_eval', **metrics):
@@ -273,6 +363,7 @@ def test_tables_mean_std_and_formatting():
   assert mean == pytest.approx(0.85)
   assert std == pytest.approx(0.05)  # Sample standard deviation (n - 1).
   assert ablations.format_cell([0.80, 0.90, 0.85]) == '85.0 ± 5.0 (3)'
+  assert ablations.format_cell([0.5]) == '50.0 (1)'
   assert ablations.format_cell([]) == '—'
 
   record = {'units': [
@@ -295,12 +386,59 @@ def test_tables_mean_std_and_formatting():
   assert 'on 256 test videos' in text
   assert 'Units: 5 of 7 done, 1 failed, 1 blocked.' in text
   assert '| RGB | 25.0 ± 7.1 (2) | 41.72 |' in lines
-  assert '| RGB + semantics + flow | 90.0 ± 0.0 (1) | 50.02 |' in lines
-  assert ('| RGB + semantics + flow | 70.0 ± 0.0 (1) | 47.76 | '
-          '90.0 ± 0.0 (1) | 50.02 |') in lines
+  assert '| RGB + semantics + flow | 90.0 (1) | 50.02 |' in lines
+  assert ('| RGB + semantics + flow | 70.0 (1) | 47.76 | '
+          '90.0 (1) | 50.02 |') in lines
   assert '| RGB + semantics | — | 43.57 | — | 46.32 |' in lines
   assert '| evolved weights | — | 50.53 |' in lines
   assert ('Evolved weights (evolve): rgb 0.100, flow 0.200, semantic 0.300, '
           'merged 0.400, interm 0.500.') in lines
-  assert ('| all_propagate | 60.0 ± 0.0 (1) | 55.0 ± 0.0 (1) | '
-          '100.0 ± 0.0 (1) | 80.0 ± 0.0 (1) |') in lines
+  assert ('| all_propagate | 60.0 (1) | 55.0 (1) | 100.0 (1) | '
+          '80.0 (1) |') in lines
+
+
+def _alive(pid):
+  try:
+    with open(f'/proc/{pid}/status') as f:
+      return 'zombie' not in f.read()
+  except FileNotFoundError:
+    return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'),
+                    reason='PR_SET_PDEATHSIG is Linux-only.')
+def test_children_die_with_a_killed_launcher(tmp_path):
+  """SIGKILL to the launcher (no chance to clean up): its running unit is
+  terminated by the kernel instead of training on, orphaned."""
+  root = tmp_path / 'sweep'
+  sweep_file = tmp_path / 'sleepy.py'
+  sweep_file.write_text(textwrap.dedent(f"""
+      from airstreams_jax.launch import sweep
+      def get_sweep(arg=None):
+        return [sweep.Unit({SMOKE!r}, {{'num_train_steps': 100000,
+            'dataset.data_dir': {str(tmp_path / 'tfds')!r}}}, name='long')]
+      """))
+  launcher = subprocess.Popen(
+      [sys.executable, '-m', 'airstreams_jax.launch',
+       f'--sweep={sweep_file}', f'--root={root}'],
+      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 120
+  pid = None
+  while pid is None:
+    assert time.time() < deadline and launcher.poll() is None
+    time.sleep(0.2)
+    record = record_lib.read(root) if (root / 'experiment.json').exists() \
+        else None
+    if record and record['units'][0]['status'] == 'running':
+      pid = record['units'][0]['pid']
+  assert _alive(pid)
+  launcher.kill()
+  launcher.wait()
+  deadline = time.time() + 60
+  try:
+    while _alive(pid):
+      assert time.time() < deadline, f'unit {pid} outlived its launcher'
+      time.sleep(0.2)
+  finally:
+    if _alive(pid):
+      os.killpg(pid, signal.SIGKILL)

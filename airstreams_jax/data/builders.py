@@ -182,9 +182,18 @@ def prepare(builder) -> None:
                  builder.data_dir)
     with build_lock(builder.data_dir):
       builder.download_and_prepare()
+      _read_info_if_built_elsewhere(builder)
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(f'prepared {builder.info.full_name}')
-    builder.download_and_prepare()  # Now only reads the finished dataset.
+    _read_info_if_built_elsewhere(builder)
+
+
+def _read_info_if_built_elsewhere(builder) -> None:
+  """tfds reads a dataset's info (splits, metadata) when the builder is
+  made; a builder made before another run or process finished building has
+  none, and download_and_prepare() then returns without reading it."""
+  if not builder.info.splits:
+    builder.info.read_from_directory(builder.data_dir)
 
 
 def dataset_meta(builder) -> DatasetMeta:

@@ -82,6 +82,12 @@ def main(argv):
   if _DRY_RUN.value:
     print_plan(units, _ROOT.value)
     return
+  if _LAUNCHER.value == 'xmanager' and (
+      _PARALLEL.value != 1 or _GPUS_PER_UNIT.value or _CPUS_PER_UNIT.value
+      or _CPU_DEVICES_PER_UNIT.value):
+    sys.exit('error: --parallel and the per-unit resource flags apply to the '
+             'local launcher; XManager runs every unit whose dependencies '
+             'are done at once, with the devices its executor gives it.')
   try:
     if _LAUNCHER.value == 'xmanager':
       from airstreams_jax.launch import xm_launcher  # pylint: disable=g-import-not-at-top

@@ -14,7 +14,10 @@ is reported with the tail of its log; the others go on, and the units that
 wait for it are marked blocked.
 """
 
+import contextlib
+import ctypes
 import dataclasses
+import fcntl
 import os
 import signal
 import subprocess
@@ -35,12 +38,26 @@ class Resources:
   gpus_per_unit: int = 0  # CUDA_VISIBLE_DEVICES per slot.
   cpu_devices_per_unit: int = 0  # Fake JAX CPU devices (XLA_FLAGS).
 
+  def check(self, parallel: int) -> None:
+    """Raises ValueError when the slots need more GPUs than are visible."""
+    visible = _visible_gpus()
+    if self.gpus_per_unit and visible is not None and (
+        parallel * self.gpus_per_unit > len(visible)):
+      raise ValueError(
+          f'{parallel} units x {self.gpus_per_unit} GPUs need '
+          f'{parallel * self.gpus_per_unit} GPUs; CUDA_VISIBLE_DEVICES has '
+          f'{len(visible)}: lower --parallel or --gpus_per_unit.')
+
   def environment(self, slot: int) -> Dict[str, str]:
     env = dict(os.environ)
     if self.gpus_per_unit:
+      # The slot's share of the GPUs this launcher may use.
+      visible = _visible_gpus()
       first = slot * self.gpus_per_unit
-      env['CUDA_VISIBLE_DEVICES'] = ','.join(
-          str(i) for i in range(first, first + self.gpus_per_unit))
+      ids = [str(i) for i in range(first, first + self.gpus_per_unit)]
+      if visible is not None:
+        ids = [visible[int(i)] for i in ids]
+      env['CUDA_VISIBLE_DEVICES'] = ','.join(ids)
     if self.cpu_devices_per_unit:
       flags = [f for f in env.get('XLA_FLAGS', '').split()
                if not f.startswith('--xla_force_host_platform_device_count')]
@@ -56,6 +73,11 @@ class Resources:
     first = slot * self.cpus_per_unit
     return [available[(first + i) % len(available)]
             for i in range(self.cpus_per_unit)]
+
+
+def _visible_gpus() -> Optional[List[str]]:
+  value = os.environ.get('CUDA_VISIBLE_DEVICES')
+  return None if value is None else [v for v in value.split(',') if v]
 
 
 def default_resources(parallel: int) -> Resources:
@@ -130,14 +152,14 @@ class _Progress:
 
 
 class _StopRequest:
-  """Turns SIGINT / SIGTERM into a flag the launch loop checks."""
+  """Turns SIGINT / SIGTERM / SIGHUP into a flag the launch loop checks."""
 
   def __init__(self):
     self.signal = None
     self._previous = {}
 
   def __enter__(self):
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
       self._previous[sig] = signal.signal(sig, self._handle)
     return self
 
@@ -158,23 +180,57 @@ class _Running:
   log: TextIO
 
 
-def _start(entry: Dict[str, Any], slot: int, resources: Resources
-           ) -> _Running:
+def _die_with_parent() -> Optional[Callable[[], None]]:
+  """A child set-up that makes the kernel SIGTERM the child when the
+  launcher dies (SIGKILL, OOM), so no training outlives its sweep (Linux)."""
+  if not sys.platform.startswith('linux'):
+    return None
+  prctl = ctypes.CDLL(None, use_errno=True).prctl  # Resolved before fork.
+  parent = os.getpid()
+  def set_up():
+    prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG.
+    if os.getppid() != parent:  # The launcher died before prctl.
+      os._exit(1)  # pylint: disable=protected-access
+  return set_up
+
+
+def _start(entry: Dict[str, Any], slot: int, resources: Resources,
+           set_up: Optional[Callable[[], None]]) -> _Running:
   os.makedirs(entry['workdir'], exist_ok=True)
   log = open(entry['log'], 'a')
   log.write(f"=== attempt {entry['attempts'] + 1}, "
             f"{time.strftime('%Y-%m-%d %H:%M:%S')}: "
             f"{' '.join(entry['command'])}\n")
   log.flush()
-  cores = resources.cores(slot)
   process = subprocess.Popen(
       entry['command'], stdout=log, stderr=subprocess.STDOUT,
       stdin=subprocess.DEVNULL, env=resources.environment(slot),
       # Own process group: Ctrl-C reaches the launcher only, which stops
       # the children itself and records them as interrupted.
-      start_new_session=True,
-      preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None)
+      start_new_session=True, preexec_fn=set_up)
+  cores = resources.cores(slot)
+  if cores:
+    # Set from here, not in the child before exec: the interpreter starts
+    # its thread pools after this, and they inherit the affinity.
+    os.sched_setaffinity(process.pid, cores)
   return _Running(process, slot, time.time(), log)
+
+
+@contextlib.contextmanager
+def _only_launcher(root: str):
+  """One launcher per sweep root: a second one would start the same units
+  again in the same workdirs."""
+  with open(os.path.join(root, 'launch.lock'), 'a') as lock:
+    try:
+      fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise ValueError(
+          f'another launcher is running the sweep in {root}; wait for it or '
+          'stop it (Ctrl-C / SIGTERM) first.') from None
+    try:
+      yield
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _stop_all(running: Dict[str, _Running], grace_s: float) -> None:
@@ -215,14 +271,24 @@ def run(units: Sequence[sweep_lib.Unit], root: str, *, sweep: str = '',
     on_change: called with the record after every change (tests).
 
   Raises:
-    ValueError: a done unit whose command changed (see `record.merge`).
-    KeyboardInterrupt: after Ctrl-C / SIGTERM, once the children stopped
-      and the record says which units were interrupted.
+    ValueError: a unit that ran with other settings (see `record.merge`),
+      another launcher running in `root`, or too few GPUs for the slots.
+    KeyboardInterrupt: after Ctrl-C / SIGTERM / SIGHUP, once the children
+      stopped and the record says which units were interrupted.
   """
   if parallel < 1:
     raise ValueError(f'parallel={parallel}; give at least 1.')
   resources = resources or default_resources(parallel)
+  resources.check(parallel)
   os.makedirs(root, exist_ok=True)
+  with _only_launcher(root):
+    return _run_locked(units, root, sweep, parallel, resources, grace_s,
+                       poll_s, out, on_change)
+
+
+def _run_locked(units, root, sweep, parallel, resources, grace_s, poll_s,
+                out, on_change) -> Dict[str, Any]:
+  """`run`, holding the root's launcher lock."""
   record = record_lib.merge(record_lib.read(root), units, root, sweep)
   entries = {e['name']: e for e in record['units']}
   todo = [e['name'] for e in record['units'] if e['status'] != 'done']
@@ -242,39 +308,33 @@ def run(units: Sequence[sweep_lib.Unit], root: str, *, sweep: str = '',
     progress.event(f'[sweep] {skipped} of {total} units already done; '
                    'skipping them.')
   running: Dict[str, _Running] = {}
+  set_up = _die_with_parent()
   with _StopRequest() as stop:
     try:
       while True:
+        # Children that ended are recorded first, so that a stop request
+        # never marks a finished unit as interrupted.
+        changed = _collect_finished(running, entries, progress)
         if stop.signal is not None:
           progress.event(f'[sweep] {signal.Signals(stop.signal).name}: '
                          f'stopping {len(running)} running unit(s).')
-          _stop_all(running, grace_s)
-          for name, job in running.items():
-            job.log.close()
-            entry = entries[name]
-            entry.update(status='interrupted',
-                         return_code=job.process.returncode,
-                         wall_time_s=entry['wall_time_s'] +
-                         time.time() - job.started)
-          running.clear()
-          save()
           raise KeyboardInterrupt(
               f'sweep stopped; rerun the same command to resume '
               f'({os.path.join(root, record_lib.RECORD_FILE)}).')
-        changed = _collect_finished(running, entries, progress)
         changed |= _block_dependents(todo, entries, progress)
         free = sorted(set(range(parallel)) - {j.slot for j in running.values()})
         for name in list(todo):
-          if not free:
+          if not free or stop.signal is not None:
             break
           entry = entries[name]
           if entry['status'] in ('done', 'failed', 'blocked') or (
               name in running):
             continue
           if all(entries[d]['status'] == 'done' for d in entry['after']):
-            running[name] = _start(entry, free.pop(0), resources)
+            running[name] = _start(entry, free.pop(0), resources, set_up)
             entry.update(status='running', attempts=entry['attempts'] + 1,
-                         started=time.time(), finished=None)
+                         started=time.time(), finished=None,
+                         pid=running[name].process.pid)
             todo.remove(name)
             changed = True
         if changed:
@@ -284,6 +344,14 @@ def run(units: Sequence[sweep_lib.Unit], root: str, *, sweep: str = '',
         if not running:
           break
         time.sleep(poll_s)
+    except BaseException:
+      # Ctrl-C, SIGTERM, SIGHUP or a launcher error: no child may outlive
+      # the launcher, and the record must say what happened to each.
+      if running:
+        _stop_all(running, grace_s)
+        _collect_finished(running, entries, progress, stopped=True)
+      save()
+      raise
     finally:
       progress.close()
   return record
@@ -291,7 +359,9 @@ def run(units: Sequence[sweep_lib.Unit], root: str, *, sweep: str = '',
 
 def _collect_finished(running: Dict[str, _Running],
                       entries: Dict[str, Dict[str, Any]],
-                      progress: _Progress) -> bool:
+                      progress: _Progress, stopped: bool = False) -> bool:
+  """Records the children that exited; with `stopped`, the launcher stopped
+  them and a non-zero exit means interrupted, not failed."""
   changed = False
   for name, job in list(running.items()):
     code = job.process.poll()
@@ -303,7 +373,9 @@ def _collect_finished(running: Dict[str, _Running],
     entry['return_code'] = code
     entry['finished'] = time.time()
     entry['wall_time_s'] += entry['finished'] - job.started
-    if code == 0:
+    if stopped and code != 0:
+      entry['status'] = 'interrupted'
+    elif code == 0:
       entry['status'] = 'done'
       entry['metrics'] = record_lib.final_metrics(entry['workdir'],
                                                   entry['mode'])

@@ -56,7 +56,8 @@ def new_entry(unit: sweep_lib.Unit, root: str) -> Dict[str, Any]:
       name=unit.name, config=unit.config, mode=unit.mode,
       overrides={k: (list(v) if isinstance(v, tuple) else v)
                  for k, v in sweep_lib.flatten(unit.overrides).items()},
-      after=unit.dependencies(), command=sweep_lib.command(unit, root),
+      after=unit.dependencies(), key=sweep_lib.unit_key(unit),
+      command=sweep_lib.command(unit, root),
       workdir=workdir, log=os.path.join(workdir, LOG_FILE),
       status='pending', return_code=None, attempts=0, wall_time_s=0.0,
       started=None, finished=None, metrics={})
@@ -64,50 +65,65 @@ def new_entry(unit: sweep_lib.Unit, root: str) -> Dict[str, Any]:
 
 def merge(previous: Optional[Dict[str, Any]], units: Sequence[sweep_lib.Unit],
           root: str, sweep: str) -> Dict[str, Any]:
-  """The record of this launch: previous entries kept where the unit is the
-  same, a unit left 'running' by a killed launcher marked interrupted.
+  """The record of this launch, continuing the previous one.
+
+  A unit keeps its previous status and history when its settings (config,
+  mode, overrides: `sweep.unit_key`) are unchanged; a unit left 'running'
+  by a launcher that died is marked interrupted; a done unit whose workdir
+  was deleted runs again. Units of the previous record that are not in this
+  sweep move to `dropped`, so their results are not lost.
 
   Raises:
-    ValueError: a finished unit whose command changed (its workdir holds a
-      run of another config; rerunning there would resume it).
+    ValueError: a unit that ran before with other settings while its
+      workdir still exists (rerunning there would resume the other run).
   """
   old = {e['name']: e for e in (previous or {}).get('units', [])}
+  dropped = {e['name']: e for e in (previous or {}).get('dropped', [])}
   entries: List[Dict[str, Any]] = []
   for unit in units:
     entry = new_entry(unit, root)
-    before = old.get(unit.name)
-    if before is not None:
-      if before['status'] == 'done' and before['command'] != entry['command']:
-        raise ValueError(
-            f'unit {unit.name!r} finished with another command '
-            f'({" ".join(before["command"][2:])}); delete '
-            f'{entry["workdir"]} to rerun it or give the unit a new name.')
+    before = old.pop(unit.name, None) or dropped.pop(unit.name, None)
+    workdir_exists = os.path.isdir(entry['workdir'])
+    if before is not None and before['attempts'] and workdir_exists and (
+        before.get('key', before['command']) != entry['key'] and
+        before['command'] != entry['command']):
+      raise ValueError(
+          f'unit {unit.name!r} ran before with other settings '
+          f'({" ".join(before["command"][3:])}); delete {entry["workdir"]} '
+          'to run it with these, or give the unit a new name.')
+    if before is not None and (workdir_exists or before['status'] != 'done'):
       for key in ('status', 'return_code', 'attempts', 'wall_time_s',
                   'started', 'finished', 'metrics'):
         entry[key] = before[key]
-      if entry['status'] in ('running', 'blocked'):
-        entry['status'] = 'interrupted' if entry['status'] == 'running' else (
-            'pending')
+      if entry['status'] == 'running':
+        entry['status'] = 'interrupted'
+      elif entry['status'] == 'blocked':
+        entry['status'] = 'pending'
     entries.append(entry)
   created = (previous or {}).get('created',
                                  time.strftime('%Y-%m-%dT%H:%M:%S%z'))
   return dict(sweep=sweep, root=os.path.abspath(root), created=created,
-              units=entries)
+              units=entries, dropped=[*old.values(), *dropped.values()])
+
+
+def _read_json(path: str) -> Optional[Any]:
+  """A result file's content; None if missing or unreadable (a unit killed
+  while writing it): the record then just lacks the metrics."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
 
 
 def final_metrics(workdir: str, mode: str) -> Dict[str, Any]:
   """What a finished unit measured, from the files it wrote."""
   if mode == 'evolve':
-    path = os.path.join(workdir, 'best_weights.json')
-    if not os.path.exists(path):
-      return {}
-    with open(path) as f:
-      return {'best_weights': json.load(f)}
-  path = os.path.join(workdir, 'eval_results.json')
-  if not os.path.exists(path):
+    best = _read_json(os.path.join(workdir, 'best_weights.json'))
+    return {} if best is None else {'best_weights': best}
+  results = _read_json(os.path.join(workdir, 'eval_results.json'))
+  if results is None:
     return {}
-  with open(path) as f:
-    results = json.load(f)
   metrics = {k: results[k] for k in _RESULT_KEYS if k in results}
   representations = results.get('representations', {})
   metrics['representations'] = {k: representations[k]

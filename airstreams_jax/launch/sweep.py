@@ -26,9 +26,12 @@ with a value of the right type. It raises `errors.ConfigError` naming the
 unit before anything starts.
 """
 
+import ast
 import dataclasses
 import importlib.util
 import itertools
+import json
+import math
 import os
 import re
 import sys
@@ -38,6 +41,10 @@ from airstreams_jax import errors
 
 MODES = ('train_and_eval', 'evolve')
 _SAFE_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._=+,-]*$')
+MAX_NAME_LENGTH = 120
+# Files of a sweep's root that no unit's workdir may take the name of.
+RESERVED_NAMES = ('experiment.json', 'experiment.json.tmp', 'tables.md',
+                  'launch.lock')
 _WORKDIR_REF = re.compile(r'\{workdir:([^}]+)\}')
 
 
@@ -63,9 +70,36 @@ class Unit:
 
   def dependencies(self) -> List[str]:
     """`after` plus the units named by `{workdir:NAME}` in the overrides."""
-    named = [m for v in self.overrides.values() if isinstance(v, str)
-             for m in _WORKDIR_REF.findall(v)]
+    named = [m for v in flatten(self.overrides).values()
+             for text in _strings(v) for m in _WORKDIR_REF.findall(text)]
     return list(dict.fromkeys([*self.after, *named]))
+
+
+def _strings(value: Any) -> List[str]:
+  if isinstance(value, str):
+    return [value]
+  if isinstance(value, (tuple, list)):
+    return [s for v in value for s in _strings(v)]
+  return []
+
+
+def normalise(value: Any) -> Any:
+  """Python values for NumPy scalars (e.g. from np.linspace) and tuples for
+  lists, as a config holds them."""
+  if isinstance(value, (tuple, list)):
+    return tuple(normalise(v) for v in value)
+  if hasattr(value, 'item') and hasattr(value, 'dtype'):  # NumPy scalar.
+    return value.item()
+  return value
+
+
+def unit_key(unit: Unit) -> str:
+  """What decides a unit's run (config, mode, overrides), independent of the
+  root, the interpreter and the order of the overrides: a unit whose key
+  changed is another run."""
+  overrides = {k: normalise(v) for k, v in flatten(unit.overrides).items()}
+  return json.dumps([unit.config, unit.mode, sorted(overrides.items())],
+                    default=repr)
 
 
 def flatten(overrides: Mapping[str, Any], prefix: str = '') -> Dict[str, Any]:
@@ -191,6 +225,8 @@ def flag_value(value: Any) -> str:
 
 def resolve(value: Any, root: str) -> Any:
   """Replaces `{workdir:NAME}` by that unit's workdir under `root`."""
+  if isinstance(value, (tuple, list)):
+    return tuple(resolve(v, root) for v in value)
   if not isinstance(value, str):
     return value
   return _WORKDIR_REF.sub(lambda m: os.path.join(root, m.group(1)), value)
@@ -202,7 +238,7 @@ def command(unit: Unit, root: str) -> List[str]:
           f'--config={unit.config}',
           f'--workdir={os.path.join(root, unit_name(unit))}',
           f'--mode={unit.mode}']
-  args += [f'--config.{k}={flag_value(resolve(v, root))}'
+  args += [f'--config.{k}={flag_value(resolve(normalise(v), root))}'
            for k, v in flatten(unit.overrides).items()]
   return args
 
@@ -228,10 +264,13 @@ def check(units: Sequence[Unit]) -> List[Unit]:
     named.append(dataclasses.replace(unit, name=unit_name(unit)))
   names = [u.name for u in named]
   for unit in named:
-    if not _SAFE_NAME.match(unit.name):
+    if (not _SAFE_NAME.match(unit.name) or unit.name in RESERVED_NAMES or
+        len(unit.name) > MAX_NAME_LENGTH):
       raise errors.ConfigError(
-          f'unit {unit.name!r}: a name must start with a letter or digit and '
-          'hold only letters, digits and . _ = + , - (it is a directory).')
+          f'unit {unit.name!r}: a name must start with a letter or digit, '
+          'hold only letters, digits and . _ = + , - (it is a directory), '
+          f'have at most {MAX_NAME_LENGTH} characters and not be one of '
+          f'{RESERVED_NAMES}.')
     if names.count(unit.name) > 1:
       raise errors.ConfigError(
           f'unit {unit.name!r} appears {names.count(unit.name)} times; give '
@@ -261,8 +300,9 @@ def _check_overrides(units: Sequence[Unit]) -> None:
             f'unit {unit.name!r}: config {unit.config!r} fails to load: '
             f'{type(e).__name__}: {e}') from None
     config = configs[unit.config].copy_and_resolve_references()
+    _check_values(unit, config)
     try:
-      apply_overrides(config, {k: resolve(v, '/root')
+      apply_overrides(config, {k: resolve(normalise(v), '/root')
                                for k, v in flatten(unit.overrides).items()})
     except KeyError as e:
       raise errors.ConfigError(
@@ -270,6 +310,53 @@ def _check_overrides(units: Sequence[Unit]) -> None:
           f'{unit.config}; check its spelling against the config.') from None
     except TypeError as e:
       raise errors.ConfigError(f'unit {unit.name!r}: {e}') from None
+
+
+def _empty_dicts(overrides: Mapping[str, Any], prefix: str = '') -> List[str]:
+  empty = []
+  for key, value in overrides.items():
+    if isinstance(value, Mapping):
+      empty += ([f'{prefix}{key}'] if not value else
+                _empty_dicts(value, f'{prefix}{key}.'))
+  return empty
+
+
+def _check_values(unit: Unit, config) -> None:
+  """Values that a --config.* flag cannot carry back to main unchanged."""
+  def fail(key, problem):
+    raise errors.ConfigError(f'unit {unit.name!r}: {key}: {problem}')
+  for key in _empty_dicts(unit.overrides):
+    fail(key, 'an empty dict overrides nothing; drop it or give its keys.')
+  for key, value in flatten(unit.overrides).items():
+    value = normalise(value)
+    if value is None:
+      fail(key, 'None cannot be passed as a flag; leave the key out to keep '
+           "the config's value.")
+    current = _lookup(config, key)
+    if isinstance(value, bool) and current is not None and not isinstance(
+        current, bool):
+      fail(key, f'{value} is a bool; the config holds a '
+           f'{type(current).__name__}.')
+    text = flag_value(value)
+    if isinstance(value, float) and not math.isfinite(value):
+      continue  # 'nan' / 'inf' parse back as floats.
+    if isinstance(value, tuple):
+      try:
+        parsed = ast.literal_eval(text)
+      except (ValueError, SyntaxError):
+        parsed = None
+      if parsed != value:
+        fail(key, f'{value!r} does not survive the command line ({text}); '
+             'use plain Python numbers and strings.')
+
+
+def _lookup(config, key: str) -> Any:
+  node = config
+  for part in key.split('.'):
+    if not hasattr(node, 'keys') or part not in node:
+      return None
+    node = node[part]
+  return node
 
 
 def _dependency_order(units: Sequence[Unit]) -> List[Unit]:

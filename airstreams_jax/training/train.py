@@ -7,6 +7,7 @@ Library functions, callable from `main`, a test or a notebook. The steps in
 import dataclasses
 import functools
 import json
+import math
 import os
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -87,10 +88,11 @@ def validate_config(config, mesh: jax.sharding.Mesh) -> None:
         f'config.model.streams={tuple(config.model.streams)} must be a '
         f'non-empty subset of {airstreams.STREAMS}.')
   grad_scale = config.model.get('grad_scale', 1.0)
-  if not 0.0 <= grad_scale <= 1e6:
+  if not (math.isfinite(grad_scale) and grad_scale >= 0.0):
     raise errors.ConfigError(
-        f'config.model.grad_scale={grad_scale} must be >= 0 (1 propagates '
-        'the action gradients into the representations, 0 stops them).')
+        f'config.model.grad_scale={grad_scale} must be a finite value >= 0 '
+        '(1 propagates the action gradients into the representations, 0 '
+        'stops them).')
   unknown = sorted(set(config.model.stop_gradient_at) - {'flow', 'semantic'})
   if unknown:
     raise errors.ConfigError(

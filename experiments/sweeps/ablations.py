@@ -44,37 +44,53 @@ def parse(arg):
 
 
 def get_sweep(arg=None):
+  """The units; a dataset config whose own argument holds commas (e.g.
+  'configs/hmdb51.py:split=1,smoke') goes through `python -m
+  experiments.ablations`, which calls `units` directly."""
   arg = parse(arg)
-  if arg.seeds < 1:
-    raise ValueError(f'seeds={arg.seeds}; give at least 1.')
-  common = {}
-  if arg.data_dir:
-    common['dataset.data_dir'] = arg.data_dir
-  training = dict(common)
-  if arg.steps:
-    training['num_train_steps'] = arg.steps
-  evolution = dict(common)
-  if arg.evaluations:
-    evolution['evolution.num_evaluations'] = arg.evaluations
-  if arg.proxy_steps:
-    evolution['evolution.proxy_steps'] = arg.proxy_steps
+  return units(arg.dataset_config, seeds=arg.seeds, steps=arg.steps,
+               evaluations=arg.evaluations, proxy_steps=arg.proxy_steps,
+               data_dir=arg.data_dir)
 
-  units = [sweep.Unit(config=arg.dataset_config, overrides=evolution,
-                      name=EVOLVE_UNIT, mode='evolve')]
-  for seed in range(arg.seeds):
+
+def units(dataset_config: str, *, seeds: int = 3, steps: int = 0,
+          evaluations: int = 0, proxy_steps: int = 0, data_dir: str = ''):
+  """The ablation units of a dataset config (see the module docstring)."""
+  if seeds < 1:
+    raise ValueError(f'seeds={seeds}; give at least 1.')
+  common = {'dataset.data_dir': data_dir} if data_dir else {}
+  # Table 3 compares weightings of the full model, whatever streams or
+  # gradient mode the dataset config's own arguments chose.
+  full_model = {'model.streams': STREAMS['all'],
+                'model.stop_gradient': False}
+  training = dict(common)
+  if steps:
+    training['num_train_steps'] = steps
+  evolution = {**common, **full_model}
+  if evaluations:
+    evolution['evolution.num_evaluations'] = evaluations
+  if proxy_steps:
+    evolution['evolution.proxy_steps'] = proxy_steps
+
+  result = [sweep.Unit(config=dataset_config, overrides=evolution,
+                       name=EVOLVE_UNIT, mode='evolve')]
+  for seed in range(seeds):
     def unit(name, **overrides):
-      return sweep.Unit(config=arg.dataset_config,
+      return sweep.Unit(config=dataset_config,
                         overrides={**training, 'seed': seed, **overrides},
                         name=f'{name}_s{seed}')
-    units.append(unit('rgb', **{'model.streams': STREAMS['rgb']}))
+    result.append(unit('rgb', **{'model.streams': STREAMS['rgb']}))
     for streams in ('sem', 'flow', 'all'):
       for grad in ('propagate', 'stop'):
-        units.append(unit(f'{streams}_{grad}',
-                          **{'model.streams': STREAMS[streams],
-                             'model.stop_gradient': grad == 'stop'}))
-    units.append(unit('merged_only', loss_weights=MERGED_ONLY_WEIGHTS))
-    units.append(unit('uniform', loss_weights=base.UNIFORM_LOSS_WEIGHTS))
-    units.append(unit(
+        result.append(unit(f'{streams}_{grad}',
+                           **{'model.streams': STREAMS[streams],
+                              'model.stop_gradient': grad == 'stop'}))
+    result.append(unit('merged_only', loss_weights=MERGED_ONLY_WEIGHTS,
+                       **full_model))
+    result.append(unit('uniform', loss_weights=base.UNIFORM_LOSS_WEIGHTS,
+                       **full_model))
+    result.append(unit(
         'evolved',
-        loss_weights_file=f'{{workdir:{EVOLVE_UNIT}}}/best_weights.json'))
-  return units
+        loss_weights_file=f'{{workdir:{EVOLVE_UNIT}}}/best_weights.json',
+        **full_model))
+  return result
