@@ -134,7 +134,12 @@ def _representation_values(results, setting: str, key: str) -> List[float]:
 def _test_videos(results) -> str:
   counts = sorted({m['num_examples'] for ms in results.values() for m in ms
                    if 'num_examples' in m})
-  return ', '.join(str(c) for c in counts) or 'unknown'
+  classes = sorted({m['num_classes'] for ms in results.values() for m in ms
+                    if 'num_classes' in m})
+  chance = (f' ({classes[0]} classes, chance {100 / classes[0]:.1f} %)'
+            if len(classes) == 1 else '')
+  return (', '.join(str(c) for c in counts) or 'unknown') + ' test videos' + (
+      chance)
 
 
 def tables_markdown(record: Dict[str, Any], *, title: str = '') -> str:
@@ -144,7 +149,7 @@ def tables_markdown(record: Dict[str, Any], *, title: str = '') -> str:
   label = 'mAP' if metric == 'mAP' else 'top-1'
   counts = record_lib.counts(record)
   lines = [f'# {title or "Ablations"}', '',
-           f'Merged-head {label} (%) on {_test_videos(results)} test videos: '
+           f'Merged-head {label} (%) on {_test_videos(results)}: '
            'mean ± standard deviation over seeds (n seeds in brackets). '
            'Paper: HMDB51 split 1, no pretraining (top-1 %). '
            f'Units: {counts["done"]} of {len(record["units"])} done'
@@ -226,7 +231,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   root = _ROOT.value
-  title = (f'Ablations: {_DATASET_CONFIG.value}, {_SEEDS.value} seeds'
+  seeds = f'{_SEEDS.value} seed' + ('s' if _SEEDS.value > 1 else '')
+  title = (f'Ablations: {_DATASET_CONFIG.value}, {seeds}'
            + (f', {_STEPS.value} steps' if _STEPS.value else ''))
   if _TABLES_ONLY.value:
     record = record_lib.read(root)
