@@ -24,9 +24,9 @@ import numpy as np
 
 from airstreams_jax.data import pipeline
 from airstreams_jax.evolution import proxies
-from airstreams_jax.training import train
-from airstreams_jax.training import losses
 from airstreams_jax.launch import sweep as sweep_lib
+from airstreams_jax.training import losses
+from airstreams_jax.training import train
 
 _CONFIG = flags.DEFINE_string(
     'config', 'configs/synthetic.py', 'Config file[:arg] of the proxies.')

@@ -101,13 +101,22 @@ def format_duration(seconds: float) -> str:
   return f'{hours}h{minutes:02d}m' if hours else f'{minutes}m{seconds:02d}s'
 
 
-def _summary(entry: Dict[str, Any]) -> str:
+def done_message(entry: Dict[str, Any]) -> str:
+  """'NAME done in 3m02s (top-1 0.8125).' for a finished unit."""
   metrics = entry.get('metrics') or {}
+  result = ''
   if 'top1' in metrics:
-    return f" (top-1 {metrics['top1']:.4f})"
-  if 'mAP' in metrics:
-    return f" (mAP {metrics['mAP']:.4f})"
-  return ''
+    result = f" (top-1 {metrics['top1']:.4f})"
+  elif 'mAP' in metrics:
+    result = f" (mAP {metrics['mAP']:.4f})"
+  return (f"{entry['name']} done in {format_duration(entry['wall_time_s'])}"
+          f'{result}.')
+
+
+def failed_message(entry: Dict[str, Any], reason: str) -> str:
+  """A failed unit, with the end of its log (where main's error is)."""
+  return (f"{entry['name']} FAILED ({reason}); last lines of "
+          f"{entry['log']}:\n{log_tail(entry['log'])}")
 
 
 class _Progress:
@@ -196,12 +205,7 @@ def _die_with_parent() -> Optional[Callable[[], None]]:
 
 def _start(entry: Dict[str, Any], slot: int, resources: Resources,
            set_up: Optional[Callable[[], None]]) -> _Running:
-  os.makedirs(entry['workdir'], exist_ok=True)
-  log = open(entry['log'], 'a')
-  log.write(f"=== attempt {entry['attempts'] + 1}, "
-            f"{time.strftime('%Y-%m-%d %H:%M:%S')}: "
-            f"{' '.join(entry['command'])}\n")
-  log.flush()
+  log = record_lib.open_attempt_log(entry)
   process = subprocess.Popen(
       entry['command'], stdout=log, stderr=subprocess.STDOUT,
       stdin=subprocess.DEVNULL, env=resources.environment(slot),
@@ -291,9 +295,7 @@ def _run_locked(units, root, sweep, parallel, resources, grace_s, poll_s,
   """`run`, holding the root's launcher lock."""
   record = record_lib.merge(record_lib.read(root), units, root, sweep)
   entries = {e['name']: e for e in record['units']}
-  todo = [e['name'] for e in record['units'] if e['status'] != 'done']
-  for name in todo:  # Failed or interrupted before: tried again.
-    entries[name]['status'] = 'pending'
+  todo = record_lib.units_to_run(record)
   total = len(entries)
 
   def save():
@@ -379,13 +381,11 @@ def _collect_finished(running: Dict[str, _Running],
       entry['status'] = 'done'
       entry['metrics'] = record_lib.final_metrics(entry['workdir'],
                                                   entry['mode'])
-      progress.event(f"[sweep] {name} done in "
-                     f"{format_duration(entry['wall_time_s'])}"
-                     f"{_summary(entry)}.")
+      progress.event(f'[sweep] {done_message(entry)}')
     else:
       entry['status'] = 'failed'
-      progress.event(f"[sweep] {name} FAILED (exit code {code}); last lines "
-                     f"of {entry['log']}:\n{log_tail(entry['log'])}")
+      progress.event(
+          f"[sweep] {failed_message(entry, f'exit code {code}')}")
     changed = True
   return changed
 

@@ -15,7 +15,7 @@ unit it waits for failed).
 import json
 import os
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, TextIO
 
 from airstreams_jax.launch import sweep as sweep_lib
 
@@ -130,6 +130,28 @@ def final_metrics(workdir: str, mode: str) -> Dict[str, Any]:
                                 for k in _REPRESENTATION_KEYS
                                 if k in representations}
   return metrics
+
+
+def units_to_run(record: Dict[str, Any]) -> List[str]:
+  """The units a launch runs: every one not done, in the record's order;
+  those that failed or were interrupted before are tried again (pending)."""
+  todo = [e['name'] for e in record['units'] if e['status'] != 'done']
+  for entry in record['units']:
+    if entry['name'] in todo:
+      entry['status'] = 'pending'
+  return todo
+
+
+def open_attempt_log(entry: Dict[str, Any], via: str = '') -> TextIO:
+  """The unit's log, opened to append, after a line that starts an attempt
+  (`via`: how it was launched, e.g. ' (xmanager)')."""
+  os.makedirs(entry['workdir'], exist_ok=True)
+  log = open(entry['log'], 'a')
+  log.write(f"=== attempt {entry['attempts'] + 1}, "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')}{via}: "
+            f"{' '.join(entry['command'])}\n")
+  log.flush()
+  return log
 
 
 def counts(record: Dict[str, Any]) -> Dict[str, int]:

@@ -71,15 +71,6 @@ def _return_code(error: BaseException) -> Optional[int]:
   return int(match.group(1)) if match else None
 
 
-def _write_header(entry: Dict[str, Any]) -> None:
-  """The local launcher's attempt line, so logs read the same."""
-  os.makedirs(entry['workdir'], exist_ok=True)
-  with open(entry['log'], 'a') as log:
-    log.write(f"=== attempt {entry['attempts'] + 1}, "
-              f"{time.strftime('%Y-%m-%d %H:%M:%S')} (xmanager): "
-              f"{' '.join(entry['command'])}\n")
-
-
 async def _stop(work_unit: Any, grace_s: float) -> Optional[int]:
   """Stops a work unit: SIGTERM, SIGKILL after grace_s; its return code.
 
@@ -127,9 +118,7 @@ class _XmSweep:
     self._out = out
     self._grace_s = grace_s
     self._entries = {e['name']: e for e in record['units']}
-    self.todo = [e['name'] for e in record['units'] if e['status'] != 'done']
-    for name in self.todo:  # Failed or interrupted before: tried again.
-      self._entries[name]['status'] = 'pending'
+    self.todo = record_lib.units_to_run(record)
     self._finished: Dict[str, asyncio.Event] = {}
 
   def _event(self, text: str) -> None:
@@ -194,7 +183,8 @@ class _XmSweep:
                     ) -> None:
     """One work unit, from submission to its final status in the record."""
     xm = self._xm
-    _write_header(entry)
+    # The local launcher's attempt line, so logs read the same.
+    record_lib.open_attempt_log(entry, via=' (xmanager)').close()
     started = time.time()
     entry.update(status='running', attempts=entry['attempts'] + 1,
                  started=started, finished=None)
@@ -226,15 +216,13 @@ class _XmSweep:
       entry.update(status='failed', return_code=code, finished=time.time())
       entry['wall_time_s'] += entry['finished'] - started
       reason = f'exit code {code}' if code is not None else str(e)
-      self._event(f"{entry['name']} FAILED ({reason}); last lines of "
-                  f"{entry['log']}:\n{local.log_tail(entry['log'])}")
+      self._event(local.failed_message(entry, reason))
     else:
       entry.update(status='done', return_code=0, finished=time.time(),
                    metrics=record_lib.final_metrics(entry['workdir'],
                                                     entry['mode']))
       entry['wall_time_s'] += entry['finished'] - started
-      self._event(f"{entry['name']} done in "
-                  f"{local.format_duration(entry['wall_time_s'])}.")
+      self._event(local.done_message(entry))
     self._save()
 
 
