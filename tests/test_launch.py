@@ -211,7 +211,9 @@ def test_launch_cli_rejects_a_bad_sweep_in_one_line(tmp_path):
 
 
 def _smoke_unit(name, data_dir, **overrides):
-  return sweep.Unit(SMOKE, {'dataset.data_dir': data_dir, **overrides},
+  # One checkpoint, at the end: each save costs seconds on CPU.
+  return sweep.Unit(SMOKE, {'dataset.data_dir': data_dir,
+                            'checkpoint_every_steps': 8, **overrides},
                     name=name)
 
 
@@ -221,7 +223,8 @@ def test_local_sweep_order_failures_and_rerun(tmp_path, data_dir):
   root = str(tmp_path / 'sweep')
   units = sweep.check([
       _smoke_unit('first', data_dir),
-      sweep.Unit(SMOKE, {'dataset.data_dir': data_dir, 'seed': 1},
+      sweep.Unit(SMOKE, {'dataset.data_dir': data_dir, 'seed': 1,
+                         'checkpoint_every_steps': 8},
                  name='second', after=('first',)),
       _smoke_unit('broken', data_dir, **{'optimizer.name': 'adamax'}),
       sweep.Unit(SMOKE, {'dataset.data_dir': data_dir}, name='after_broken',
@@ -283,8 +286,8 @@ def test_sigterm_stops_children_and_a_rerun_resumes(tmp_path, data_dir):
       from airstreams_jax.launch import sweep
       def get_sweep(arg=None):
         return [sweep.Unit({SMOKE!r}, {{
-            'dataset.data_dir': {data_dir!r}, 'num_train_steps': 60,
-            'checkpoint_every_steps': 4, 'eval_every_steps': 60}},
+            'dataset.data_dir': {data_dir!r}, 'num_train_steps': 12,
+            'checkpoint_every_steps': 4, 'eval_every_steps': 12}},
             name='long')]
       """))
   command = [sys.executable, '-m', 'airstreams_jax.launch',
@@ -310,7 +313,7 @@ def test_sigterm_stops_children_and_a_rerun_resumes(tmp_path, data_dir):
   assert proc.returncode == 0, proc.stdout + proc.stderr
   entry = record_lib.read(root)['units'][0]
   assert entry['status'] == 'done' and entry['attempts'] == 2
-  assert entry['metrics']['step'] == 60
+  assert entry['metrics']['step'] == 12
   with open(root / 'long' / record_lib.LOG_FILE) as f:
     log = f.read()
   assert 'Resumed from the checkpoint of step' in log
