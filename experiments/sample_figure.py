@@ -25,7 +25,7 @@ from PIL import ImageDraw
 from airstreams_jax import cli
 from airstreams_jax import errors
 from airstreams_jax import mesh as mesh_lib
-from airstreams_jax import visualise
+from airstreams_jax.visualize import images
 from airstreams_jax.data import builders
 from airstreams_jax.data import pipeline
 from airstreams_jax.models import airstreams
@@ -72,16 +72,16 @@ def figure(view, outputs, scale: int) -> Image.Image:
     if 'true_flow' in view:
       true_flow = view['true_flow'][i]
       speed = np.abs(true_flow).max() or 1.0
-      clip['true flow'] = visualise.flow_to_rgb(true_flow, speed)
+      clip['true flow'] = images.flow_to_rgb(true_flow, speed)
     if 'flow' in outputs:
-      clip['learned flow'] = visualise.flow_to_rgb(
+      clip['learned flow'] = images.flow_to_rgb(
           rep_flow.mean_flow(outputs['flow'][i]))
     if 'seg_logits' in outputs:
-      clip['learned seg'] = visualise.segmentation_to_rgb(
+      clip['learned seg'] = images.segmentation_to_rgb(
           outputs['seg_logits'][i].argmax(-1))
-    clip['teacher'] = visualise.segmentation_to_rgb(view['masks'][i])
+    clip['teacher'] = images.segmentation_to_rgb(view['masks'][i])
     if 'true_masks' in view:
-      clip['true masks'] = visualise.segmentation_to_rgb(
+      clip['true masks'] = images.segmentation_to_rgb(
           view['true_masks'][i])
     rows.extend(clip.items())
   height = video.shape[1] * scale

@@ -26,7 +26,7 @@ from airstreams_jax import evaluate as eval_lib
 from airstreams_jax import mesh as mesh_lib
 from airstreams_jax import metrics as metrics_lib
 from airstreams_jax import sharding as sharding_lib
-from airstreams_jax import visualise
+from airstreams_jax.visualize import images
 from airstreams_jax.data import builders
 from airstreams_jax.data import pipeline
 from airstreams_jax.models import airstreams
@@ -261,21 +261,21 @@ def jit_sample_step(s: Setup, num_clips: int = 2) -> Callable[..., Any]:
 def _log_samples(writer, step: int, samples: Dict[str, Any]) -> None:
   """One image per clip: frames, flow colours, predicted and teacher masks."""
   samples = eval_lib.to_host(samples)
-  images = {}
+  grids = {}
   for i, video in enumerate(samples['video']):
     rows = {}
     if 'flow' in samples:
       # The first reduced channel's (u1, u2); see rep_flow's channel order.
       flow = samples['flow'][i]
       k = flow.shape[-1] // 2
-      rows['flow'] = visualise.flow_to_rgb(flow[..., ::k][..., :2])
+      rows['flow'] = images.flow_to_rgb(flow[..., ::k][..., :2])
     if 'segmentation' in samples:
-      rows['segmentation'] = visualise.segmentation_to_rgb(
+      rows['segmentation'] = images.segmentation_to_rgb(
           samples['segmentation'][i])
-      rows['teacher'] = visualise.segmentation_to_rgb(samples['masks'][i])
-    images[f'samples/clip{i}_{"_".join(["rgb", *rows])}'] = (
-        visualise.sample_grid(video, rows)[None])
-  writer.write_images(step, images)
+      rows['teacher'] = images.segmentation_to_rgb(samples['masks'][i])
+    grids[f'samples/clip{i}_{"_".join(["rgb", *rows])}'] = (
+        images.sample_grid(video, rows)[None])
+  writer.write_images(step, grids)
 
 
 def run_evaluation(s: Setup, state: Any, eval_fn: Callable[..., Any],
@@ -305,7 +305,7 @@ def run_evaluation(s: Setup, state: Any, eval_fn: Callable[..., Any],
     _log_eval(writer, step, results)
     if hasattr(merged, 'mean_class_accuracy'):
       writer.write_images(step, {
-          'eval/confusion_matrix': visualise.confusion_matrix_image(
+          'eval/confusion_matrix': images.confusion_matrix_image(
               merged.mean_class_accuracy.matrix)[None]})
   return results
 
