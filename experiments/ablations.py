@@ -21,11 +21,10 @@ With a user's HMDB51 and GPUs:
 """
 
 import dataclasses
-import math
 import os
 import sys
 import time
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence
 
 from absl import app
 from absl import flags
@@ -34,6 +33,7 @@ from airstreams_jax import errors
 from airstreams_jax.launch import local
 from airstreams_jax.launch import record as record_lib
 from airstreams_jax.launch import sweep as sweep_lib
+from experiments import sweep_tables
 from experiments.sweeps import ablations as ablation_sweep
 
 TABLES_FILE = 'tables.md'
@@ -74,27 +74,6 @@ _TABLES_ONLY = flags.DEFINE_bool(
     'tables_only', False, 'Write tables.md from the finished units; run '
     'nothing.')
 flags.mark_flags_as_required(['root'])
-
-
-def mean_std(values: Sequence[float]) -> Tuple[float, float]:
-  """Mean and sample standard deviation (n - 1; 0 for a single value)."""
-  n = len(values)
-  mean = sum(values) / n
-  if n == 1:
-    return mean, 0.0
-  return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-
-
-def format_cell(values: Sequence[float], scale: float = 100.0,
-                digits: int = 1) -> str:
-  """'81.2 ± 1.4 (3)': mean ± sample std over seeds, as a percentage;
-  '81.2 (1)' for one seed (no spread to show); '—' if none."""
-  if not values:
-    return '—'
-  mean, std = mean_std([v * scale for v in values])
-  if len(values) == 1:
-    return f'{mean:.{digits}f} (1)'
-  return f'{mean:.{digits}f} ± {std:.{digits}f} ({len(values)})'
 
 
 def _setting(name: str) -> str:
@@ -162,7 +141,7 @@ def tables_markdown(record: Dict[str, Any], *, title: str = '') -> str:
   for streams, label_text in STREAM_LABELS.items():
     setting = 'rgb' if streams == 'rgb' else f'{streams}_propagate'
     lines.append(f'| {label_text} | '
-                 f'{format_cell(_values(results, setting, metric))} | '
+                 f'{sweep_tables.format_cell(_values(results, setting, metric))} | '
                  f'{PAPER_TABLE_1_2[streams][1]:.2f} |')
 
   lines += ['', '## Table 2: stop vs propagate the action gradients', '',
@@ -175,16 +154,16 @@ def tables_markdown(record: Dict[str, Any], *, title: str = '') -> str:
       stop, propagate = f'{streams}_stop', f'{streams}_propagate'
     paper_stop, paper_propagate = PAPER_TABLE_1_2[streams]
     lines.append(
-        f'| {label_text} | {format_cell(_values(results, stop, metric))} | '
+        f'| {label_text} | {sweep_tables.format_cell(_values(results, stop, metric))} | '
         f'{paper_stop:.2f} | '
-        f'{format_cell(_values(results, propagate, metric))} | '
+        f'{sweep_tables.format_cell(_values(results, propagate, metric))} | '
         f'{paper_propagate:.2f} |')
 
   lines += ['', '## Table 3: loss weights (all three streams)', '',
             '| weights | ours | paper |', '|---|---|---|']
   for setting, label_text in WEIGHT_LABELS.items():
     lines.append(f'| {label_text} | '
-                 f'{format_cell(_values(results, setting, metric))} | '
+                 f'{sweep_tables.format_cell(_values(results, setting, metric))} | '
                  f'{PAPER_TABLE_3[setting]:.2f} |')
   evolved = [u for u in record['units'] if u['mode'] == 'evolve'
              and u['status'] == 'done']
@@ -202,7 +181,7 @@ def tables_markdown(record: Dict[str, Any], *, title: str = '') -> str:
             '| setting | seg vs teacher | seg vs truth | teacher vs truth | '
             'flow direction |', '|---|---|---|---|---|']
   for setting in sorted(results):
-    cells = [format_cell(_representation_values(results, setting, key))
+    cells = [sweep_tables.format_cell(_representation_values(results, setting, key))
              for key in ('seg_miou', 'truth_seg_miou', 'truth_teacher_miou',
                          'flow_direction_accuracy')]
     lines.append(f'| {setting} | ' + ' | '.join(cells) + ' |')

@@ -12,12 +12,14 @@ import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from airstreams_jax import errors
 from airstreams_jax.launch import local
 from airstreams_jax.launch import record as record_lib
 from airstreams_jax.launch import sweep
 from experiments import ablations
+from experiments import sweep_tables
 
 SMOKE = 'configs/synthetic.py:smoke'
 
@@ -361,13 +363,13 @@ def _entry(name, status='done', mode='train_and_eval', **metrics):
 
 
 def test_tables_mean_std_and_formatting():
-  assert ablations.mean_std([0.5]) == (0.5, 0.0)
-  mean, std = ablations.mean_std([0.80, 0.90, 0.85])
+  assert sweep_tables.mean_std([0.5]) == (0.5, 0.0)
+  mean, std = sweep_tables.mean_std([0.80, 0.90, 0.85])
   assert mean == pytest.approx(0.85)
   assert std == pytest.approx(0.05)  # Sample standard deviation (n - 1).
-  assert ablations.format_cell([0.80, 0.90, 0.85]) == '85.0 ± 5.0 (3)'
-  assert ablations.format_cell([0.5]) == '50.0 (1)'
-  assert ablations.format_cell([]) == '—'
+  assert sweep_tables.format_cell([0.80, 0.90, 0.85]) == '85.0 ± 5.0 (3)'
+  assert sweep_tables.format_cell([0.5]) == '50.0 (1)'
+  assert sweep_tables.format_cell([]) == '—'
 
   record = {'units': [
       _entry('rgb_s0', top1=0.20, num_examples=256),
@@ -445,3 +447,28 @@ def test_children_die_with_a_killed_launcher(tmp_path):
   finally:
     if _alive(pid):
       os.killpg(pid, signal.SIGKILL)
+
+
+def test_sweep_summary_groups_seeds_and_reads_the_flow_constants(tmp_path):
+  """sweep_tables.summary_markdown on known inputs: seeds of a setting are one
+  row (mean ± std), θ is the last logged value of each unit."""
+  units = []
+  for name, top1, theta in (('flow,stop,seed=0', 0.8, 0.3),
+                            ('flow,stop,seed=1', 0.9, 0.3),
+                            ('flow,propagate,seed=0', 0.5, 0.2)):
+    units.append({'name': name, 'status': 'done', 'mode': 'train_and_eval',
+                  'metrics': {'top1': top1,
+                              'per_stream': {'flow': top1 / 2}}})
+    with tf.summary.create_file_writer(str(tmp_path / name)).as_default():
+      tf.summary.scalar('train/flow_layer/theta', 0.3, step=1)
+      tf.summary.scalar('train/flow_layer/theta', theta, step=5)
+  units.append({'name': 'broken,seed=0', 'status': 'failed',
+                'mode': 'train_and_eval', 'metrics': {}})
+  text = sweep_tables.summary_markdown(str(tmp_path), {'units': units})
+  lines = text.strip().splitlines()
+  assert lines[0] == '| setting | top-1 | flow head | θ | λ | τ |'
+  assert lines[2] == ('| flow,stop | 85.0 ± 7.1 (2) | 42.5 ± 3.5 (2) | '
+                      '0.300 ± 0.000 (2) | — | — |')
+  assert lines[3] == ('| flow,propagate | 50.0 (1) | 25.0 (1) | 0.200 (1) '
+                      '| — | — |')
+  assert len(lines) == 4  # The failed unit has no row.
