@@ -5,15 +5,22 @@ import os
 import subprocess
 import sys
 
+from ai_edge_litert import interpreter
 import av
 import jax
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
 
+from airstreams_jax import export
 from airstreams_jax import mesh as mesh_lib
+from airstreams_jax import predict as predict_lib
 from airstreams_jax.training import losses
 from airstreams_jax.training import train
+from airstreams_jax.training import trained_run
+from airstreams_jax.visualize import figures
+from airstreams_jax.visualize import run_figures
 from configs import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -162,6 +169,36 @@ def test_main_smoke_end_to_end_then_resume(tmp_path, data_dir):
   best = max(scores, key=scores.get)
   assert lines[0].split(None, 1)[1] == best
 
+  # A missing video file is named in predict's one-line error.
+  missing = str(tmp_path / 'no_such_clip.mp4')
+  proc = subprocess.run(
+      [sys.executable, '-m', 'airstreams_jax.predict', f'--workdir={workdir}',
+       f'--video={missing}'], cwd=ROOT, capture_output=True, text=True,
+      timeout=600, check=False)
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines()[-1].startswith(
+      f'error: --video={missing}: ')
+
+  # The paper's figures of the run (python -m airstreams_jax.visualize).
+  written = run_figures.write_figures(workdir, str(tmp_path / 'figures'),
+                                      num_clips=3)
+  assert sorted(written) == ['confusion', 'flow', 'segmentation']
+  for name, path in written.items():
+    pixels = np.asarray(Image.open(path).convert('RGB'))
+    assert pixels.std() > 10, name  # Not blank.
+  rows = figures.TITLE_HEIGHT + 3 * (96 + figures.GAP)
+  assert Image.open(written['flow']).size == (
+      figures.LABEL_WIDTH + 4 * (96 + figures.GAP) + figures.LEGEND_WIDTH,
+      rows)  # Frames t, t+1, learned and true flow; 3 clips.
+  assert Image.open(written['segmentation']).size[1] == rows
+  matrix = run_figures.confusion_matrix(
+      trained_run.TrainedRun.load(workdir), '')
+  assert matrix.sum() == 16  # Every test video once ...
+  assert np.trace(matrix) / 16 == pytest.approx(results['top1'])  # ... as
+  # the evaluation scored them.
+
+  _check_export(workdir, str(tmp_path), video_path, scores)
+
   # ... and raising the step budget resumes from step 8.
   proc = _main(*common, '--config.num_train_steps=10')
   with open(os.path.join(workdir, 'eval_results.json')) as f:
@@ -169,6 +206,40 @@ def test_main_smoke_end_to_end_then_resume(tmp_path, data_dir):
   assert resumed['step'] == 10
   assert resumed['params_sha256'] != results['params_sha256']
   assert 'Resumed from the checkpoint of step 8' in proc.stderr
+
+
+def _check_export(workdir, directory, video_path, predicted):
+  """The exported RGB-only model (SavedModel and TFLite) gives the JAX
+  merged logits on real clips, and predict's scores on a video file."""
+  run = trained_run.TrainedRun.load(workdir)
+  clips = next(run_figures.eval_batches(run, '', 2))['video'][:, 0]
+  expected = np.asarray(run.model.apply(
+      run.variables, clips, train=False, stream_heads=False)['logits']
+                        ['merged'])
+  saved = export.export(workdir, os.path.join(directory, 'model'))
+  model = tf.saved_model.load(saved)
+  class_names = run.classes['class_names']
+  for i in range(2):
+    out = model.signatures['serving_default'](clip=tf.constant(clips[i:i + 1]))
+    np.testing.assert_allclose(out['logits'].numpy()[0], expected[i],
+                               atol=1e-4)
+  assert [c.decode() for c in out['class_names'].numpy()] == class_names
+  frames = predict_lib.decode_frames(video_path, run.config.dataset)
+  out = model.signatures['classify_video'](frames=tf.constant(frames))
+  scores = dict(zip(class_names, out['probabilities'].numpy().tolist()))
+  for name in class_names:
+    assert abs(scores[name] - predicted[name]) < 1e-4, (name, scores)
+  classes = export.load_classes(saved)
+  assert classes['class_names'] == class_names
+  assert classes['short_side'] == run.config.dataset.get('short_side', 0)
+
+  tflite = export.export(workdir, os.path.join(directory, 'model.tflite'),
+                         'tflite')
+  runner = interpreter.Interpreter(model_path=tflite).get_signature_runner()
+  for i in range(2):
+    out = runner(clip=clips[i:i + 1])
+    np.testing.assert_allclose(out['logits'][0], expected[i], atol=1e-4)
+  assert export.load_classes(tflite)['class_names'] == class_names
 
 
 def _predict(*args):

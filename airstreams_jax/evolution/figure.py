@@ -13,7 +13,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 from PIL import ImageDraw
-from PIL import ImageFont
+
+from airstreams_jax.visualize import figures
 
 FIGURE_FILE = 'evolution_figure.png'
 # One colour per loss term in `losses.LOSS_NAMES` order (rgb, flow, semantic,
@@ -31,13 +32,6 @@ _AXIS = (60, 60, 60)
 _GRID = (225, 225, 225)
 _DOT = (150, 150, 150)
 _BEST = (0, 0, 0)
-
-
-def _font(size: int):
-  try:
-    return ImageFont.load_default(size=size)
-  except (TypeError, OSError):  # Pillow without FreeType: the bitmap font.
-    return ImageFont.load_default()
 
 
 def _y(value: float, low: float = 0.0, high: float = 1.0) -> int:
@@ -66,7 +60,7 @@ def draw(top: Sequence[Tuple[int, float, Sequence[float]]],
   """
   image = Image.new('RGB', (WIDTH, HEIGHT), 'white')
   d = ImageDraw.Draw(image)
-  font, small = _font(13), _font(11)
+  font, small = figures.font(13), figures.font(11)
   num_terms = len(names)
   right = bar_left(len(top) - 1, num_terms - 1, num_terms) + BAR_WIDTH + 8 if (
       top) else BARS_LEFT + 100

@@ -43,25 +43,25 @@ _Y_AXIS = -2
 def _shift_prev(x: Array, axis: int) -> Array:
   """Returns y with y[i] = x[i - 1] along `axis` and y[0] = 0."""
   n = x.shape[axis]
-  pad = [(0, 0)] * x.ndim
-  pad[axis] = (1, 0)
-  return jax.lax.slice_in_dim(jnp.pad(x, pad), 0, n, axis=axis)
+  zeros = jnp.zeros_like(jax.lax.slice_in_dim(x, 0, 1, axis=axis))
+  return jnp.concatenate([zeros, jax.lax.slice_in_dim(x, 0, n - 1, axis=axis)],
+                         axis=axis)
 
 
 def _shift_next(x: Array, axis: int) -> Array:
   """Returns y with y[i] = x[i + 1] along `axis` and y[n - 1] = 0."""
   n = x.shape[axis]
-  pad = [(0, 0)] * x.ndim
-  pad[axis] = (0, 1)
-  return jax.lax.slice_in_dim(jnp.pad(x, pad), 1, n + 1, axis=axis)
+  zeros = jnp.zeros_like(jax.lax.slice_in_dim(x, 0, 1, axis=axis))
+  return jnp.concatenate([jax.lax.slice_in_dim(x, 1, n, axis=axis), zeros],
+                         axis=axis)
 
 
 def _drop_last(x: Array, axis: int) -> Array:
   """Returns x with its last entry along `axis` set to zero."""
   n = x.shape[axis]
-  pad = [(0, 0)] * x.ndim
-  pad[axis] = (0, 1)
-  return jnp.pad(jax.lax.slice_in_dim(x, 0, n - 1, axis=axis), pad)
+  zeros = jnp.zeros_like(jax.lax.slice_in_dim(x, 0, 1, axis=axis))
+  return jnp.concatenate([jax.lax.slice_in_dim(x, 0, n - 1, axis=axis), zeros],
+                         axis=axis)
 
 
 def central_grad(x: Array, k: Array, axis: int) -> Array:

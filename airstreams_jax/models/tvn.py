@@ -141,14 +141,18 @@ class TVNBlock(nn.Module):
                 kernel_init=_conv_init, name='expand')(x)
     x = _batch_norm(train, self.dtype)(x)
 
+    # The squeeze and the gate act on [B, e] (then broadcast back): a matmul
+    # of rank 2, which every backend (TFLite's batch_matmul too) takes.
     if spec.se_ratio > 0:
-      s = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
+      s = jnp.mean(x, axis=(1, 2, 3))
       s = nn.relu(nn.Dense(max(int(e * spec.se_ratio), 8), dtype=self.dtype,
                            name='se_reduce')(s))
-      x = x * nn.sigmoid(nn.Dense(e, dtype=self.dtype, name='se_expand')(s))
+      s = nn.Dense(e, dtype=self.dtype, name='se_expand')(s)
+      x = x * nn.sigmoid(s)[:, None, None, None, :]
     if spec.context_gating:
-      g = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
-      x = x * nn.sigmoid(nn.Dense(e, dtype=self.dtype, name='gate')(g))
+      g = jnp.mean(x, axis=(1, 2, 3))
+      g = nn.Dense(e, dtype=self.dtype, name='gate')(g)
+      x = x * nn.sigmoid(g)[:, None, None, None, :]
 
     # The skip needs matching frame counts; a temporal stride drops it.
     if spec.skip and x.shape[1] == t:

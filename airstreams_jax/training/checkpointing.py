@@ -96,15 +96,16 @@ def restore_variables(workdir: str, sharding: jax.sharding.Sharding
   directory = _directory(workdir)
   if not os.path.isdir(directory):
     raise errors.ConfigError(
-        f'config.init_from={workdir!r} has no checkpoints/ folder; give the '
-        'workdir of a finished run.')
+        f'{workdir} has no checkpoints/ folder; give the workdir of a '
+        'training run that has saved a checkpoint.')
   manager = ocp.CheckpointManager(
       directory, item_handlers=ocp.StandardCheckpointHandler(),
       options=ocp.CheckpointManagerOptions(read_only=True))
   step = manager.latest_step()
   if step is None:
     raise errors.ConfigError(
-        f'config.init_from={workdir!r}: no checkpoint in {directory}.')
+        f'{workdir}: no checkpoint in {directory} yet; give the workdir of a '
+        'training run that has saved a checkpoint.')
   abstract = jax.tree.map(
       lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
       manager.item_metadata(step))
