@@ -27,6 +27,12 @@ tflite: a TFLite flatbuffer at --out (the clip signature, CPU), with
   `<out>.classes.json` beside it; runs with ai-edge-litert's Interpreter.
 """
 
+if __name__ == '__main__':
+  # Before anything loads TensorFlow: its native start-up lines stay off the
+  # console (and from in front of a one-line error).
+  from airstreams_jax import cli as _cli  # pylint: disable=g-import-not-at-top
+  _cli.quiet_tensorflow_import()
+
 import json
 import os
 import shutil
@@ -218,6 +224,7 @@ def define_flags() -> None:
 
 
 def main(argv):
+  cli.setup_logging()
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   args = flags.FLAGS

@@ -12,16 +12,17 @@ Kept thin on purpose: the work happens in `airstreams_jax.training.train`,
 which tests and notebooks import directly.
 """
 
-import logging as logging_std
 import os
 import sys
 
-# TensorFlow's C++ start-up chatter drowns the training log; set before TF loads.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+if __name__ == '__main__':
+  # Before anything else loads TensorFlow, whose native start-up lines would
+  # come first on the console (and before a one-line error).
+  from airstreams_jax import cli as _cli  # pylint: disable=g-import-not-at-top
+  _cli.quiet_tensorflow_import()
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
-from absl import logging
 import jax
 from jax.experimental import multihost_utils
 from ml_collections import config_flags
@@ -77,24 +78,25 @@ def _check_workdir(workdir: str) -> None:
              'not exist; create it first or choose another workdir.')
 
 
-class _DropLibraryChatter(logging_std.Filter):
-  """Drops INFO records of Orbax, whose per-save detail buries the progress."""
-
-  def filter(self, record):
-    return record.levelno > logging_std.INFO or '/orbax/' not in record.pathname
+def _log_file(workdir: str):
+  """WORKDIR/main.log (main.process<k>.log on process k > 0); none for a
+  remote workdir such as gs://, whose logs the job's platform keeps."""
+  if '://' in workdir:
+    return None
+  # The flag, not jax.process_index(): the backends start after logging is set.
+  name = ('main.log' if _PROCESS_ID.value == 0 else
+          f'main.process{_PROCESS_ID.value}.log')
+  return os.path.join(workdir, name)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(_DropLibraryChatter())
   _check_workdir(_WORKDIR.value)
+  cli.setup_logging(_log_file(_WORKDIR.value))
   _init_distributed()
   # tf.data only; keep TensorFlow off any accelerator JAX will use.
   tf.config.set_visible_devices([], 'GPU')
-  logging.info('JAX devices: %d (%d per process), %d processes.',
-               jax.device_count(), jax.local_device_count(),
-               jax.process_count())
   try:
     if _MODE.value == 'eval':
       results = train.evaluate_checkpoint(_CONFIG.value, _WORKDIR.value)

@@ -11,6 +11,12 @@ the segmentation net are computed inside the network, the single-stream
 heads are skipped.
 """
 
+if __name__ == '__main__':
+  # Before anything loads TensorFlow: its native start-up lines stay off the
+  # console (and from in front of a one-line error).
+  from airstreams_jax import cli as _cli  # pylint: disable=g-import-not-at-top
+  _cli.quiet_tensorflow_import()
+
 import functools
 import json
 import sys
@@ -78,6 +84,7 @@ def define_flags() -> None:
 
 
 def main(argv):
+  cli.setup_logging()
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   args = flags.FLAGS

@@ -398,9 +398,9 @@ def test_main_evolve_reports_bad_settings_in_one_line(tmp_path):
        '--config.evolution.tournament_size=5'],
       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0
-  last = proc.stderr.strip().splitlines()[-1]
-  assert last == ('error: config.evolution.tournament_size=5 must be in '
-                  '[1, population_size=4].'), proc.stderr[-2000:]
+  assert proc.stderr.strip() == (  # The only line.
+      'error: config.evolution.tournament_size=5 must be in '
+      '[1, population_size=4].'), proc.stderr[-2000:]
   assert not os.path.exists(tmp_path / 'never_built')
 
 

@@ -49,7 +49,7 @@ def test_cli_error_is_one_line(run_without_checkpoint, tmp_path):
        '--format=onnx'],
       capture_output=True, text=True, cwd=ROOT, check=False)
   assert proc.returncode == 1
-  assert proc.stderr.strip().splitlines()[-1] == (
+  assert proc.stderr.strip() == (  # The only line.
       "error: --format='onnx' is unknown; use one of saved_model, tflite.")
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -110,6 +111,7 @@ def test_main_smoke_end_to_end_then_resume(tmp_path, data_dir):
   proc = _main(*common)
   assert 'merged top-1' in proc.stdout
   assert 'JAX devices: 8' in proc.stderr  # The batch is split 8 ways.
+  _check_console(proc.stderr, os.path.join(workdir, 'main.log'))
   with open(os.path.join(workdir, 'eval_results.json')) as f:
     results = json.load(f)
   assert results['step'] == 8
@@ -141,7 +143,7 @@ def test_main_smoke_end_to_end_then_resume(tmp_path, data_dir):
           'representations/seg_miou', 'representations/flow_epe',
           'representations/flow_direction_accuracy',
           'train/flow_layer/theta', 'train/flow_layer/lambda',
-          'train/flow_layer/tau'} <= tags
+          'train/flow_layer/tau', 'train/data_wait_fraction'} <= tags
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['4', '8']
 
   # Re-running the finished job only re-evaluates the restored state ...
@@ -176,8 +178,8 @@ def test_main_smoke_end_to_end_then_resume(tmp_path, data_dir):
        f'--video={missing}'], cwd=ROOT, capture_output=True, text=True,
       timeout=600, check=False)
   assert proc.returncode == 1
-  assert proc.stderr.strip().splitlines()[-1].startswith(
-      f'error: --video={missing}: ')
+  assert proc.stderr.strip() == f'error: --video={missing}: file not found'
+
 
   # The paper's figures of the run (python -m airstreams_jax.visualize).
   written = run_figures.write_figures(workdir, str(tmp_path / 'figures'),
@@ -206,6 +208,24 @@ def test_main_smoke_end_to_end_then_resume(tmp_path, data_dir):
   assert resumed['step'] == 10
   assert resumed['params_sha256'] != results['params_sha256']
   assert 'Resumed from the checkpoint of step 8' in proc.stderr
+
+
+def _check_console(console: str, log_file: str) -> None:
+  """The console shows our lines, the progress and the losses; library
+  chatter (absl-prefixed records, TensorFlow's native start-up lines,
+  deprecation warnings) goes to the log file only."""
+  lines = console.strip().splitlines()
+  assert all(re.match(r'\d\d:\d\d:\d\d ', line) for line in lines), lines
+  assert not [line for line in lines if 'deprecat' in line.lower() or
+              'oneDNN' in line], lines
+  assert any(re.search(r' step 8/8: loss \d+\.\d+ \(rgb ', line)
+             for line in lines), lines
+  assert any(' progress: ' in line and '(8/8)' in line for line in lines)
+  with open(log_file) as f:
+    logged = f.read()
+  # Everything, in absl's format: the scalar writer's lines included.
+  assert re.search(r'^I\d{4} .*logging_writer.py.*train/loss=', logged, re.M)
+  assert 'step 8/8: loss' in logged
 
 
 def _check_export(workdir, directory, video_path, predicted):
@@ -278,7 +298,9 @@ def test_main_rejects_bad_input_in_one_line(tmp_path, args, message):
           f'--config.dataset.data_dir={tmp_path / "never_built"}'] + args
   proc = _main(*argv, check=False)
   assert proc.returncode != 0
-  last = proc.stderr.strip().splitlines()[-1]
-  assert last.startswith('error:') and message in last, proc.stderr[-2000:]
+  # The error is the only line: no start-up chatter or log lines before it.
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1, proc.stderr[-2000:]
+  assert lines[0].startswith('error:') and message in lines[0], lines
   # Rejected before any work: no dataset was built.
   assert not os.path.exists(tmp_path / 'never_built')

@@ -3,7 +3,9 @@
 import contextlib
 import dataclasses
 import fcntl
+import io
 import os
+import time
 from typing import Any, Dict, Tuple
 
 from absl import logging
@@ -178,10 +180,20 @@ def prepare(builder) -> None:
   turns (`build_lock`).
   """
   if jax.process_index() == 0:
-    logging.info('Preparing %s in %s', builder.info.full_name,
-                 builder.data_dir)
     with build_lock(builder.data_dir):
-      builder.download_and_prepare()
+      if builder.is_prepared():
+        logging.info('Dataset %s: %s', builder.info.full_name,
+                     builder.data_dir)
+      else:
+        logging.info('Building %s in %s (once; later runs reuse it)...',
+                     builder.info.full_name, builder.data_dir)
+        start = time.time()
+        # tfds prints its own "preparing" and "prepared" lines to stdout,
+        # sizes unknown for generated data; the log lines here replace them.
+        with contextlib.redirect_stdout(io.StringIO()):
+          builder.download_and_prepare()
+        logging.info('Built %s in %.0f s.', builder.info.full_name,
+                     time.time() - start)
       _read_info_if_built_elsewhere(builder)
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(f'prepared {builder.info.full_name}')

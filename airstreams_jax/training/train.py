@@ -161,6 +161,11 @@ def setup(config, mesh: Optional[jax.sharding.Mesh] = None) -> Setup:
     schedule = optim.make_schedule(config.optimizer, config.num_train_steps)
   except ValueError as e:
     raise errors.ConfigError(str(e)) from None
+  # Logged once the config is known to be good: a config error stays the
+  # only line on the console.
+  logging.info('JAX devices: %d (%d per process), %d processes; mesh %s.',
+               jax.device_count(), jax.local_device_count(),
+               jax.process_count(), dict(mesh.shape))
   builder = builders.make_builder(config.dataset)
   builders.prepare(builder)
   meta = builders.dataset_meta(builder)
@@ -343,6 +348,17 @@ def _check_finite(step: int, values: Dict[str, float]) -> None:
                              'input data.')
 
 
+def _losses_line(step: int, num_steps: int, values: Dict[str, float]) -> str:
+  """'step 200/600: loss 3.214 (rgb 1.792, merged 1.205, interm 0.421),
+  train top-1 0.547' for the console (TensorBoard has every scalar)."""
+  terms = ', '.join(f'{k[len("loss_"):]} {v:.3f}' for k, v in values.items()
+                    if k.startswith('loss_'))
+  line = f'step {step}/{num_steps}: loss {values["loss"]:.3f} ({terms})'
+  if 'accuracy_merged' in values:
+    line += f', train top-1 {values["accuracy_merged"]:.3f}'
+  return line
+
+
 def _log_eval(writer, step: int, results: Dict[str, Any]) -> None:
   scalars = {f'eval/{k}': v for k, v in results.items()
              if isinstance(v, float)}
@@ -424,10 +440,18 @@ def train_and_evaluate(config, workdir: str,
       num_train_steps=config.num_train_steps, writer=writer,
       every_steps=config.log_every_steps, every_secs=None)
   results, accumulated = None, None
+  if start_step < config.num_train_steps:
+    logging.info('Training steps %d-%d; the first one compiles the step.',
+                 start_step + 1, config.num_train_steps)
+  # Share of the training wall time spent waiting for the input pipeline,
+  # per logging interval (TensorBoard's train/data_wait_fraction).
+  data_wait, interval_start = 0.0, time.monotonic()
   with metric_writers.ensure_flushes(writer):
     for step in range(start_step + 1, config.num_train_steps + 1):
       with report.timed('data', wait_jax_async_dispatch=False):
+        waited_from = time.monotonic()
         batch = next(train_iter)
+        data_wait += time.monotonic() - waited_from
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
         state, step_metrics = train_fn(state, batch, loss_weights)
       accumulated = (step_metrics if accumulated is None
@@ -439,7 +463,10 @@ def train_and_evaluate(config, workdir: str,
                   eval_lib.to_host(accumulated).compute().items()}
         _check_finite(step, values)
         values.update(flow_layer_scalars(state.params))
+        values['data_wait_fraction'] = data_wait / max(
+            time.monotonic() - interval_start, 1e-9)
         writer.write_scalars(step, {f'train/{k}': v for k, v in values.items()})
+        logging.info('%s', _losses_line(step, config.num_train_steps, values))
         accumulated = None
       evaluated = step % config.eval_every_steps == 0 or is_last
       if evaluated:
@@ -453,6 +480,8 @@ def train_and_evaluate(config, workdir: str,
             manager, step, state,
             {k: v for k, v in results.items() if isinstance(v, float)}
             if evaluated else None)
+      if step % config.log_every_steps == 0:  # Evaluation and saving excluded.
+        data_wait, interval_start = 0.0, time.monotonic()
     if results is None:  # Nothing left to train: evaluate what was restored.
       results = run_evaluation(s, state, eval_fn)
   manager.wait_until_finished()

@@ -20,6 +20,12 @@ The streams a run does not have are skipped. TensorBoard gets the same
 pictures during training (`samples/*`, `eval/confusion_matrix`).
 """
 
+if __name__ == '__main__':
+  # Before anything loads TensorFlow: its native start-up lines stay off the
+  # console (and from in front of a one-line error).
+  from airstreams_jax import cli as _cli  # pylint: disable=g-import-not-at-top
+  _cli.quiet_tensorflow_import()
+
 import os
 import sys
 
@@ -42,6 +48,7 @@ _SPLIT = flags.DEFINE_string('split', '', "The dataset split; default the "
 
 
 def main(argv):
+  cli.setup_logging()
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   out = _OUT.value or os.path.join(_WORKDIR.value, 'figures')
