@@ -71,11 +71,14 @@ def confusion_matrix_metric(num_classes: int) -> Type[metrics.Metric]:
 
 
 def train_metrics() -> Type[metrics.Collection]:
-  """Total loss, each unweighted loss term and the merged accuracy (for
-  multi-label data: how often the top-scored class is present)."""
+  """Total loss, each unweighted loss term, the gradients' global norm and
+  the merged accuracy (for multi-label data: how often the top-scored class
+  is present)."""
   fields = {'loss': metrics.Average.from_output('loss'),
             'accuracy_merged': _accuracy_of('logits_merged'),
-            'learning_rate': metrics.LastValue.from_output('learning_rate')}
+            'learning_rate': metrics.LastValue.from_output('learning_rate'),
+            # Before clipping; also what names a step's non-finite gradients.
+            'grad_norm': metrics.Average.from_output('grad_norm')}
   for name in losses.LOSS_NAMES:
     fields[f'loss_{name}'] = metrics.Average.from_output(f'loss_{name}')
   return metrics.Collection.create(**fields)

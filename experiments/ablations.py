@@ -20,6 +20,12 @@ With a user's HMDB51 and GPUs:
       --seeds=3 --root=workdirs/hmdb51_tables
 """
 
+if __name__ == '__main__':
+  # Before anything loads TensorFlow: its native start-up lines stay off the
+  # console (and from in front of a one-line error).
+  from airstreams_jax import cli as _cli  # pylint: disable=g-import-not-at-top
+  _cli.quiet_tensorflow_import()
+
 import dataclasses
 import os
 import sys
@@ -29,6 +35,7 @@ from typing import Any, Dict, List, Sequence
 from absl import app
 from absl import flags
 
+from airstreams_jax import cli
 from airstreams_jax import errors
 from airstreams_jax.launch import local
 from airstreams_jax.launch import record as record_lib
@@ -207,6 +214,7 @@ def sweep_arg() -> str:
 
 
 def main(argv):
+  cli.setup_logging()
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   root = _ROOT.value

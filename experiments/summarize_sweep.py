@@ -12,12 +12,19 @@ TV-L1 start: 0.30, 0.15, 0.25), read from each unit's TensorBoard events.
 Cells are percentages except θ, λ, τ; '(n)' is the number of seeds.
 """
 
+if __name__ == '__main__':
+  # Before anything loads TensorFlow: its native start-up lines stay off the
+  # console (and from in front of a one-line error).
+  from airstreams_jax import cli as _cli  # pylint: disable=g-import-not-at-top
+  _cli.quiet_tensorflow_import()
+
 import os
 import sys
 
 from absl import app
 from absl import flags
 
+from airstreams_jax import cli
 from airstreams_jax.launch import record as record_lib
 from experiments import sweep_tables
 
@@ -27,6 +34,7 @@ _OUT = flags.DEFINE_string('out', '', 'The Markdown file; default '
 
 
 def main(argv):
+  cli.setup_logging()
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   root = _ROOT.value

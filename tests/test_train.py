@@ -210,6 +210,33 @@ def test_main_smoke_end_to_end_then_resume(tmp_path, data_dir):
   assert 'Resumed from the checkpoint of step 8' in proc.stderr
 
 
+def test_a_non_finite_step_stops_training_before_it_is_saved(tmp_path,
+                                                             data_dir):
+  workdir = str(tmp_path / 'run')
+  # The learning rate jumps x1e30 at 60% of the 8 steps: step 5's update
+  # blows the weights up and step 6's forward pass overflows.
+  spike = ['--config=configs/synthetic.py:smoke', f'--workdir={workdir}',
+           f'--config.dataset.data_dir={data_dir}',
+           '--config.optimizer.schedule=step',
+           '--config.optimizer.decay_factor=1e30',
+           '--config.checkpoint_every_steps=2']
+  proc = _main(*spike, check=False)
+  assert proc.returncode == 1
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: Step 6: not finite: '), proc.stderr[-3000:]
+  assert 'the newest checkpoint (step 4) is intact' in last
+  # The check runs every step: nothing after the last good save was saved.
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4']
+  # A restart resumes from the last good save, trains step 5 from it with
+  # finite losses, and (same seed, same data, same spike) stops at step 6
+  # again.
+  proc = _main(*spike, '--config.log_every_steps=1', check=False)
+  assert 'Resumed from the checkpoint of step 4' in proc.stderr
+  assert re.search(r' step 5/8: loss \d+\.\d+ ', proc.stderr), proc.stderr
+  assert proc.stderr.strip().splitlines()[-1].startswith(
+      'error: Step 6: not finite: ')
+
+
 def _check_console(console: str, log_file: str) -> None:
   """The console shows our lines, the progress and the losses; library
   chatter (absl-prefixed records, TensorFlow's native start-up lines,

@@ -46,13 +46,23 @@ def train_step(state: TrainState, batch: Mapping[str, jnp.ndarray],
 
   (loss, (terms, logits, batch_stats)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.params)
+  grad_norm = optax.global_norm(grads)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   new_state = state.replace(
       step=state.step + 1, params=optax.apply_updates(state.params, updates),
       batch_stats=batch_stats, opt_state=opt_state)
+  # A non-finite loss term or gradient leaves the whole state (step counter,
+  # BatchNorm statistics, optimiser moments) as it was: the host then stops
+  # the run naming this step (`train.py`), and nothing non-finite can reach a
+  # checkpoint.
+  finite = jnp.isfinite(grad_norm) & jnp.isfinite(loss)
+  for value in terms.values():
+    finite &= jnp.isfinite(value)
+  new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                           new_state, state)
   step_metrics = metrics_cls.single_from_model_output(
       loss=loss, label=batch['label'], learning_rate=schedule(state.step),
-      logits_merged=logits['merged'],
+      logits_merged=logits['merged'], grad_norm=grad_norm,
       **{f'loss_{name}': value for name, value in terms.items()})
   return new_state, step_metrics
 

@@ -4,6 +4,7 @@ Library functions, callable from `main`, a test or a notebook. The steps in
 `steps.py` are jitted here once, with explicit shardings and the state donated.
 """
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -340,12 +341,37 @@ def load_run(workdir: str) -> Tuple[ml_collections.ConfigDict, Dict[str, Any]]:
   return config, classes
 
 
-def _check_finite(step: int, values: Dict[str, float]) -> None:
-  bad = {k: v for k, v in values.items() if not np.isfinite(v)}
-  if bad:
-    raise FloatingPointError(f'Non-finite training metrics at step {step}: '
-                             f'{bad}; lower the learning rate or check the '
-                             'input data.')
+def _term_name(metric: str) -> str:
+  return {'loss': 'the total loss', 'grad_norm': 'the gradients'}.get(
+      metric, f"the {metric[len('loss_'):]} loss" if metric.startswith('loss_')
+      else metric)
+
+
+def check_step_finite(step: int, step_metrics, latest_checkpoint) -> None:
+  """Raises FloatingPointError, in one line, if step `step`'s loss terms or
+  gradients were not finite (the step itself then left the state unchanged).
+
+  Args:
+    step: the step the metrics belong to.
+    step_metrics: that step's metrics collection (`steps.train_step`).
+    latest_checkpoint: the newest saved step, or None, for the message.
+  """
+  totals = eval_lib.to_host({
+      f.name: getattr(step_metrics, f.name).total
+      for f in dataclasses.fields(step_metrics)
+      if f.name.startswith('loss') or f.name == 'grad_norm'})
+  bad = {k: float(v) for k, v in totals.items() if not np.isfinite(v)}
+  if not bad:
+    return
+  where = (f'the newest checkpoint (step {latest_checkpoint}) is intact; '
+           'rerun the same command to resume from it' if latest_checkpoint
+           else 'no checkpoint had been saved yet; rerun to start again')
+  raise FloatingPointError(
+      f'Step {step}: not finite: ' + ', '.join(
+          f'{_term_name(k)} ({v})' for k, v in sorted(bad.items())) +
+      '. Training stopped with that update skipped, nothing non-finite '
+      f'saved; {where} after lowering the learning rate or checking the '
+      'input data.')
 
 
 def _losses_line(step: int, num_steps: int, values: Dict[str, float]) -> str:
@@ -439,14 +465,16 @@ def train_and_evaluate(config, workdir: str,
   report = periodic_actions.ReportProgress(
       num_train_steps=config.num_train_steps, writer=writer,
       every_steps=config.log_every_steps, every_secs=None)
-  results, accumulated = None, None
+  results, accumulated, unchecked = None, None, None
   if start_step < config.num_train_steps:
     logging.info('Training steps %d-%d; the first one compiles the step.',
                  start_step + 1, config.num_train_steps)
   # Share of the training wall time spent waiting for the input pipeline,
   # per logging interval (TensorBoard's train/data_wait_fraction).
   data_wait, interval_start = 0.0, time.monotonic()
-  with metric_writers.ensure_flushes(writer):
+  # However training ends (finished, a non-finite step, an exception), the
+  # asynchronous save in flight completes before the function returns.
+  with metric_writers.ensure_flushes(writer), contextlib.closing(manager):
     for step in range(start_step + 1, config.num_train_steps + 1):
       with report.timed('data', wait_jax_async_dispatch=False):
         waited_from = time.monotonic()
@@ -454,28 +482,36 @@ def train_and_evaluate(config, workdir: str,
         data_wait += time.monotonic() - waited_from
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
         state, step_metrics = train_fn(state, batch, loss_weights)
+      # Every step is checked, one step late so that one stays queued on the
+      # devices; and before anything is logged, evaluated or saved.
+      if unchecked is not None:
+        check_step_finite(*unchecked, manager.latest_step())
+      unchecked = (step, step_metrics)
       accumulated = (step_metrics if accumulated is None
                      else accumulated.merge(step_metrics))
       report(step, time.time())
       is_last = step == config.num_train_steps
-      if step % config.log_every_steps == 0 or is_last:
+      evaluated = step % config.eval_every_steps == 0 or is_last
+      saved = (step % config.checkpoint_every_steps == 0 or is_last or
+               (evaluated and config.best_metric))
+      logged = step % config.log_every_steps == 0 or is_last
+      if logged or evaluated or saved:
+        check_step_finite(*unchecked, manager.latest_step())
+        unchecked = None
+      if logged:
         values = {k: float(v) for k, v in
                   eval_lib.to_host(accumulated).compute().items()}
-        _check_finite(step, values)
         values.update(flow_layer_scalars(state.params))
         values['data_wait_fraction'] = data_wait / max(
             time.monotonic() - interval_start, 1e-9)
         writer.write_scalars(step, {f'train/{k}': v for k, v in values.items()})
         logging.info('%s', _losses_line(step, config.num_train_steps, values))
         accumulated = None
-      evaluated = step % config.eval_every_steps == 0 or is_last
       if evaluated:
         with report.timed('eval'):
           results = run_evaluation(s, state, eval_fn, writer)
           _log_samples(writer, step, sample_fn(state, batch))
-      # Evaluated states are saved too when the best one is kept.
-      if (step % config.checkpoint_every_steps == 0 or is_last or
-          (evaluated and config.best_metric)):
+      if saved:  # Evaluated states are saved too when the best one is kept.
         checkpointing.save(
             manager, step, state,
             {k: v for k, v in results.items() if isinstance(v, float)}
@@ -484,7 +520,6 @@ def train_and_evaluate(config, workdir: str,
         data_wait, interval_start = 0.0, time.monotonic()
     if results is None:  # Nothing left to train: evaluate what was restored.
       results = run_evaluation(s, state, eval_fn)
-  manager.wait_until_finished()
   eval_lib.write_results(workdir, results)
   return results
 
