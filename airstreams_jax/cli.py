@@ -23,7 +23,8 @@ def one_line(error: Exception) -> str:
   lines = [line for line in lines if line and not line.startswith(
       ('Traceback', 'File ', '^'))]
   if isinstance(error, AttributeError):  # ml_collections: unknown key.
-    return f'unknown config key {lines[0]!r}' + (
+    key = lines[0].strip('\'" ')  # Quoted once or twice, by version.
+    return f'unknown config key {key!r}' + (
         f'. {lines[-1]}' if len(lines) > 1 else '')
   if isinstance(error, OSError):
     return f'cannot load the config file: {lines[-1]}'
@@ -31,7 +32,8 @@ def one_line(error: Exception) -> str:
   return lines[0] if len(lines) == 1 else f'{lines[0]} {lines[-1]}'
 
 
-def flags_parser(config_flag) -> Callable[[List[str]], List[str]]:
+def flags_parser(config_flag, flag_values: Optional[flags.FlagValues] = None
+                 ) -> Callable[[List[str]], List[str]]:
   """An `app.run` flags parser that reports config mistakes in one line.
 
   A misspelt `--config.<key>` surfaces from ml_collections as an
@@ -40,10 +42,11 @@ def flags_parser(config_flag) -> Callable[[List[str]], List[str]]:
 
   Args:
     config_flag: the holder returned by `config_flags.DEFINE_config_file`.
+    flag_values: where the flags are defined; absl's global FLAGS by default.
   """
   def parse(argv):
     try:
-      argv = flags.FLAGS(argv)
+      argv = (flag_values or flags.FLAGS)(argv)
       # A config file that fails to load leaves a placeholder that raises on
       # first use: use it here, while errors are still one-liners.
       config_flag.value.keys()

@@ -244,7 +244,7 @@ def test_local_sweep_order_failures_and_rerun(tmp_path, data_dir):
   text = out.getvalue()
   # The failure is named with the tail of its log: main's one-line error.
   assert 'broken FAILED' in text
-  assert "error: Unknown optimizer 'adamax'" in text
+  assert "error: config.optimizer.name='adamax' is unknown" in text
   assert 'after_broken blocked: broken failed' in text
   for name in ('first', 'second'):
     workdir = os.path.join(root, name)

@@ -41,7 +41,7 @@ def test_lr_multiplier_scales_only_its_module(name, key, module, other):
 
 
 def test_negative_lr_multiplier_is_refused():
-  with pytest.raises(ValueError, match='segmentation_net is -1'):
+  with pytest.raises(ValueError, match='seg_lr_multiplier=-1.0'):
     optim.make_optimizer(_opt_config(seg_lr_multiplier=-1.0), 10)
 
 
@@ -56,5 +56,5 @@ def test_schedules():
   values = [float(step(s)) for s in (5, 20, 49, 51, 74, 76, 99)]
   np.testing.assert_allclose(values, [0.5, 1, 1, 0.1, 0.1, 0.01, 0.01],
                              rtol=1e-6)
-  with pytest.raises(ValueError, match='Unknown schedule'):
+  with pytest.raises(ValueError, match="schedule='linear' is unknown"):
     optim.make_schedule(_opt_config(schedule='linear'), 10)

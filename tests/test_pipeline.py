@@ -1,6 +1,5 @@
 """Input pipeline: aligned augmentation, padded eval, per-process shares."""
 
-import os
 import threading
 
 import numpy as np

@@ -314,10 +314,10 @@ def _write_mp4(path, frames):
     (['--config.batch_size=12'], 'not divisible by the 8 devices'),
     (['--workdir=/nonexistent_parent_dir/run'], 'does not exist'),
     (['--config.loss_weights_file=/nonexistent/w.json'], 'does not exist'),
-    (['--config.optimizer.name=adam'], "Unknown optimizer 'adam'"),
+    (['--config.optimizer.name=adam'], "config.optimizer.name='adam' is unknown"),
     (['--config.model.grad_scale=-0.5'], 'config.model.grad_scale=-0.5 must'),
     (['--config.optimizer.seg_lr_multiplier=-1'],
-     'multiplier of segmentation_net is -1.0'),
+     'config.optimizer.seg_lr_multiplier=-1.0'),
 ])
 def test_main_rejects_bad_input_in_one_line(tmp_path, args, message):
   argv = ['--config=configs/synthetic.py:smoke',

@@ -160,6 +160,8 @@ def test_rebuilding_reuses_the_dataset_and_checks_its_source(built, root,
   assert again.info.splits['train'].num_examples == 5
   other = tmp_path / 'other'
   (other / 'train' / 'x').mkdir(parents=True)
+  (other / 'classes.txt').write_text(
+      open(os.path.join(root, 'classes.txt')).read())  # The files teacher's.
   with pytest.raises(errors.ConfigError, match='built from'):
     builders.make_builder(_dataset_config(str(other), data_dir))
 

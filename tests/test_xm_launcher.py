@@ -122,6 +122,6 @@ def test_failed_unit_is_recorded_and_blocks_the_units_after_it(
   assert (waits['status'], waits['attempts']) == ('blocked', 0)
   assert not os.path.exists(waits['workdir'])  # Never started.
   # The failure is reported with the end of the unit's log.
-  assert "Unknown optimizer 'adam'" in out.getvalue()
+  assert "config.optimizer.name='adam' is unknown" in out.getvalue()
   assert 'bad FAILED (exit code 1)' in out.getvalue()
   assert not os.path.exists(tmp_path / 'never_built')

@@ -93,6 +93,16 @@ def settings_from_config(config) -> search_lib.Settings:
   return settings
 
 
+def check_evolution(config) -> None:
+  """The checks `evolve` makes of `config.evolution` before any data work.
+
+  Raises:
+    errors.ConfigError: one line naming the key and what it accepts.
+  """
+  settings_from_config(config)
+  proxy_config(config)
+
+
 def proxy_config(config):
   """The config of one proxy training.
 

@@ -70,6 +70,12 @@ def _checked_options(name: str, options: Dict[str, Any]) -> Dict[str, Any]:
           for k, v in options.items()}
 
 
+def check_options(name: str, options: Optional[Mapping[str, Any]]) -> None:
+  """Raises TeacherSetupError for unknown or missing options of teacher
+  `name` (one of `TEACHERS`), without loading anything."""
+  _checked_options(name, _as_dict(options))
+
+
 def make_teacher(name: str, *, manual_dir: str = '',
                  options: Optional[Mapping[str, Any]] = None
                  ) -> base.Teacher:

@@ -32,10 +32,15 @@ def loss_weights_vector(weights: Mapping[str, float],
   if weights_file:
     with open(weights_file) as f:
       weights = json.load(f)
-  if set(weights) != set(LOSS_NAMES):
+  if not hasattr(weights, 'keys') or set(weights) != set(LOSS_NAMES):
     raise ValueError(f'loss weights need exactly the keys {LOSS_NAMES}, got '
-                     f'{sorted(weights)}.')
-  return np.asarray([float(weights[k]) for k in LOSS_NAMES], np.float32)
+                     f'{sorted(weights) if hasattr(weights, "keys") else weights}.')
+  vector = np.asarray([float(weights[k]) for k in LOSS_NAMES], np.float32)
+  bad = [k for k, w in zip(LOSS_NAMES, vector) if not (np.isfinite(w) and w >= 0)]
+  if bad:
+    raise ValueError(f'the weights of {bad} are {[float(weights[k]) for k in bad]}; '
+                     'use finite values >= 0.')
+  return vector
 
 
 def classification_loss(logits: jnp.ndarray, labels: jnp.ndarray,

@@ -28,7 +28,7 @@ def make_schedule(opt_config, num_train_steps: int) -> optax.Schedule:
         int(f * num_train_steps) - warmup: opt_config.decay_factor
         for f in opt_config.decay_at})
   else:
-    raise ValueError(f'Unknown schedule {opt_config.schedule!r}; use one of '
+    raise ValueError(f'config.optimizer.schedule={opt_config.schedule!r} is unknown; use one of '
                      f'{SCHEDULES}.')
   return optax.join_schedules(
       [optax.linear_schedule(0.0, lr, warmup), after], [warmup])
@@ -60,18 +60,19 @@ def make_optimizer(opt_config, num_train_steps: int
     opt = optax.chain(optax.add_decayed_weights(opt_config.weight_decay),
                       optax.sgd(schedule, momentum=opt_config.momentum))
   else:
-    raise ValueError(f"Unknown optimizer {opt_config.name!r}; use 'adamw' or "
-                     "'sgd'.")
+    raise ValueError(f'config.optimizer.name={opt_config.name!r} is unknown; '
+                     "use 'adamw' or 'sgd'.")
   parts = []
   if opt_config.grad_clip_norm > 0:
     parts.append(optax.clip_by_global_norm(opt_config.grad_clip_norm))
   parts.append(opt)
-  for module, multiplier in (
-      (FLOW_PARAMS, opt_config.flow_lr_multiplier),
-      (SEG_PARAMS, opt_config.get('seg_lr_multiplier', 1.0))):
+  for module, key, multiplier in (
+      (FLOW_PARAMS, 'flow_lr_multiplier', opt_config.flow_lr_multiplier),
+      (SEG_PARAMS, 'seg_lr_multiplier',
+       opt_config.get('seg_lr_multiplier', 1.0))):
     if multiplier < 0:
-      raise ValueError(f'optimizer: a learning-rate multiplier of {module} '
-                       f'is {multiplier}; use a value >= 0.')
+      raise ValueError(f'config.optimizer.{key}={multiplier} (the learning-'
+                       f'rate multiplier of {module}) must be >= 0.')
     if multiplier != 1.0:
       parts.append(optax.masked(optax.scale(multiplier),
                                 _module_mask(module)))

@@ -33,6 +33,7 @@ from airstreams_jax.data import pipeline
 from airstreams_jax.models import airstreams
 from airstreams_jax.models import tvn
 from airstreams_jax.training import checkpointing
+from airstreams_jax.training import config_checks
 from airstreams_jax.training import losses
 from airstreams_jax.training import optim
 from airstreams_jax.training import steps
@@ -56,7 +57,12 @@ def read_loss_weights(config) -> np.ndarray:
   try:
     return losses.loss_weights_vector(config.loss_weights,
                                       config.loss_weights_file)
-  except ValueError as e:  # Also json.JSONDecodeError.
+  except json.JSONDecodeError as e:
+    raise errors.ConfigError(
+        f'config.loss_weights_file={config.loss_weights_file!r} is not JSON '
+        f'({e}); write e.g. {{"rgb": 1, "flow": 0, "semantic": 0, '
+        '"merged": 1, "interm": 1}.') from None
+  except ValueError as e:
     raise errors.ConfigError(
         f'config.loss_weights{"_file" if config.loss_weights_file else ""}: '
         f'{e}') from None
@@ -102,12 +108,16 @@ def validate_config(config, mesh: jax.sharding.Mesh) -> None:
   try:  # Tower specs, before any data work.
     for spec in config.model.tower:
       tvn.BlockSpec.from_config(spec)
-  except ValueError as e:
-    raise errors.ConfigError(str(e)) from None
+  except (ValueError, TypeError) as e:
+    raise errors.ConfigError(f'config.model.tower: {e}') from None
   try:
     sharding_lib.check_rules(config.sharding_rules, mesh)
   except ValueError as e:
     raise errors.ConfigError(str(e)) from None
+  except TypeError:
+    raise errors.ConfigError(
+        f'config.sharding_rules={config.sharding_rules!r} is not (regex, '
+        "mesh axes) pairs; use e.g. \"(('kernel$', ('model',)),)\".") from None
   if config.init_from and not gfile.isdir(
       os.path.join(config.init_from, 'checkpoints')):
     raise errors.ConfigError(
@@ -148,13 +158,33 @@ def _sample_video(config) -> jax.ShapeDtypeStruct:
       (1, d.num_frames, d.image_size, d.image_size, 3), jnp.uint8)
 
 
-def setup(config, mesh: Optional[jax.sharding.Mesh] = None) -> Setup:
-  """Validates the config, prepares the dataset, builds model and optimiser."""
+@dataclasses.dataclass(frozen=True)
+class CheckedConfig:
+  """What `check_config` derived on the way."""
+  mesh: jax.sharding.Mesh
+  loss_weights: np.ndarray
+  tx: Any
+  schedule: Any
+  builder: Any  # Made, not prepared.
+
+
+def check_config(config, mesh: Optional[jax.sharding.Mesh] = None
+                 ) -> CheckedConfig:
+  """Every check of `config` that needs no data and no compiling.
+
+  Raises:
+    errors.ConfigError: one line naming the key and what it accepts.
+  """
+  config_checks.check_values(config)
   if mesh is None:
     try:
       mesh = mesh_lib.make_mesh(config.mesh)
     except ValueError as e:
       raise errors.ConfigError(str(e)) from None
+    except TypeError:
+      raise errors.ConfigError(
+          f'config.mesh={config.mesh!r} is not (axis name, size) pairs; use '
+          "e.g. --config.mesh=\"(('data', -1),)\".") from None
   validate_config(config, mesh)
   loss_weights = read_loss_weights(config)
   try:  # Optimiser names and schedules, also before any data work.
@@ -162,12 +192,20 @@ def setup(config, mesh: Optional[jax.sharding.Mesh] = None) -> Setup:
     schedule = optim.make_schedule(config.optimizer, config.num_train_steps)
   except ValueError as e:
     raise errors.ConfigError(str(e)) from None
+  return CheckedConfig(mesh, loss_weights, tx, schedule,
+                       builders.make_builder(config.dataset))
+
+
+def setup(config, mesh: Optional[jax.sharding.Mesh] = None) -> Setup:
+  """Validates the config, prepares the dataset, builds model and optimiser."""
+  checked = check_config(config, mesh)
+  mesh, loss_weights = checked.mesh, checked.loss_weights
+  tx, schedule, builder = checked.tx, checked.schedule, checked.builder
   # Logged once the config is known to be good: a config error stays the
   # only line on the console.
   logging.info('JAX devices: %d (%d per process), %d processes; mesh %s.',
                jax.device_count(), jax.local_device_count(),
                jax.process_count(), dict(mesh.shape))
-  builder = builders.make_builder(config.dataset)
   builders.prepare(builder)
   meta = builders.dataset_meta(builder)
   if meta.multi_label != config.model.multi_label:

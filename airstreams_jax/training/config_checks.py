@@ -1,0 +1,163 @@
+"""Range and type checks of config values, before any data or compiling.
+
+`train.check_config` runs them with its own checks (devices, streams,
+towers, loss weights, optimiser); each failure is one line that names the
+key and what it accepts. tests/config_fuzz.py generates the bad values.
+"""
+
+import math
+from typing import Any, Callable, Sequence
+
+import tensorflow_datasets as tfds
+
+from airstreams_jax import errors
+
+_TUPLE_KEYS = ('mesh', 'sharding_rules', 'model.tower', 'model.streams',
+               'model.stop_gradient_at', 'model.seg.widths',
+               'optimizer.decay_at')
+DTYPES = ('float32', 'bfloat16', 'float16')
+SEG_OUTPUT_STRIDES = (8, 16, 32)
+SINGLE_LABEL_METRICS = ('top1', 'top5', 'mean_class_accuracy')
+
+
+def _get(config, key: str) -> Any:
+  for part in key.split('.'):
+    config = config[part]
+  return config
+
+
+def _require(config, key: str, ok: Callable[[Any], bool], accepted: str):
+  value = _get(config, key)
+  try:
+    good = ok(value)
+  except TypeError:
+    good = False
+  if not good:
+    raise errors.ConfigError(f'config.{key}={value!r} is out of range; '
+                             f'use {accepted}.')
+
+
+def _integer_at_least(low: int) -> Callable[[Any], bool]:
+  return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _finite_at_least(low: float) -> Callable[[Any], bool]:
+  return lambda v: math.isfinite(v) and v >= low
+
+
+def _each(values: Sequence[Any], ok: Callable[[Any], bool]) -> bool:
+  return all(ok(v) for v in values)
+
+
+def check_types(config) -> None:
+  """Tuple-valued keys hold tuples (a command line can set them to a
+  number, which ml_collections accepts)."""
+  for key in _TUPLE_KEYS:
+    value = _get(config, key)
+    if not isinstance(value, (tuple, list)):
+      raise errors.ConfigError(
+          f'config.{key}={value!r} must be a tuple, e.g. '
+          f'--config.{key}="{tuple(_example(key))}".')
+
+
+def _example(key: str):
+  return {'mesh': (('data', -1),), 'sharding_rules': (),
+          'model.streams': ('rgb', 'flow'), 'model.stop_gradient_at':
+          ('flow', 'semantic'), 'model.seg.widths': (64, 128, 256, 512),
+          'optimizer.decay_at': (0.6, 0.8)}.get(key, ())
+
+
+def check_values(config) -> None:
+  """The value ranges of the run, model, data and optimiser keys."""
+  check_types(config)
+  positive = 'an integer >= 1'
+  _require(config, 'keep_checkpoints', _integer_at_least(1), positive)
+  metrics = ('mAP',) if config.model.multi_label else SINGLE_LABEL_METRICS
+  _require(config, 'best_metric', lambda v: v in ('',) + metrics,
+           f"one of {metrics} ('' keeps the newest checkpoints only)")
+  # Model.
+  _require(config, 'model.dropout_rate', lambda v: 0 <= v < 1, 'a value in '
+           '[0, 1)')
+  _require(config, 'model.dtype', lambda v: v in DTYPES, f'one of {DTYPES}')
+  for key in ('model.flow.num_iter', 'model.flow.bottleneck',
+              'model.flow_of_flow.num_iter', 'model.flow_of_flow.bottleneck',
+              'model.flow_of_flow.features'):
+    _require(config, key, _integer_at_least(1), positive)
+  _require(config, 'model.flow.presmooth_sigma', _finite_at_least(0),
+           'a value >= 0 (0: no pre-smoothing)')
+  _require(config, 'model.seg.output_stride',
+           lambda v: v in SEG_OUTPUT_STRIDES, f'one of {SEG_OUTPUT_STRIDES}')
+  _require(config, 'model.seg.decoder_features', _integer_at_least(0),
+           'an integer >= 0 (0: no upsampling head)')
+  _require(config, 'model.seg.widths',
+           lambda v: len(v) == 4 and _each(v, _integer_at_least(1)),
+           'four positive integers, the widths of the DRN-18 stages')
+  # Data.
+  data = 'dataset.'
+  _require(config, data + 'image_size', _integer_at_least(1), positive)
+  _require(config, data + 'short_side',
+           lambda v: v >= config.dataset.image_size,
+           f'a value >= dataset.image_size={config.dataset.image_size} '
+           '(frames are stored with this short side, then cropped)')
+  frames = 2 if 'flow' in config.model.streams else 1
+  _require(config, data + 'num_frames', _integer_at_least(frames),
+           f'an integer >= {frames}' + (
+               ' (the flow layer needs two frames)' if frames == 2 else ''))
+  for key in ('eval_clips', 'eval_crops', 'frame_stride'):
+    _require(config, data + key, _integer_at_least(1), positive)
+  for key in ('max_frames', 'shuffle_buffer', 'build_workers'):
+    _require(config, data + key, _integer_at_least(0),
+             'an integer >= 0 (0: the default)')
+  _require(config, data + 'fps', _finite_at_least(0),
+           'a value >= 0 (0: the video\'s own rate)')
+  _require(config, data + 'min_crop_area', lambda v: 0 < v <= 1,
+           'a value in (0, 1]')
+  for key in ('train_split', 'eval_split'):
+    try:  # The syntax; the split names need the built dataset.
+      tfds.core.ReadInstruction.from_spec(config.dataset[key])
+    except (ValueError, AssertionError):
+      raise errors.ConfigError(
+          f'config.dataset.{key}={config.dataset[key]!r} is not a tfds split; '
+          "use e.g. 'train', 'train[:80%]' or 'train+test'.") from None
+  if config.dataset.name == 'synthetic_actions':
+    _check_synthetic(config)
+  # Optimiser.
+  opt = 'optimizer.'
+  _require(config, opt + 'learning_rate', lambda v: math.isfinite(v) and v > 0,
+           'a finite value > 0')
+  _require(config, opt + 'warmup_steps', _integer_at_least(0),
+           'an integer >= 0')
+  for key in ('weight_decay', 'grad_clip_norm'):
+    _require(config, opt + key, _finite_at_least(0),
+             'a value >= 0 (0 turns it off)')
+  _require(config, opt + 'momentum', lambda v: 0 <= v < 1,
+           'a value in [0, 1)')
+  _require(config, opt + 'decay_at',
+           lambda v: _each(v, lambda f: 0 < f < 1) and list(v) == sorted(v),
+           'increasing fractions of training in (0, 1), e.g. (0.6, 0.8)')
+  _require(config, opt + 'decay_factor',
+           lambda v: math.isfinite(v) and v > 0, 'a finite value > 0')
+  for key in ('flow_lr_multiplier', 'seg_lr_multiplier'):
+    _require(config, opt + key, _finite_at_least(0),
+             'a value >= 0 (0 freezes that net)')
+
+
+def _check_synthetic(config) -> None:
+  synthetic = 'dataset.synthetic.'
+  if config.dataset.teacher != 'oracle':
+    raise errors.ConfigError(
+        f'config.dataset.teacher={config.dataset.teacher!r}: the synthetic '
+        "dataset's masks come from its oracle; use 'oracle' (the other "
+        'teachers label real videos).')
+  _require(config, synthetic + 'num_classes', lambda v: 2 <= v <= 12,
+           'an integer in [2, 12]')
+  for key in ('num_train', 'num_test'):
+    _require(config, synthetic + key, _integer_at_least(1), 'an integer >= 1')
+  _require(config, synthetic + 'num_frames',
+           _integer_at_least(config.dataset.num_frames),
+           f'an integer >= dataset.num_frames={config.dataset.num_frames} '
+           '(the clips are cut from the generated frames)')
+  _require(config, synthetic + 'oracle_drop_prob', lambda v: 0 <= v <= 1,
+           'a probability in [0, 1]')
+  _require(config, synthetic + 'oracle_erode_px', _integer_at_least(0),
+           'an integer >= 0')
