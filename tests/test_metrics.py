@@ -112,7 +112,7 @@ def test_multi_label_eval_metrics_are_the_charades_map_of_real_videos():
 
 def test_multi_label_training_accuracy_is_hit_at_one():
   m = metrics.train_metrics().single_from_model_output(
-      loss=jnp.float32(0), learning_rate=jnp.float32(0),
+      loss=jnp.float32(0), learning_rate=jnp.float32(0), grad_norm=jnp.float32(0),
       logits_merged=jnp.asarray([[0.0, 2.0, 1.0], [3.0, 0.0, 1.0]]),
       label=jnp.asarray([[0.0, 1.0, 1.0], [0.0, 1.0, 1.0]]),
       **{f'loss_{k}': jnp.float32(0) for k in ('rgb', 'flow', 'semantic',

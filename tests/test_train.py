@@ -88,8 +88,12 @@ def test_sharded_train_step_equals_unsharded(data_dir):
   (p1, b1, m1) = results[0]
   for p8, b8, m8 in results[1:]:
     for key in m1:
-      np.testing.assert_allclose(m1[key], m8[key], rtol=1e-5, atol=1e-6,
-                                 err_msg=key)
+      # The gradients' global norm, a sum of squares over every gradient
+      # reduced in a different order per layout, measured 1.1e-4 apart
+      # (relative) here while the parameters agree to 1e-5.
+      np.testing.assert_allclose(m1[key], m8[key],
+                                 rtol=1e-3 if key == 'grad_norm' else 1e-5,
+                                 atol=1e-6, err_msg=key)
     for a, b in zip(jax.tree.leaves((p1, b1)), jax.tree.leaves((p8, b8))):
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
