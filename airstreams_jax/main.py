@@ -119,10 +119,9 @@ def main(argv):
       results = proxies.evolve(_CONFIG.value, _WORKDIR.value)
     else:
       results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except errors.ConfigError as e:
-    # Found before any compilation: one line that names the fix, no traceback.
-    sys.exit(f'error: {e}')
-  except FloatingPointError as e:  # A non-finite step (train.check_step_finite).
+  except (errors.ConfigError, FloatingPointError) as e:
+    # A config error (found before any compilation) or a non-finite step
+    # (train.check_step_finite): one line that names the fix, no traceback.
     sys.exit(f'error: {e}')
   if jax.process_index() == 0:
     if _MODE.value == 'evolve':

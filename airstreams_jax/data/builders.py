@@ -21,7 +21,6 @@ from airstreams_jax.data import toyota_smarthome
 from airstreams_jax.data import video_folder
 from airstreams_jax.teachers import base as teacher_base
 from airstreams_jax.teachers import factory as teacher_factory
-from airstreams_jax.teachers import files as files_teacher
 
 # Real-video datasets: config.dataset.name -> (builder class, the values of
 # config.dataset.builder_config -> options of its builder config; '' is the
@@ -137,20 +136,11 @@ def make_video_builder(builder_cls, dataset_config, **config_options):
         f'--config.dataset.teacher={d.teacher!r} cannot label real videos; '
         f'valid: {", ".join(teacher_factory.TEACHERS)}.')
   try:  # Missing or unknown options, before any model is loaded.
-    teacher_factory.check_options(d.teacher, d.get('teacher_options'))
+    teacher_factory.check_options(d.teacher, d.get('teacher_options'),
+                                  manual_dir)
   except teacher_base.TeacherSetupError as e:
     raise errors.ConfigError(f'config.dataset.teacher={d.teacher!r}: {e}'
                              ) from None
-  if d.teacher == 'files':
-    classes_file = os.path.expanduser(
-        _teacher_options(d).get('classes_file') or
-        os.path.join(manual_dir, files_teacher.CLASSES_FILE))
-    if not os.path.isfile(classes_file):
-      raise errors.ConfigError(
-          f"config.dataset.teacher='files' reads the mask class names from "
-          f'{classes_file}, which does not exist; write one name per line '
-          '(background first) or set --config.dataset.teacher_options.'
-          'classes_file.')
   try:
     config = builder_cls.make_config(
         teacher=d.teacher, teacher_options=_teacher_options(d),

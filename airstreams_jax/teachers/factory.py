@@ -70,10 +70,33 @@ def _checked_options(name: str, options: Dict[str, Any]) -> Dict[str, Any]:
           for k, v in options.items()}
 
 
-def check_options(name: str, options: Optional[Mapping[str, Any]]) -> None:
+def _files_classes_file(manual_dir: str, opts: Dict[str, Any]) -> str:
+  """Where the files teacher reads its class names."""
+  if opts.get('classes_file'):
+    return opts['classes_file']
+  if not manual_dir:
+    raise base.TeacherSetupError(
+        'The files teacher reads <manual_dir>/classes.txt: set '
+        '--config.dataset.manual_dir (or teacher_options.classes_file).')
+  # Imported here like the teacher itself (it imports the LiteRT wrapper).
+  from airstreams_jax.teachers import files  # pylint: disable=g-import-not-at-top
+  return os.path.join(os.path.expanduser(manual_dir), files.CLASSES_FILE)
+
+
+def check_options(name: str, options: Optional[Mapping[str, Any]],
+                  manual_dir: str = '') -> None:
   """Raises TeacherSetupError for unknown or missing options of teacher
-  `name` (one of `TEACHERS`), without loading anything."""
-  _checked_options(name, _as_dict(options))
+  `name` (one of `TEACHERS`), or a files teacher without its class-name
+  file, without loading anything."""
+  opts = _checked_options(name, _as_dict(options))
+  if name == 'files':
+    classes_file = _files_classes_file(manual_dir, opts)
+    if not os.path.isfile(classes_file):
+      raise base.TeacherSetupError(
+          f'the files teacher reads the mask class names from '
+          f'{classes_file}, which does not exist; write one name per line '
+          '(background first) or set --config.dataset.teacher_options.'
+          'classes_file.')
 
 
 def make_teacher(name: str, *, manual_dir: str = '',
@@ -114,14 +137,6 @@ def make_teacher(name: str, *, manual_dir: str = '',
     return tflite.TFLiteTeacher(**opts)
   if name == 'files':
     from airstreams_jax.teachers import files
-    classes_file = opts.get('classes_file')
-    if not classes_file:
-      if not manual_dir:
-        raise base.TeacherSetupError(
-            'The files teacher reads <manual_dir>/classes.txt: set '
-            '--config.dataset.manual_dir (or teacher_options.classes_file).')
-      classes_file = os.path.join(os.path.expanduser(manual_dir),
-                                  files.CLASSES_FILE)
-    return files.FilesTeacher(classes_file)
+    return files.FilesTeacher(_files_classes_file(manual_dir, opts))
   from airstreams_jax.teachers import maskrcnn
   return maskrcnn.MaskRCNNTeacher(**opts)

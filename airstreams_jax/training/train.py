@@ -385,14 +385,16 @@ def _term_name(metric: str) -> str:
       else metric)
 
 
-def check_step_finite(step: int, step_metrics, latest_checkpoint) -> None:
+def check_step_finite(step: int, step_metrics,
+                      latest_checkpoint: Callable[[], Optional[int]]) -> None:
   """Raises FloatingPointError, in one line, if step `step`'s loss terms or
   gradients were not finite (the step itself then left the state unchanged).
 
   Args:
     step: the step the metrics belong to.
     step_metrics: that step's metrics collection (`steps.train_step`).
-    latest_checkpoint: the newest saved step, or None, for the message.
+    latest_checkpoint: gives the newest saved step (or None) for the
+      message; called only then (it lists the checkpoint directory).
   """
   totals = eval_lib.to_host({
       f.name: getattr(step_metrics, f.name).total
@@ -401,8 +403,9 @@ def check_step_finite(step: int, step_metrics, latest_checkpoint) -> None:
   bad = {k: float(v) for k, v in totals.items() if not np.isfinite(v)}
   if not bad:
     return
-  where = (f'the newest checkpoint (step {latest_checkpoint}) is intact; '
-           'rerun the same command to resume from it' if latest_checkpoint
+  latest = latest_checkpoint()
+  where = (f'the newest checkpoint (step {latest}) is intact; '
+           'rerun the same command to resume from it' if latest
            else 'no checkpoint had been saved yet; rerun to start again')
   raise FloatingPointError(
       f'Step {step}: not finite: ' + ', '.join(
@@ -523,7 +526,7 @@ def train_and_evaluate(config, workdir: str,
       # Every step is checked, one step late so that one stays queued on the
       # devices; and before anything is logged, evaluated or saved.
       if unchecked is not None:
-        check_step_finite(*unchecked, manager.latest_step())
+        check_step_finite(*unchecked, manager.latest_step)
       unchecked = (step, step_metrics)
       accumulated = (step_metrics if accumulated is None
                      else accumulated.merge(step_metrics))
@@ -534,7 +537,7 @@ def train_and_evaluate(config, workdir: str,
                (evaluated and config.best_metric))
       logged = step % config.log_every_steps == 0 or is_last
       if logged or evaluated or saved:
-        check_step_finite(*unchecked, manager.latest_step())
+        check_step_finite(*unchecked, manager.latest_step)
         unchecked = None
       if logged:
         values = {k: float(v) for k, v in
