@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from typing import Callable, List, Optional
 
 from absl import flags
@@ -109,6 +110,9 @@ def _is_ours(record: logging.LogRecord) -> bool:
 
 
 _OUR_PACKAGES = ('airstreams_jax', 'experiments', 'configs')
+# `logging.info(..., extra={FILE_ONLY: True})`: for the log file only (e.g.
+# the traceback behind a one-line console error).
+FILE_ONLY = 'airstreams_file_only'
 # clu's progress note: "1.6 steps/s, 33.3% (200/600), ETA: 4m (0m : 1.2% data)".
 _PROGRESS_PREFIX = 'Setting work unit notes: '
 
@@ -119,6 +123,8 @@ class _ConsoleFilter(logging.Filter):
   every scalar) go to the log file only."""
 
   def filter(self, record: logging.LogRecord) -> bool:
+    if getattr(record, FILE_ONLY, False):
+      return False
     if record.levelno >= logging.ERROR or _is_ours(record):
       return True
     return record.getMessage().startswith(_PROGRESS_PREFIX)
@@ -133,7 +139,9 @@ class _ConsoleFormatter(logging.Formatter):
       message = 'progress: ' + message[len(_PROGRESS_PREFIX):]
     if record.levelno >= logging.WARNING:
       message = f'{record.levelname.lower()}: {message}'
-    if record.exc_info:
+    # A library's traceback (e.g. a background writer reporting the error
+    # that `main` then states in one line) stays in the log file.
+    if record.exc_info and _is_ours(record):
       message += '\n' + self.formatException(record.exc_info)
     return f'{self.formatTime(record, "%H:%M:%S")} {message}'
 
@@ -142,9 +150,29 @@ class _LazyFileHandler(logging.FileHandler):
   """Creates the file (and its directory) with the first record, so that a
   run stopped by a config error leaves no workdir behind."""
 
+  _failed = False
+
   def _open(self):
     os.makedirs(os.path.dirname(self.baseFilename), exist_ok=True)
     return super()._open()
+
+  def handleError(self, record: logging.LogRecord) -> None:
+    # A full disk or a vanished workdir: one console line, then the file is
+    # left alone (logging would print a traceback for every record); the
+    # run's own writes report the failure where it matters.
+    if self._failed:
+      return
+    self._failed = True
+    error = sys.exc_info()[1]
+    sys.stderr.write(f'{time.strftime("%H:%M:%S")} warning: cannot write the '
+                     f'log file {self.baseFilename} ({error}); it stops '
+                     'here.\n')
+
+
+def log_file_failed() -> bool:
+  """Whether writing the log file failed (e.g. on a full disk)."""
+  return any(isinstance(h, _LazyFileHandler) and h._failed  # pylint: disable=protected-access
+             for h in logging.getLogger().handlers)
 
 
 def setup_logging(log_file: Optional[str] = None) -> None:

@@ -88,6 +88,9 @@ def write_results(workdir: str, results: Dict[str, Any]) -> str:
   """Writes `eval_results.json` (process 0 only) and returns its path."""
   path = os.path.join(workdir, RESULTS_FILE)
   if jax.process_index() == 0:
-    with gfile.GFile(path, 'w') as f:
+    # Written whole, then renamed: a killed process leaves the previous
+    # results or none, never a truncated file.
+    with gfile.GFile(path + '.tmp', 'w') as f:
       json.dump(results, f, indent=2, sort_keys=True)
+    gfile.rename(path + '.tmp', path, overwrite=True)
   return path

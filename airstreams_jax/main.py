@@ -23,6 +23,7 @@ if __name__ == '__main__':
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
+from absl import logging
 import jax
 from jax.experimental import multihost_utils
 from ml_collections import config_flags
@@ -80,10 +81,25 @@ def _init_distributed() -> None:
 
 
 def _check_workdir(workdir: str) -> None:
-  parent = os.path.dirname(os.path.abspath(workdir))
-  if not os.path.isdir(parent):
+  """The workdir (or the directory it will be made in) must be writable;
+  checked before anything is built or compiled, and without creating it
+  (a run stopped by a config error leaves no workdir behind)."""
+  if '://' in workdir:  # gs:// and the like: the first write will tell.
+    return
+  path = os.path.abspath(workdir)
+  parent = os.path.dirname(path)
+  if not os.path.exists(path) and not os.path.isdir(parent):
     sys.exit(f'error: --workdir={workdir}: the parent directory {parent} does '
              'not exist; create it first or choose another workdir.')
+  target = path if os.path.exists(path) else parent
+  if not os.path.isdir(target):
+    sys.exit(f'error: --workdir={workdir}: {target} is a file, not a '
+             'directory; choose another workdir.')
+  # access(2) also reports a read-only file system (EROFS).
+  if not os.access(target, os.W_OK | os.X_OK):
+    sys.exit(f'error: --workdir={workdir}: {target} is not writable '
+             '(permissions or a read-only file system); choose a writable '
+             'directory.')
 
 
 def _log_file(workdir: str):
@@ -123,6 +139,19 @@ def main(argv):
     # A config error (found before any compilation) or a non-finite step
     # (train.check_step_finite): one line that names the fix, no traceback.
     sys.exit(f'error: {e}')
+  except Exception as e:  # pylint: disable=broad-except
+    # A full disk, a vanished data dir (also when a background writer
+    # re-raises it wrapped): one line naming the path; the traceback goes to
+    # the log file. Anything else keeps its traceback.
+    cause = errors.storage_cause(e, (OSError, tf.errors.OpError))
+    if cause is None:
+      raise
+    logging.info('Stopped by a storage error.', exc_info=True,
+                 extra={cli.FILE_ONLY: True})
+    log_file = _log_file(_WORKDIR.value)
+    sys.exit(f'error: {errors.storage_error_line(cause)}' +
+             (f' Traceback in {log_file}.'
+              if log_file and not cli.log_file_failed() else ''))
   if jax.process_index() == 0:
     if _MODE.value == 'evolve':
       _print_evolution_summary(results)

@@ -27,3 +27,30 @@ tf.config.set_visible_devices([], 'GPU')
 def data_dir(tmp_path_factory):
   """One tfds data directory for the whole session (datasets build once)."""
   return str(tmp_path_factory.mktemp('tfds'))
+
+
+@pytest.fixture(scope='session')
+def smoke_main_run(tmp_path_factory, data_dir):
+  """One uninterrupted `main` run of the smoke config, shared: the
+  end-to-end test continues a copy of it, and the fault-injection tests
+  compare killed-and-resumed runs with its final weights.
+
+  Returns:
+    (workdir, completed process, eval_results.json as a dict); the workdir
+    must be copied, not changed.
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path_factory.mktemp('smoke_main_run') / 'run')
+  proc = subprocess.run(
+      [sys.executable, '-m', 'airstreams_jax.main',
+       '--config=configs/synthetic.py:smoke', f'--workdir={workdir}',
+       f'--config.dataset.data_dir={data_dir}'],
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'), capture_output=True,
+      text=True, timeout=900, check=False)
+  if proc.returncode:
+    raise AssertionError(f'main failed:\n{proc.stderr[-5000:]}')
+  with open(os.path.join(workdir, 'eval_results.json')) as f:
+    return workdir, proc, json.load(f)

@@ -20,6 +20,7 @@ from airstreams_jax.evolution import search as search_lib
 from airstreams_jax.training import losses
 from airstreams_jax.training import train
 from configs import synthetic
+from experiments import fault_injection
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = losses.LOSS_NAMES
@@ -439,3 +440,36 @@ def test_history_of_another_search_is_refused(tmp_path, smoke_config):
   with pytest.raises(errors.ConfigError, match='another workdir'):
     proxies.evolve(config, str(workdir))
   assert not os.path.exists(tmp_path / 'never_built')
+
+
+def test_a_search_killed_mid_proxy_resumes_to_the_uninterrupted_history(
+    tmp_path, data_dir, search_config, proxy_trainer):
+  reference = str(tmp_path / 'reference')
+  proxies.evolve(search_config, reference, trainer=proxy_trainer)
+  with open(os.path.join(reference, search_lib.HISTORY_FILE)) as f:
+    expected = f.read()
+  # The same search through `main`, on one device as the reference.
+  workdir = str(tmp_path / 'killed')
+  evolution = search_config.evolution
+  command = fault_injection.main_command(
+      'configs/synthetic.py:smoke', workdir, data_dir,
+      ['--mode=evolve', '--config.optimizer.name=sgd'] + [
+          f'--config.evolution.{key}={evolution[key]}'
+          for key in ('population_size', 'tournament_size', 'parallel',
+                      'num_evaluations', 'proxy_steps')])
+  one_device = {'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
+  # Killed once the first group's history is written: in the second
+  # group's proxy training (or its result files).
+  run = fault_injection.run_main(
+      command, workdir, fault_injection.file_written(search_lib.HISTORY_FILE),
+      env=one_device)
+  assert run.killed, run.console[-10:]
+  with open(os.path.join(workdir, search_lib.HISTORY_FILE)) as f:
+    assert len(f.read().splitlines()) == 2  # Only the first group.
+  run = fault_injection.run_main(command, workdir, env=one_device)
+  assert run.returncode == 0, run.console[-20:]
+  assert any('Resuming the search: 2 of 3 weightings already evaluated' in line
+             for line in run.console), run.console
+  # Nothing lost, nothing evaluated twice: the uninterrupted history.
+  with open(os.path.join(workdir, search_lib.HISTORY_FILE)) as f:
+    assert f.read() == expected

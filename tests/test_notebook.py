@@ -2,6 +2,7 @@
 committed without outputs."""
 
 import os
+import re
 import sys
 
 import nbformat
@@ -40,6 +41,15 @@ def test_notebook_runs_top_to_bottom(tmp_path, data_dir):
   assert 'merged top-1' in printed and 'learned flow direction' in printed
   assert 'true class' in printed and 'predicted' in printed
   assert 'best weights after 8 evaluations' in printed
+  # What the cells print on stderr is the run's progress, 'HH:MM:SS ...';
+  # no TensorFlow native chatter, no absl pre-parse notice.
+  logged = [line for c in notebook.cells if c.cell_type == 'code'
+            for o in c.outputs if o.get('name') == 'stderr'
+            for line in o['text'].splitlines() if line.strip()]
+  assert logged and all(re.match(r'\d\d:\d\d:\d\d ', line)
+                        for line in logged), [
+                            line for line in logged
+                            if not re.match(r'\d\d:\d\d:\d\d ', line)][:5]
   images = [o for c in notebook.cells if c.cell_type == 'code'
             for o in c.outputs if 'image/png' in o.get('data', {})]
   # Learning curve, flow, segmentation, confusion matrix, evolution.

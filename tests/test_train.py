@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -108,11 +109,13 @@ def _main(*args, check=True):
   return proc
 
 
-def test_main_smoke_end_to_end_then_resume(tmp_path, data_dir):
+def test_main_smoke_end_to_end_then_resume(tmp_path, data_dir,
+                                          smoke_main_run):
   workdir = str(tmp_path / 'run')
+  shutil.copytree(smoke_main_run[0], workdir)  # The shared run, continued.
   common = ['--config=configs/synthetic.py:smoke', f'--workdir={workdir}',
             f'--config.dataset.data_dir={data_dir}']
-  proc = _main(*common)
+  proc = smoke_main_run[1]
   assert 'merged top-1' in proc.stdout
   assert 'JAX devices: 8' in proc.stderr  # The batch is split 8 ways.
   _check_console(proc.stderr, os.path.join(workdir, 'main.log'))

@@ -6,6 +6,7 @@ Eval batches are padded with masked-out examples so that every example counts
 exactly once whatever the batch size and process count.
 """
 
+import errno
 import math
 from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
 
@@ -45,6 +46,11 @@ def _read(builder, split, *, shuffle: bool, seed: int,
   keys = [k for k in keys if k in features]
   decoders = {k: tfds.decode.SkipDecoding() for k in features
               if k == 'video' or k not in keys}
+  if not tf.io.gfile.exists(builder.data_dir):
+    # Built once, gone now (deleted or unmounted while a run used it): a
+    # file error naming the folder, rather than tfds's advice to download.
+    raise FileNotFoundError(errno.ENOENT, 'the built dataset is missing',
+                            builder.data_dir)
   ds = builder.as_dataset(split=split, shuffle_files=shuffle,
                           read_config=read_config, decoders=decoders)
   # The stored multi-hot labels leave the class axis unknown (the builder

@@ -290,8 +290,11 @@ def _top_records(top: Sequence[search_lib.Candidate]) -> List[Dict[str, Any]]:
 
 
 def _write_json(path: str, value: Any) -> None:
-  with gfile.GFile(path, 'w') as f:
+  # Whole or not at all: a later unit may read best_weights.json, and a
+  # killed search must not leave half a file behind.
+  with gfile.GFile(path + '.tmp', 'w') as f:
     json.dump(value, f, indent=2)
+  gfile.rename(path + '.tmp', path, overwrite=True)
 
 
 class _Outputs:
@@ -347,6 +350,17 @@ class _Outputs:
     self.writer.write_texts(len(history), {
         'evolution/top5_weights': _top_table(top)})
     self.writer.flush()
+    if group:  # The console's progress line of the search.
+      best = search.best()
+      logging.info('Evaluated %d of %d weightings (this group: %s); best %s '
+                   '%s (candidate %d).', len(history),
+                   search.settings.num_evaluations,
+                   ', '.join(_fitness_text(c.fitness) for c in group),
+                   self.metric, _fitness_text(best.fitness), best.id)
+
+
+def _fitness_text(fitness: Optional[float]) -> str:
+  return 'not finite' if fitness is None else f'{fitness:.3f}'
 
 
 def _top_table(top: Sequence[search_lib.Candidate]) -> str:

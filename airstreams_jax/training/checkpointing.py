@@ -36,10 +36,34 @@ def make_manager(workdir: str, *, keep: int,
         _policies.BestN(get_metric_fn=best_fn, n=1,
                         keep_checkpoints_without_metrics=False)])
   return ocp.CheckpointManager(
-      _directory(workdir),
+      _directory(workdir), item_handlers=_state_handler(),
       options=ocp.CheckpointManagerOptions(
           enable_async_checkpointing=True, best_fn=best_fn, best_mode='max',
-          preservation_policy=policy))
+          preservation_policy=policy,
+          # A save cut short (a killed or preempted process) leaves a
+          # temporary directory that is never restored from; remove it.
+          cleanup_tmp_directories=True))
+
+
+def _state_handler() -> ocp.PyTreeCheckpointHandler:
+  """Orbax's standard handler, with replica-parallel saving off on CPU.
+
+  Replica-parallel saving cuts every replicated array into one slice per
+  device, so that each device writes a part. CPU devices share the host's
+  memory, so there it only adds an eager slice per array and device: 14,000
+  of them for the smoke state on 8 CPU devices, 7 s a save. Accelerators keep
+  orbax's default.
+  """
+  handlers = ocp.type_handlers
+  registry = handlers.create_type_handler_registry(
+      (int, handlers.ScalarHandler()), (float, handlers.ScalarHandler()),
+      (bytes, handlers.ScalarHandler()), (np.number, handlers.ScalarHandler()),
+      (np.ndarray, handlers.NumpyHandler()),
+      (jax.Array, handlers.ArrayHandler(
+          use_replica_parallel=False if jax.default_backend() == 'cpu'
+          else None)),
+      (str, handlers.StringHandler()))
+  return ocp.PyTreeCheckpointHandler(type_handler_registry=registry)
 
 
 def abstract_like(shapes: Any, shardings: Any) -> Any:
@@ -55,7 +79,10 @@ def restore_latest(manager: ocp.CheckpointManager,
   step = manager.latest_step()
   if step is None:
     return None
-  return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+  return manager.restore(step, args=ocp.args.PyTreeRestore(
+      abstract_state,
+      restore_args=ocp.checkpoint_utils.construct_restore_args(
+          abstract_state)))
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any,
@@ -72,7 +99,7 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any,
     metrics: evaluation results of this state (numbers only), which rank the
       checkpoint when the manager keeps the best one.
   """
-  manager.save(step, args=ocp.args.StandardSave(state), force=True,
+  manager.save(step, args=ocp.args.PyTreeSave(state), force=True,
                metrics=dict(metrics) if metrics else None)
 
 

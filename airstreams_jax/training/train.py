@@ -328,6 +328,8 @@ def run_evaluation(s: Setup, state: Any, eval_fn: Callable[..., Any],
 
   With a `writer`, also writes the scalars and the confusion-matrix image.
   """
+  logging.info('Evaluating step %d on %s.', int(eval_lib.to_host(state.step)),
+               s.builder.info.full_name)
   ds, _ = pipeline.make_eval_dataset(
       s.builder, s.config.dataset,
       local_batch_size=pipeline.local_batch_size(s.config.eval_batch_size),

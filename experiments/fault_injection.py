@@ -1,0 +1,289 @@
+r"""Training killed with SIGKILL at random moments resumes to the same weights.
+
+  .venv/bin/python -m experiments.fault_injection --kills=20 \
+      [--root=workdirs/fault_injection] [--seed=0] [--data_dir=DIR]
+
+First an uninterrupted run of the smoke config records its `params_sha256`
+(a second one, with the compilation cache warm, must agree and times the
+span to kill in). Then, for each of `--kills` trials, a fresh run of the same config is killed
+with SIGKILL (no clean-up, as a preemption or the OOM killer does) at a moment
+drawn uniformly over the span the reference run took from its "Training
+steps" line to its exit, which covers steps, the asynchronous checkpoint
+writes (every 2 steps here), the evaluations (every 4) and the final results;
+then the same command is rerun until it finishes. The table shows where each
+kill landed, which checkpoint the rerun resumed from, and whether the final
+weights are bit-identical to the reference. The figure, "k of N identical",
+is what the README quotes.
+
+The helpers (`run_main` and the kill conditions) are what
+tests/test_fault_injection.py uses to place kills at chosen moments.
+"""
+
+import dataclasses
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Orbax writes a checkpoint into `<step>.orbax-checkpoint-tmp-<n>` and renames
+# it to `<step>` once complete.
+_TMP_MARK = '.orbax-checkpoint-tmp'
+# Smoke settings that put many checkpoint writes and evaluations in the
+# killable span; none of them changes the trained weights.
+FAULT_OVERRIDES = ('--config.checkpoint_every_steps=2',
+                   '--config.eval_every_steps=4',
+                   '--config.log_every_steps=1')
+
+
+@dataclasses.dataclass
+class Run:
+  """One `airstreams_jax.main` process and how it ended."""
+  returncode: int
+  killed: bool
+  console: List[str]  # stderr lines: our progress and errors.
+  stdout: str
+  seconds: float
+  phase: str = ''  # Where a kill landed.
+
+  @property
+  def resumed_from(self) -> Optional[int]:
+    for line in self.console:
+      match = re.search(r'Resumed from the checkpoint of step (\d+)', line)
+      if match:
+        return int(match.group(1))
+    return None
+
+
+# A kill condition looks at the console lines so far, the seconds since the
+# process started, and the workdir; True kills the process at once.
+KillWhen = Callable[[Sequence[str], float, str], bool]
+
+
+def checkpoint_write_in_flight(min_step: int = 0) -> KillWhen:
+  """While a checkpoint of step >= min_step is half-written."""
+  def when(lines, seconds, workdir):
+    del lines, seconds
+    return any(step >= min_step for step in half_written_steps(workdir))
+  return when
+
+
+def console_line(pattern: str, delay: float = 0.0) -> KillWhen:
+  """`delay` seconds after a console line matching `pattern` appears."""
+  seen_at = []
+
+  def when(lines, seconds, workdir):
+    del workdir
+    if not seen_at and any(re.search(pattern, line) for line in lines):
+      seen_at.append(seconds)
+    return bool(seen_at) and seconds - seen_at[0] >= delay
+  return when
+
+
+def file_written(name: str) -> KillWhen:
+  """As soon as `name` exists in the workdir."""
+  def when(lines, seconds, workdir):
+    del lines, seconds
+    return os.path.exists(os.path.join(workdir, name))
+  return when
+
+
+def half_written_steps(workdir: str) -> List[int]:
+  """Steps whose checkpoint directory is still a temporary one."""
+  directory = os.path.join(workdir, 'checkpoints')
+  try:
+    names = os.listdir(directory)
+  except FileNotFoundError:
+    return []
+  return sorted(int(name.split('.')[0]) for name in names
+                if _TMP_MARK in name and name.split('.')[0].isdigit())
+
+
+def main_command(config: str, workdir: str, data_dir: str,
+                 extra: Sequence[str] = ()) -> List[str]:
+  args = [sys.executable, '-m', 'airstreams_jax.main', f'--config={config}',
+          f'--workdir={workdir}']
+  if data_dir:
+    args.append(f'--config.dataset.data_dir={data_dir}')
+  return args + list(extra)
+
+
+def _read_lines(stream, into: 'queue.Queue[Optional[str]]') -> None:
+  for line in stream:
+    into.put(line.rstrip('\n'))
+  into.put(None)
+
+
+def run_main(command: Sequence[str], workdir: str,
+             kill_when: Optional[KillWhen] = None,
+             timeout: float = 900.0,
+             env: Optional[Dict[str, str]] = None) -> Run:
+  """Runs `command` (a `main` invocation on `workdir`) to its end, or kills
+  it with SIGKILL as soon as `kill_when` holds (checked every 5 ms and on
+  every console line). `env` is added to this process's environment."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', **(env or {}))
+  start = time.monotonic()
+  proc = subprocess.Popen(list(command), cwd=ROOT, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  lines: 'queue.Queue[Optional[str]]' = queue.Queue()
+  stdout: List[str] = []
+  threading.Thread(target=_read_lines, args=(proc.stderr, lines),
+                   daemon=True).start()
+  stdout_reader = threading.Thread(
+      target=lambda: stdout.append(proc.stdout.read()), daemon=True)
+  stdout_reader.start()
+  console: List[str] = []
+  killed, open_stream = False, True
+  try:
+    while proc.poll() is None or open_stream:
+      try:
+        line = lines.get(timeout=0.005)
+        if line is None:
+          open_stream = False
+        else:
+          console.append(line)
+      except queue.Empty:
+        pass
+      elapsed = time.monotonic() - start
+      if elapsed > timeout:
+        raise TimeoutError(f'{" ".join(command)} ran over {timeout:.0f} s')
+      if (kill_when is not None and not killed and proc.poll() is None and
+          kill_when(console, elapsed, workdir)):
+        os.kill(proc.pid, signal.SIGKILL)
+        killed = True
+      if not open_stream and proc.poll() is not None:
+        break
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+    proc.wait()
+  stdout_reader.join(timeout=10)
+  run = Run(proc.returncode, killed, console, ''.join(stdout),
+            time.monotonic() - start)
+  if killed:
+    run.phase = phase_of(run, workdir)
+  return run
+
+
+def phase_of(run: Run, workdir: str) -> str:
+  """Where a killed run was: what its console last said, and whether a
+  checkpoint was half-written."""
+  last = run.console[-1] if run.console else ''
+  if not any('Training steps' in line for line in run.console):
+    phase = 'start-up (restore, compile)'
+  elif 'Evaluating' in last:
+    phase = 'evaluation'
+  elif re.search(r'step \d+/\d+: loss', last) or 'Training steps' in last:
+    phase = 'training step'
+  else:
+    phase = 'after training (final evaluation, results)'
+  if half_written_steps(workdir):
+    phase += ' + checkpoint write'
+  return phase
+
+
+def final_sha(workdir: str) -> str:
+  with open(os.path.join(workdir, 'eval_results.json')) as f:
+    return json.load(f)['params_sha256']
+
+
+def run_trial(command: Sequence[str], workdir: str, kill_when: KillWhen,
+              max_reruns: int = 3) -> List[Run]:
+  """A run killed when `kill_when` holds, then reruns until one finishes."""
+  runs = [run_main(command, workdir, kill_when)]
+  while runs[-1].returncode != 0:
+    if len(runs) > max_reruns:
+      raise RuntimeError(f'{workdir}: no rerun finished:\n' +
+                         '\n'.join(runs[-1].console[-20:]))
+    runs.append(run_main(command, workdir))
+  return runs
+
+
+def main(argv):
+  del argv
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  values = flags.FLAGS
+  root = os.path.abspath(values.root)
+  os.makedirs(root, exist_ok=True)
+  config = 'configs/synthetic.py:smoke'
+  rng = np.random.default_rng(values.seed)
+
+  reference_dir = os.path.join(root, 'reference')
+  marker = console_line(r'Training steps')
+  timing = {}
+
+  def note_start(lines, seconds, workdir):
+    # Never kills: records when training started.
+    if 'start' not in timing and marker(lines, seconds, workdir):
+      timing['start'] = seconds
+    return False
+  command = main_command(config, reference_dir, values.data_dir,
+                         FAULT_OVERRIDES)
+  if os.path.exists(reference_dir):
+    shutil.rmtree(reference_dir)
+  reference = run_main(command, reference_dir)
+  if reference.returncode:
+    raise SystemExit('error: the reference run failed:\n' +
+                     '\n'.join(reference.console[-20:]))
+  # A second uninterrupted run, with the compilation cache now warm as the
+  # trials will have it, gives the span to kill in (and must agree).
+  timing_dir = os.path.join(root, 'timing')
+  if os.path.exists(timing_dir):
+    shutil.rmtree(timing_dir)
+  timed = run_main(main_command(config, timing_dir, values.data_dir,
+                                FAULT_OVERRIDES), timing_dir, note_start)
+  span = timed.seconds - timing.get('start', 0.0)
+  if timed.returncode or final_sha(timing_dir) != final_sha(reference_dir):
+    raise SystemExit('error: two uninterrupted runs disagree; see '
+                     f'{reference_dir} and {timing_dir}.')
+  expected = final_sha(reference_dir)
+  print(f'reference params_sha256 {expected[:16]}…; training to exit took '
+        f'{span:.1f} s; killing {values.kills} runs in that span')
+
+  trials = []
+  for i in range(values.kills):
+    workdir = os.path.join(root, f'trial_{i:02d}')
+    if os.path.exists(workdir):
+      shutil.rmtree(workdir)
+    at = float(rng.uniform(0.0, span))
+    command = main_command(config, workdir, values.data_dir, FAULT_OVERRIDES)
+    runs = run_trial(command, workdir, console_line(r'Training steps', at))
+    first = runs[0]
+    identical = final_sha(workdir) == expected
+    trial = dict(trial=i, kill_after_s=round(at, 2), killed=first.killed,
+                 phase=first.phase if first.killed else 'finished first',
+                 resumed_from=runs[1].resumed_from if len(runs) > 1 else None,
+                 reruns=len(runs) - 1, identical=identical,
+                 half_written_left=half_written_steps(workdir))
+    trials.append(trial)
+    print(f"{i:3d}  kill at +{at:5.2f} s  {trial['phase']:<45s} "
+          f"resumed from {trial['resumed_from']!s:>4s}  "
+          f"{'identical' if identical else 'DIFFERENT'}", flush=True)
+  killed = [t for t in trials if t['killed']]
+  same = sum(t['identical'] for t in killed)
+  print(f'{same} of {len(killed)} killed runs resumed to bit-identical '
+        f'weights ({len(trials) - len(killed)} finished before their kill '
+        'moment)')
+  with open(os.path.join(root, 'fault_injection.json'), 'w') as f:
+    json.dump(dict(span_seconds=span, reference_sha256=expected,
+                   identical=same, killed=len(killed), trials=trials), f,
+              indent=2)
+  return 0 if same == len(killed) else 1
+
+
+if __name__ == '__main__':
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_integer('kills', 20, 'Killed runs (each then resumed).')
+  flags.DEFINE_string('root', 'workdirs/fault_injection', 'Workdirs go here.')
+  flags.DEFINE_integer('seed', 0, 'Seed of the kill moments.')
+  flags.DEFINE_string('data_dir', '', 'tfds data dir ("" = the default).')
+  app.run(main)
