@@ -264,9 +264,11 @@ def main(argv):
                  reruns=len(runs) - 1, identical=identical,
                  half_written_left=half_written_steps(workdir))
     trials.append(trial)
+    restart = ('started afresh' if trial['resumed_from'] is None
+               else f"resumed from {trial['resumed_from']}")
     print(f"{i:3d}  kill at +{at:5.2f} s  {trial['phase']:<45s} "
-          f"resumed from {trial['resumed_from']!s:>4s}  "
-          f"{'identical' if identical else 'DIFFERENT'}", flush=True)
+          f"{restart:<16s}  {'identical' if identical else 'DIFFERENT'}",
+          flush=True)
   killed = [t for t in trials if t['killed']]
   same = sum(t['identical'] for t in killed)
   print(f'{same} of {len(killed)} killed runs resumed to bit-identical '

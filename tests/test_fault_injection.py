@@ -6,6 +6,7 @@ uninterrupted run; a half-written checkpoint is never restored from.
 random moments and prints how many resumed to identical weights.
 """
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -51,6 +52,20 @@ def test_killed_three_times_then_resumed_gives_the_uninterrupted_weights(
   assert not os.path.exists(os.path.join(workdir, 'eval_results.json.tmp'))
 
 
+@contextlib.contextmanager
+def _tmpfs(path, options: str):
+  """`path` as a tmpfs of its own (root with mount rights; skips otherwise)."""
+  proc = subprocess.run(['mount', '-t', 'tmpfs', '-o', options, 'tmpfs',
+                         str(path)], capture_output=True, text=True,
+                        check=False)
+  if proc.returncode:
+    pytest.skip(f'cannot mount a tmpfs: {proc.stderr.strip()}')
+  try:
+    yield str(path)
+  finally:
+    subprocess.run(['umount', str(path)], check=True)
+
+
 @pytest.fixture
 def read_only_directory(tmp_path):
   """A directory nobody can write into: a read-only tmpfs for root (which
@@ -62,15 +77,8 @@ def read_only_directory(tmp_path):
     yield str(path)
     path.chmod(0o755)
     return
-  proc = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs',
-                         str(path)], capture_output=True, text=True,
-                        check=False)
-  if proc.returncode:
-    pytest.skip(f'root without mount rights: {proc.stderr.strip()}')
-  try:
-    yield str(path)
-  finally:
-    subprocess.run(['umount', str(path)], check=True)
+  with _tmpfs(path, 'ro,size=1m') as directory:
+    yield directory
 
 
 @pytest.mark.parametrize('inside', ['', 'run'])
@@ -92,18 +100,11 @@ def test_an_unwritable_workdir_is_one_line(tmp_path, read_only_directory,
 
 @pytest.fixture
 def small_disk(tmp_path):
-  """A 64 MB file system of its own (a tmpfs: needs root with mount rights)."""
+  """A 64 MB file system of its own."""
   path = tmp_path / 'disk'
   path.mkdir()
-  proc = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=64m', 'tmpfs',
-                         str(path)], capture_output=True, text=True,
-                        check=False)
-  if proc.returncode:
-    pytest.skip(f'cannot mount a small file system: {proc.stderr.strip()}')
-  try:
-    yield str(path)
-  finally:
-    subprocess.run(['umount', str(path)], check=True)
+  with _tmpfs(path, 'size=64m') as directory:
+    yield directory
 
 
 def _fill(directory: str) -> str:

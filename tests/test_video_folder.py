@@ -10,9 +10,12 @@ import importlib
 import json
 import logging
 import os
+import re
+import shutil
 import subprocess
 import sys
 
+import av
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -24,6 +27,7 @@ from airstreams_jax.data import video_folder
 from airstreams_jax.data.video_entries import ActionInterval
 from airstreams_jax.data.video_entries import VideoEntry
 from configs import video_folder as video_folder_config
+import fake_datasets
 from test_video_io import frame_index
 from test_video_io import write_video
 
@@ -39,6 +43,8 @@ _MASK_CLASSES = ['background', 'person', 'ball', 'box']
 _BAD = ['train/jump/corrupt.mp4', 'train/run/empty.mp4',
         'test/jump/notes.mp4']
 _SHORT_SIDE, _MASK_SIZE = 24, 12
+# Entries of the large-folder test (a tenth bad).
+_LARGE_FOLDER_ENTRIES = 2000
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -375,3 +381,112 @@ def test_make_builder_for_each_real_dataset_config(tmp_path, config_file, arg,
   config.dataset.builder_config = 'split4'
   with pytest.raises(errors.ConfigError, match='not a config of'):
     builders.make_builder(config.dataset)
+
+
+with tfds.core.registered.skip_registration():
+
+  class CrashProneVideoFolder(video_folder.VideoFolder):
+    """VideoFolder whose decoder crashes its process on '*crash*' files."""
+    decode = staticmethod(fake_datasets.decode_or_crash)
+    # tfds looks for a builder's metadata beside its module (a package).
+    pkg_dir_path = video_folder.VideoFolder._get_pkg_dir_path()  # pylint: disable=protected-access
+
+
+# Bad entries of every kind the builder meets, and the reason each gets.
+_BAD_KINDS = {
+    'corrupt': r'not a readable video|corrupt',
+    'truncated': r'corrupt|not a readable video|no frames',
+    'zero_byte': r'empty file \(0 bytes\)',
+    'text': r'not a readable video',
+    'no_frames': r'no frames|no video stream',
+    'no_masks': r'^teacher: ',
+    'directory': r'^a directory named like a video$',
+    'loop': r'^a symlink that leads nowhere',
+    'dangling': r'^a symlink that leads nowhere',
+    'crash': r'^its build worker crashed on it',
+}
+
+
+def _write_bad(path: str, kind: str, good: str) -> None:
+  with open(good, 'rb') as f:
+    data = f.read()
+  if kind == 'corrupt':
+    with open(path, 'wb') as f:
+      f.write(data[:64] + np.random.default_rng(len(path)).bytes(3000))
+  elif kind == 'truncated':
+    with open(path, 'wb') as f:
+      f.write(data[:len(data) * 2 // 5])
+  elif kind == 'zero_byte':
+    open(path, 'wb').close()
+  elif kind == 'text':
+    with open(path, 'w') as f:
+      f.write('meeting notes, saved with the wrong extension\n')
+  elif kind == 'no_frames':
+    with av.open(path, 'w') as container:
+      stream = container.add_stream('libx264', rate=10)
+      stream.width, stream.height, stream.pix_fmt = 48, 36, 'yuv420p'
+      container.start_encoding()  # The header, then no frame at all.
+  elif kind == 'no_masks':  # A good video; the `files` teacher has nothing.
+    shutil.copyfile(good, path)
+  elif kind == 'directory':
+    os.makedirs(path)
+  elif kind == 'loop':
+    os.symlink(os.path.basename(path), path)  # Points at itself.
+  elif kind == 'dangling':
+    os.symlink(path + '.gone', path)
+  elif kind == 'crash':  # Good, with masks: only the decoder fails on it.
+    shutil.copyfile(good, path)
+    shutil.copyfile(os.path.splitext(good)[0] + '.masks.npz',
+                    os.path.splitext(path)[0] + '.masks.npz')
+
+
+def test_a_large_folder_with_every_kind_of_bad_entry(tmp_path):
+  """Hundreds of entries, a tenth of them bad in every way: each bad one is
+  named with its reason, no good one is lost, the build finishes, and a
+  worker killed by a video costs only that video."""
+  root = tmp_path / 'videos'
+  source = str(tmp_path / 'source.mp4')
+  _write_good_video(source, 0, 6)
+  good, bad = set(), {}
+  rng = np.random.default_rng(0)
+  kinds = list(_BAD_KINDS)
+  for i in range(_LARGE_FOLDER_ENTRIES):
+    split = 'test' if i % 5 == 0 else 'train'
+    name = _CLASSES[i % len(_CLASSES)]
+    folder = root / split / name
+    folder.mkdir(parents=True, exist_ok=True)
+    if i % 10 == 3:  # A tenth bad; crashes only every 16th of those.
+      kind = kinds[int(rng.integers(len(kinds) - 1))]
+      if (i // 10) % 16 == 7:
+        kind = 'crash'
+      path = str(folder / f'{i:05d}_{kind}.mp4')
+      _write_bad(path, kind, source)
+      bad[path] = kind
+    else:
+      path = str(folder / f'{i:05d}.mp4')
+      shutil.copyfile(source, path)
+      shutil.copyfile(os.path.splitext(source)[0] + '.masks.npz',
+                      os.path.splitext(path)[0] + '.masks.npz')
+      good.add(f'{name}/{os.path.basename(path)}')
+  with open(root / 'classes.txt', 'w') as f:
+    f.write('\n'.join(_MASK_CLASSES) + '\n')
+  assert set(bad.values()) == set(_BAD_KINDS)  # Every kind is there.
+
+  builder = CrashProneVideoFolder(
+      config=video_folder.VideoFolder.make_config(
+          teacher='files', short_side=_SHORT_SIDE, mask_size=_MASK_SIZE),
+      data_dir=str(tmp_path / 'tfds'), manual_dir=str(root), num_workers=2)
+  builder.download_and_prepare()
+
+  kept = {example['video_id'].decode()
+          for split in ('train', 'test')
+          for example in tfds.as_numpy(builder.as_dataset(split=split))}
+  assert kept == good  # Every good video, and nothing else.
+  with open(os.path.join(builder.data_dir,
+                         video_builder.REPORT_FILENAME)) as f:
+    report = json.load(f)
+  reasons = {b['path']: b['reason'] for b in report['bad_inputs']}
+  missing = {kind for path, kind in bad.items() if path not in reasons}
+  assert sorted(reasons) == sorted(bad), missing  # Every bad one, named.
+  for path, kind in bad.items():
+    assert re.search(_BAD_KINDS[kind], reasons[path]), (kind, reasons[path])

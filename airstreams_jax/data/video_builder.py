@@ -47,8 +47,8 @@ import multiprocessing
 import os
 import sys
 import types
-from typing import (Any, Dict, Iterator, List, Mapping, Optional, Sequence,
-                    Tuple)
+from typing import (Any, Callable, Dict, Iterator, List, Mapping, Optional,
+                    Sequence, Tuple)
 
 from absl import logging
 import numpy as np
@@ -251,6 +251,8 @@ class _Work:
   mask_size: int
   multi_label: bool
   num_classes: int
+  # video_io.decode, or a stand-in with its signature (a builder's `decode`).
+  decode: Callable[..., Any] = video_io.decode
 
 
 def make_teacher(name: str, manual_dir: str,
@@ -285,9 +287,8 @@ def process_video(entry: VideoEntry, work: _Work,
     (example, '') or, for a bad input, (None, one-line reason).
   """
   try:
-    video = video_io.decode(entry.path, fps=work.fps,
-                            max_frames=work.max_frames,
-                            short_side=work.short_side)
+    video = work.decode(entry.path, fps=work.fps, max_frames=work.max_frames,
+                        short_side=work.short_side)
   except video_io.VideoDecodeError as e:
     return None, str(e)
   source = teacher_base.FrameSource(
@@ -330,37 +331,103 @@ def _workers_skip_the_main_module():
     sys.modules['__main__'] = main
 
 
+# The reason given for a video whose worker died while processing it alone.
+WORKER_CRASHED = ('its build worker crashed on it (a crash inside the decoder '
+                  'or the teacher; build_workers=1 shows the error)')
+
+
 def _ordered_results(entries: Sequence[VideoEntry],
-                     pool: Optional[concurrent.futures.Executor],
-                     in_flight: int, work: _Work,
+                     pools: Optional['_Pools'], in_flight: int, work: _Work,
                      teacher: teacher_base.Teacher
                      ) -> Iterator[Tuple[Any, str]]:
-  """process_video over entries, in order, at most `in_flight` at a time."""
-  if pool is None:
+  """process_video over entries, in order, at most `in_flight` at a time.
+
+  A worker that dies (a segfault in a decoder, the OOM killer) breaks the
+  whole pool and fails every video in flight. Those are then processed again
+  one at a time, each in a new pool: the one that kills its worker again is
+  reported bad with WORKER_CRASHED, the others are kept, and the build goes
+  on with a new pool.
+  """
+  if pools is None:
     for entry in entries:
       yield process_video(entry, work, teacher)
     return
   pending = collections.deque()
   entries = iter(entries)
-  try:
-    while True:
-      while len(pending) < in_flight:
-        entry = next(entries, None)
-        if entry is None:
-          break
-        with _workers_skip_the_main_module():
-          future = pool.submit(_process_in_worker, entry)
-        pending.append((entry, future))
-      if not pending:
-        return
-      yield pending[0][1].result()
-      pending.popleft()
-  except concurrent.futures.process.BrokenProcessPool:
-    raise RuntimeError(
-        'A build worker died (a crash inside the decoder or the teacher, or '
-        'the teacher failed to start in it) while processing one of '
-        f'{[e.path for e, _ in pending]}; build with num_workers=1 '
-        '(config.dataset.build_workers=1) to see the error.') from None
+  while True:
+    while len(pending) < in_flight:
+      entry = next(entries, None)
+      if entry is None:
+        break
+      pending.append((entry, pools.submit(entry)))
+    if not pending:
+      return
+    try:
+      result = pending[0][1].result()
+    except concurrent.futures.process.BrokenProcessPool:
+      pools.replace()
+      for entry, _ in pending:
+        yield pools.alone(entry)
+      pending.clear()
+      continue
+    yield result
+    pending.popleft()
+
+
+class _Pools:
+  """The build's worker pool, replaced when a worker dies."""
+
+  def __init__(self, num_workers: int, work: _Work):
+    self._num_workers = num_workers
+    self._work = work
+    self._pool = None
+    self._single = None  # For videos processed alone after a crash.
+
+  def _new(self, num_workers: int) -> concurrent.futures.Executor:
+    # Spawned, not forked: the parent may run TensorFlow and JAX threads.
+    return concurrent.futures.ProcessPoolExecutor(
+        max_workers=num_workers,
+        mp_context=multiprocessing.get_context('spawn'),
+        initializer=_init_worker, initargs=(self._work,))
+
+  def submit(self, entry: VideoEntry) -> concurrent.futures.Future:
+    if self._pool is None:
+      self._pool = self._new(self._num_workers)
+    try:
+      with _workers_skip_the_main_module():
+        return self._pool.submit(_process_in_worker, entry)
+    except concurrent.futures.process.BrokenProcessPool as e:
+      # Broke before this submit: fails like the videos already in flight.
+      failed = concurrent.futures.Future()
+      failed.set_exception(e)
+      return failed
+
+  def alone(self, entry: VideoEntry) -> Tuple[Any, str]:
+    """Processes one video in a one-worker pool (kept until it breaks), so
+    that a crash names its video."""
+    if self._single is None:
+      self._single = self._new(1)
+    try:
+      with _workers_skip_the_main_module():
+        return self._single.submit(_process_in_worker, entry).result()
+    except concurrent.futures.process.BrokenProcessPool:
+      logging.warning('A build worker died processing %s; skipping it.',
+                      entry.path)
+      self._single.shutdown(cancel_futures=True)
+      self._single = None
+      return None, WORKER_CRASHED
+
+  def replace(self) -> None:
+    """Drops the current (broken) pool; the next submit starts a new one."""
+    if self._pool is not None:
+      self._pool.shutdown(cancel_futures=True)
+      self._pool = None
+
+  def shutdown(self) -> None:
+    for pool in (self._pool, self._single):
+      if pool is not None:
+        pool.shutdown(cancel_futures=True)
+    self._pool = self._single = None
 
 
 # ------------------------------------------------------------- builder
@@ -376,6 +443,9 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder):
 
   DESCRIPTION = ''
   MULTI_LABEL = False
+  # The decoder the workers run (a module-level function, so that spawned
+  # workers can import it).
+  decode = staticmethod(video_io.decode)
 
   def __init__(self, *, manual_dir: str = '', num_workers: int = 0,
                **kwargs):
@@ -514,7 +584,8 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder):
         teacher=cfg.teacher, teacher_options=dict(cfg.teacher_options),
         manual_dir=manual_dir, fps=cfg.fps, max_frames=cfg.max_frames,
         short_side=cfg.short_side, mask_size=cfg.mask_size,
-        multi_label=self.MULTI_LABEL, num_classes=len(class_names))
+        multi_label=self.MULTI_LABEL, num_classes=len(class_names),
+        decode=type(self).decode)
     if not self.MULTI_LABEL:
       self.info.features['label'].names = class_names
     self.info.metadata.update(
@@ -537,7 +608,7 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder):
       raise
     finally:
       if self._pool is not None:
-        self._pool.shutdown(cancel_futures=True)
+        self._pool.shutdown()
         self._pool = None
     self.info.metadata['num_bad_inputs'] = len(self._bad_inputs)
     self._write_report(self.data_dir)  # Renamed to the version dir after.
@@ -552,15 +623,11 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder):
                  'bad_inputs': [dataclasses.asdict(b)
                                 for b in self._bad_inputs]}, f, indent=1)
 
-  def _get_pool(self) -> Optional[concurrent.futures.Executor]:
+  def _get_pool(self) -> Optional[_Pools]:
     if self._num_workers <= 1:
       return None
     if self._pool is None:
-      # Spawned, not forked: the parent may run TensorFlow and JAX threads.
-      self._pool = concurrent.futures.ProcessPoolExecutor(
-          max_workers=self._num_workers,
-          mp_context=multiprocessing.get_context('spawn'),
-          initializer=_init_worker, initargs=(self._work,))
+      self._pool = _Pools(self._num_workers, self._work)
     return self._pool
 
   def _generate_examples(self, split: str, entries: List[VideoEntry]):

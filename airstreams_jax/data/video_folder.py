@@ -8,8 +8,9 @@ Layout (split and class names are the folder names):
 Classes are the class folders of all splits together, sorted (a class may
 be missing from a split). Other files (e.g. a `files` teacher's
 `<stem>.masks.npz` or `ROOT/classes.txt`) and hidden folders are ignored; a
-class folder that cannot be read is skipped and named in the bad-input
-report. Each video's id is `<class>/<file name>`.
+class folder that cannot be read, and an entry named like a video that is
+not a file (a directory, a broken symlink or a symlink loop, a pipe), are
+skipped and named in the bad-input report. Each video's id is `<class>/<file name>`.
 
 From `main` (builds on first use; see configs/video_folder.py):
 
@@ -32,7 +33,7 @@ it at start-up for its convert_format subcommand.
 
 import os
 import re
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import tensorflow_datasets as tfds
 
@@ -59,11 +60,29 @@ def _subfolders(path: str) -> List[str]:
                   if e.is_dir() and not e.name.startswith('.'))
 
 
-def _videos(path: str) -> List[str]:
-  """Sorted names of the video files in `path`."""
+def _videos(path: str) -> Tuple[List[str], List[Tuple[str, str]]]:
+  """Sorted names of the video files in `path`, and the entries named like
+  videos that are not files, each with its reason."""
+  videos, not_files = [], []
   with os.scandir(path) as it:
-    return sorted(e.name for e in it if e.is_file() and
-                  os.path.splitext(e.name)[1].lower() in VIDEO_EXTENSIONS)
+    for e in it:
+      if os.path.splitext(e.name)[1].lower() not in VIDEO_EXTENSIONS:
+        continue
+      try:  # is_file and is_dir follow symlinks: a loop raises ELOOP.
+        is_file, is_dir = e.is_file(), e.is_dir()
+      except OSError:
+        is_file = is_dir = False
+      if is_file:
+        videos.append(e.name)
+      elif is_dir:
+        not_files.append((e.name, 'a directory named like a video'))
+      elif e.is_symlink():
+        not_files.append((e.name, 'a symlink that leads nowhere (broken, or '
+                                  'a loop)'))
+      else:
+        not_files.append((e.name, 'not a regular file (a pipe, socket or '
+                                  'device)'))
+  return sorted(videos), sorted(not_files)
 
 
 def list_videos(root: str) -> video_builder.VideoListing:
@@ -108,11 +127,13 @@ def list_videos(root: str) -> video_builder.VideoListing:
     for name in class_folders[split]:
       folder = os.path.join(root, split, name)
       try:
-        files = _videos(folder)
+        files, not_files = _videos(folder)
       except OSError as e:
         bad.append(video_builder.BadInput(
             folder, f'unreadable class folder ({e.strerror})', split))
         continue
+      bad.extend(video_builder.BadInput(os.path.join(folder, f), reason, split)
+                 for f, reason in not_files)
       entries.extend(
           VideoEntry(video_id=f'{name}/{f}', path=os.path.join(folder, f),
                      label=label[name]) for f in files)
