@@ -14,6 +14,7 @@ which tests and notebooks import directly.
 
 import os
 import sys
+import traceback
 
 if __name__ == '__main__':
   # Before anything else loads TensorFlow, whose native start-up lines would
@@ -138,20 +139,33 @@ def main(argv):
   except (errors.ConfigError, FloatingPointError) as e:
     # A config error (found before any compilation) or a non-finite step
     # (train.check_step_finite): one line that names the fix, no traceback.
-    sys.exit(f'error: {e}')
+    _fail(f'error: {e}')
   except Exception as e:  # pylint: disable=broad-except
     # A full disk, a vanished data dir (also when a background writer
     # re-raises it wrapped): one line naming the path; the traceback goes to
     # the log file. Anything else keeps its traceback.
     cause = errors.storage_cause(e, (OSError, tf.errors.OpError))
-    if cause is None:
+    if cause is not None:
+      logging.info('Stopped by a storage error.', exc_info=True,
+                   extra={cli.FILE_ONLY: True})
+      log_file = _log_file(_WORKDIR.value)
+      _fail(f'error: {errors.storage_error_line(cause)}' +
+            (f' Traceback in {log_file}.'
+             if log_file and not cli.log_file_failed() else ''))
+    if _NUM_PROCESSES.value <= 1:
       raise
-    logging.info('Stopped by a storage error.', exc_info=True,
-                 extra={cli.FILE_ONLY: True})
-    log_file = _log_file(_WORKDIR.value)
-    sys.exit(f'error: {errors.storage_error_line(cause)}' +
-             (f' Traceback in {log_file}.'
-              if log_file and not cli.log_file_failed() else ''))
+    if isinstance(e, jax.errors.JaxRuntimeError):
+      # A collective with a process that died (its socket reset) or hung.
+      logging.info('A collective failed.', exc_info=True,
+                   extra={cli.FILE_ONLY: True})
+      first_line = str(e).strip().splitlines()[0]
+      _fail(f'error: process {jax.process_index()} of '
+            f'{jax.process_count()}: a collective failed ({first_line}); '
+            'another process of this run most likely died or was '
+            'preempted (see its log). Restart every process to resume from '
+            'the newest checkpoint.')
+    traceback.print_exc()
+    _fail(f'error: process {jax.process_index()} stopped by the error above.')
   if jax.process_index() == 0:
     if _MODE.value == 'evolve':
       _print_evolution_summary(results)
@@ -162,6 +176,24 @@ def main(argv):
     # the coordination service abort at shutdown.
     multihost_utils.sync_global_devices('airstreams_jax main finished')
     jax.distributed.shutdown()
+
+
+def _fail(message: str) -> None:
+  """Ends the process with `message` (one line) and exit status 1.
+
+  A process of a multi-host run leaves at once: a normal exit would wait at
+  the distributed shutdown barrier for the other processes, which are dead
+  or blocked in a collective with this one, until the heartbeat timeout
+  (100 s), and then abort with pages of coordination-service logs. The
+  others fail their next collective with this one and leave the same way.
+  """
+  if _NUM_PROCESSES.value <= 1:
+    sys.exit(message)
+  print(message, file=sys.stderr)
+  logging.flush()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(1)  # pylint: disable=protected-access
 
 
 def _representation_summary(representations) -> str:

@@ -3,17 +3,19 @@ r"""Training killed with SIGKILL at random moments resumes to the same weights.
   .venv/bin/python -m experiments.fault_injection --kills=20 \
       [--root=workdirs/fault_injection] [--seed=0] [--data_dir=DIR]
 
-First an uninterrupted run of the smoke config records its `params_sha256`
-(a second one, with the compilation cache warm, must agree and times the
-span to kill in). Then, for each of `--kills` trials, a fresh run of the same config is killed
-with SIGKILL (no clean-up, as a preemption or the OOM killer does) at a moment
-drawn uniformly over the span the reference run took from its "Training
-steps" line to its exit, which covers steps, the asynchronous checkpoint
-writes (every 2 steps here), the evaluations (every 4) and the final results;
-then the same command is rerun until it finishes. The table shows where each
-kill landed, which checkpoint the rerun resumed from, and whether the final
-weights are bit-identical to the reference. The figure, "k of N identical",
-is what the README quotes.
+First an uninterrupted run of the smoke config records its `params_sha256`.
+Then, for each of `--kills` trials, a fresh run of the same config is killed
+with SIGKILL (no clean-up, as a preemption or the OOM killer does) at a
+random moment: a random point of the run's progress (its "Training steps"
+line, one of the 8 steps' loss lines, or one of the 2 evaluations' lines),
+plus a random delay of up to 2 s, which lands in steps, in the asynchronous
+checkpoint writes (every 2 steps here), in evaluations (every 4) and in the
+final results. Moments are tied to progress, not to the wall clock, so a
+loaded machine does not push every kill into start-up. Then the same
+command is rerun until it finishes. The table shows where each kill landed,
+which checkpoint the rerun resumed from, and whether the final weights are
+bit-identical to the reference. The figure, "k of N identical", is what the
+README quotes.
 
 The helpers (`run_main` and the kill conditions) are what
 tests/test_fault_injection.py uses to place kills at chosen moments.
@@ -38,6 +40,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TMP_MARK = '.orbax-checkpoint-tmp'
 # Smoke settings that put many checkpoint writes and evaluations in the
 # killable span; none of them changes the trained weights.
+# Where a trial's kill is anchored (console lines of the smoke run), and the
+# longest random delay after it.
+MARKERS = ((r'Training steps',) + tuple(rf' step {k}/8: loss ' for k in
+                                        range(1, 9)) +
+           (r'Evaluating step 4', r'Evaluating step 8'))
+MARKER_NAMES = dict(zip(MARKERS, ['start'] + [f'step {k}' for k in
+                                              range(1, 9)] +
+                        ['eval 4', 'eval 8']))
+MAX_DELAY_S = 2.0
 FAULT_OVERRIDES = ('--config.checkpoint_every_steps=2',
                    '--config.eval_every_steps=4',
                    '--config.log_every_steps=1')
@@ -175,7 +186,8 @@ def run_main(command: Sequence[str], workdir: str,
 def phase_of(run: Run, workdir: str) -> str:
   """Where a killed run was: what its console last said, and whether a
   checkpoint was half-written."""
-  last = run.console[-1] if run.console else ''
+  said = [line for line in run.console if ' progress: ' not in line]
+  last = said[-1] if said else ''
   if not any('Training steps' in line for line in run.console):
     phase = 'start-up (restore, compile)'
   elif 'Evaluating' in last:
@@ -217,14 +229,6 @@ def main(argv):
   rng = np.random.default_rng(values.seed)
 
   reference_dir = os.path.join(root, 'reference')
-  marker = console_line(r'Training steps')
-  timing = {}
-
-  def note_start(lines, seconds, workdir):
-    # Never kills: records when training started.
-    if 'start' not in timing and marker(lines, seconds, workdir):
-      timing['start'] = seconds
-    return False
   command = main_command(config, reference_dir, values.data_dir,
                          FAULT_OVERRIDES)
   if os.path.exists(reference_dir):
@@ -233,32 +237,22 @@ def main(argv):
   if reference.returncode:
     raise SystemExit('error: the reference run failed:\n' +
                      '\n'.join(reference.console[-20:]))
-  # A second uninterrupted run, with the compilation cache now warm as the
-  # trials will have it, gives the span to kill in (and must agree).
-  timing_dir = os.path.join(root, 'timing')
-  if os.path.exists(timing_dir):
-    shutil.rmtree(timing_dir)
-  timed = run_main(main_command(config, timing_dir, values.data_dir,
-                                FAULT_OVERRIDES), timing_dir, note_start)
-  span = timed.seconds - timing.get('start', 0.0)
-  if timed.returncode or final_sha(timing_dir) != final_sha(reference_dir):
-    raise SystemExit('error: two uninterrupted runs disagree; see '
-                     f'{reference_dir} and {timing_dir}.')
   expected = final_sha(reference_dir)
-  print(f'reference params_sha256 {expected[:16]}…; training to exit took '
-        f'{span:.1f} s; killing {values.kills} runs in that span')
-
+  print(f'reference params_sha256 {expected[:16]}…; killing {values.kills} '
+        'runs at random points of their progress', flush=True)
   trials = []
   for i in range(values.kills):
     workdir = os.path.join(root, f'trial_{i:02d}')
     if os.path.exists(workdir):
       shutil.rmtree(workdir)
-    at = float(rng.uniform(0.0, span))
+    marker = MARKERS[int(rng.integers(len(MARKERS)))]
+    delay = float(rng.uniform(0.0, MAX_DELAY_S))
     command = main_command(config, workdir, values.data_dir, FAULT_OVERRIDES)
-    runs = run_trial(command, workdir, console_line(r'Training steps', at))
+    runs = run_trial(command, workdir, console_line(marker, delay))
     first = runs[0]
     identical = final_sha(workdir) == expected
-    trial = dict(trial=i, kill_after_s=round(at, 2), killed=first.killed,
+    trial = dict(trial=i, after=MARKER_NAMES[marker],
+                 delay_s=round(delay, 2), killed=first.killed,
                  phase=first.phase if first.killed else 'finished first',
                  resumed_from=runs[1].resumed_from if len(runs) > 1 else None,
                  reruns=len(runs) - 1, identical=identical,
@@ -266,7 +260,8 @@ def main(argv):
     trials.append(trial)
     restart = ('started afresh' if trial['resumed_from'] is None
                else f"resumed from {trial['resumed_from']}")
-    print(f"{i:3d}  kill at +{at:5.2f} s  {trial['phase']:<45s} "
+    print(f"{i:3d}  {trial['after']:>12s} +{delay:4.2f} s  "
+          f"{trial['phase']:<45s} "
           f"{restart:<16s}  {'identical' if identical else 'DIFFERENT'}",
           flush=True)
   killed = [t for t in trials if t['killed']]
@@ -275,7 +270,7 @@ def main(argv):
         f'weights ({len(trials) - len(killed)} finished before their kill '
         'moment)')
   with open(os.path.join(root, 'fault_injection.json'), 'w') as f:
-    json.dump(dict(span_seconds=span, reference_sha256=expected,
+    json.dump(dict(reference_sha256=expected,
                    identical=same, killed=len(killed), trials=trials), f,
               indent=2)
   return 0 if same == len(killed) else 1

@@ -5,6 +5,8 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -91,3 +93,40 @@ def test_two_processes_match_one_process(tmp_path, data_dir):
                              [one[s] for s in (1, 2, 3)], rtol=1e-5)
   assert os.path.exists(os.path.join(double, 'eval_results.json'))
   assert os.path.isdir(os.path.join(double, 'checkpoints', '3'))
+
+
+def test_a_process_that_dies_stops_the_other_at_once_in_one_line(tmp_path,
+                                                                 data_dir):
+  workdir = str(tmp_path / 'run')
+  address = f'127.0.0.1:{_free_port()}'
+  procs = [_launch(workdir, 4, data_dir,
+                   [f'--coordinator_address={address}', '--num_processes=2',
+                    f'--process_id={i}', '--config.num_train_steps=400',
+                    '--config.eval_every_steps=400',
+                    '--config.checkpoint_every_steps=400'])
+           for i in range(2)]
+  lines = []
+  reader = threading.Thread(
+      target=lambda: lines.extend(l.rstrip() for l in procs[0].stderr),
+      daemon=True)
+  reader.start()
+  deadline = time.monotonic() + 600
+  while not any(' step 3/400: loss ' in line for line in lines):
+    assert procs[0].poll() is None and time.monotonic() < deadline, lines
+    time.sleep(0.05)
+  procs[1].kill()  # Process 1 dies in the middle of training.
+  killed_at = time.monotonic()
+  procs[0].wait(timeout=300)
+  waited = time.monotonic() - killed_at
+  reader.join(timeout=10)
+  procs[1].communicate()
+  procs[0].stdout.close()
+  # Process 0 stops at its next collective with the dead one, not after the
+  # 100 s heartbeat timeout and an abort.
+  assert procs[0].returncode == 1, lines[-20:]
+  assert waited < 30, waited
+  assert lines[-1].startswith('error: process 0 of 2: a collective failed ('
+                              ), lines[-20:]
+  assert 'Restart every process' in lines[-1]
+  assert not [line for line in lines if line.startswith(('F', 'E', '***'))
+              and not line.startswith('error: ')], lines[-20:]
