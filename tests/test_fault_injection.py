@@ -1,6 +1,8 @@
-"""Training killed with SIGKILL (mid checkpoint write, mid evaluation, mid
-step) and rerun from the same workdir ends with the weights of an
-uninterrupted run; a half-written checkpoint is never restored from.
+"""Faults injected into real `main` runs: training killed with SIGKILL (mid
+checkpoint write, which is also mid step, and mid evaluation) and rerun from
+the same workdir ends with the weights of an uninterrupted run, and a
+half-written checkpoint is never restored from; an unwritable workdir, a
+full disk and a vanished data dir are one-line errors naming the path.
 
 `python -m experiments.fault_injection --kills=20` does the same at 20
 random moments and prints how many resumed to identical weights.
@@ -16,7 +18,7 @@ import pytest
 from experiments import fault_injection as fi
 
 
-def test_killed_three_times_then_resumed_gives_the_uninterrupted_weights(
+def test_killed_twice_then_resumed_gives_the_uninterrupted_weights(
     tmp_path, data_dir, smoke_main_run):
   expected = smoke_main_run[2]['params_sha256']
   workdir = str(tmp_path / 'run')
@@ -25,7 +27,8 @@ def test_killed_three_times_then_resumed_gives_the_uninterrupted_weights(
   command = fi.main_command('configs/synthetic.py:smoke', workdir, data_dir,
                             fi.FAULT_OVERRIDES)
 
-  # 1. While the asynchronous write of step 4's checkpoint is in flight.
+  # 1. While the asynchronous write of step 4's checkpoint is in flight (the
+  # steps go on meanwhile).
   run = fi.run_main(command, workdir, fi.checkpoint_write_in_flight(4))
   assert run.killed and run.returncode == -9, run.console[-10:]
   assert 'checkpoint write' in run.phase
@@ -40,11 +43,7 @@ def test_killed_three_times_then_resumed_gives_the_uninterrupted_weights(
   assert not any(' step 5/8: loss ' in line for line in run.console)
   assert not set(cut) & set(fi.half_written_steps(workdir))
 
-  # 3. In the middle of training, right after step 6's losses were printed.
-  run = fi.run_main(command, workdir, fi.console_line(r' step 6/8: loss '))
-  assert run.killed, run.console[-10:]
-
-  # 4. Rerun to the end: the weights of the run that was never killed.
+  # 3. Rerun to the end: the weights of the run that was never killed.
   run = fi.run_main(command, workdir)
   assert run.returncode == 0, run.console[-20:]
   assert fi.final_sha(workdir) == expected
