@@ -144,7 +144,7 @@ def main(argv):
     # A full disk, a vanished data dir (also when a background writer
     # re-raises it wrapped): one line naming the path; the traceback goes to
     # the log file. Anything else keeps its traceback.
-    cause = errors.storage_cause(e, (OSError, tf.errors.OpError))
+    cause = errors.storage_cause(e, _STORAGE_ERRORS)
     if cause is not None:
       logging.info('Stopped by a storage error.', exc_info=True,
                    extra={cli.FILE_ONLY: True})
@@ -176,6 +176,14 @@ def main(argv):
     # the coordination service abort at shutdown.
     multihost_utils.sync_global_devices('airstreams_jax main finished')
     jax.distributed.shutdown()
+
+
+# Failed reads and writes. TensorFlow's I/O raises its own types (a full disk
+# is ResourceExhausted); its other errors, e.g. a bug in a tf.data map, keep
+# their traceback.
+_STORAGE_ERRORS = (OSError, tf.errors.NotFoundError,
+                   tf.errors.PermissionDeniedError,
+                   tf.errors.ResourceExhaustedError, tf.errors.DataLossError)
 
 
 def _fail(message: str) -> None:
