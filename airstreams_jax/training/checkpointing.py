@@ -26,11 +26,9 @@ def make_manager(workdir: str, *, keep: int,
   `manager.best_step()` names it. The trainer decides when to save.
   """
   latest = _policies.LatestN(n=keep)
-  best_fn = None
+  best_fn = (lambda metrics: metrics[best_metric]) if best_metric else None
   policy = latest
   if best_metric:
-    def best_fn(metrics):
-      return metrics[best_metric]
     policy = _policies.AnyPreservationPolicy([
         latest,
         _policies.BestN(get_metric_fn=best_fn, n=1,
