@@ -61,7 +61,6 @@ class Run:
   killed: bool
   console: List[str]  # stderr lines: our progress and errors.
   stdout: str
-  seconds: float
   phase: str = ''  # Where a kill landed.
 
   @property
@@ -176,8 +175,7 @@ def run_main(command: Sequence[str], workdir: str,
       proc.kill()
     proc.wait()
   stdout_reader.join(timeout=10)
-  run = Run(proc.returncode, killed, console, ''.join(stdout),
-            time.monotonic() - start)
+  run = Run(proc.returncode, killed, console, ''.join(stdout))
   if killed:
     run.phase = phase_of(run, workdir)
   return run

@@ -4,7 +4,10 @@ Both must be in place before JAX initialises its backend, which is why they are
 set here, at conftest import, rather than in a fixture.
 """
 
+import json
 import os
+import subprocess
+import sys
 import tempfile
 
 os.environ.setdefault('XLA_FLAGS',
@@ -39,9 +42,6 @@ def smoke_main_run(tmp_path_factory, data_dir):
     (workdir, completed process, eval_results.json as a dict); the workdir
     must be copied, not changed.
   """
-  import json  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path_factory.mktemp('smoke_main_run') / 'run')
   proc = subprocess.run(
       [sys.executable, '-m', 'airstreams_jax.main',

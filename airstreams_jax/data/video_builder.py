@@ -344,7 +344,7 @@ def _ordered_results(entries: Sequence[VideoEntry],
 
   A worker that dies (a segfault in a decoder, the OOM killer) breaks the
   whole pool and fails every video in flight. Those are then processed again
-  one at a time, each in a new pool: the one that kills its worker again is
+  one at a time in a one-worker pool: the one that kills its worker again is
   reported bad with WORKER_CRASHED, the others are kept, and the build goes
   on with a new pool.
   """
@@ -424,10 +424,10 @@ class _Pools:
       self._pool = None
 
   def shutdown(self) -> None:
-    for pool in (self._pool, self._single):
-      if pool is not None:
-        pool.shutdown(cancel_futures=True)
-    self._pool = self._single = None
+    self.replace()
+    if self._single is not None:
+      self._single.shutdown(cancel_futures=True)
+      self._single = None
 
 
 # ------------------------------------------------------------- builder

@@ -48,6 +48,7 @@ from tensorflow.io import gfile
 
 from airstreams_jax import errors
 from airstreams_jax import evaluate as eval_lib
+from airstreams_jax import whole_files
 from airstreams_jax.data import pipeline
 from airstreams_jax.evolution import figure
 from airstreams_jax.evolution import search as search_lib
@@ -290,11 +291,8 @@ def _top_records(top: Sequence[search_lib.Candidate]) -> List[Dict[str, Any]]:
 
 
 def _write_json(path: str, value: Any) -> None:
-  # Whole or not at all: a later unit may read best_weights.json, and a
-  # killed search must not leave half a file behind.
-  with gfile.GFile(path + '.tmp', 'w') as f:
-    json.dump(value, f, indent=2)
-  gfile.rename(path + '.tmp', path, overwrite=True)
+  # Whole or not at all: a later unit may read best_weights.json.
+  whole_files.write_whole(path, json.dumps(value, indent=2))
 
 
 class _Outputs:
@@ -315,22 +313,16 @@ class _Outputs:
     png = figure.png_bytes(
         [(c.id, c.fitness, c.weights) for c in search.top(TOP_K)],
         [c.fitness for c in search.history], losses.LOSS_NAMES, self.metric)
-    temporary = self.path(figure.FIGURE_FILE + '.tmp')
-    with gfile.GFile(temporary, 'wb') as f:
-      f.write(png)
-    gfile.rename(temporary, self.path(figure.FIGURE_FILE), overwrite=True)
+    whole_files.write_whole(self.path(figure.FIGURE_FILE), png)
 
   def __call__(self, search: search_lib.Search,
                group: Sequence[search_lib.Candidate]) -> None:
     history = search.history
     if jax.process_index() == 0:
-      # Rewritten whole and renamed into place: an interruption never leaves
-      # half a line behind.
-      temporary = self.path(search_lib.HISTORY_FILE + '.tmp')
-      with gfile.GFile(temporary, 'w') as f:
-        f.write(search_lib.format_history(history, losses.LOSS_NAMES))
-      gfile.rename(temporary, self.path(search_lib.HISTORY_FILE),
-                   overwrite=True)
+      # Rewritten whole: an interruption never leaves half a line behind.
+      whole_files.write_whole(
+          self.path(search_lib.HISTORY_FILE),
+          search_lib.format_history(history, losses.LOSS_NAMES))
       best = search.best()
       _write_json(self.path(BEST_FILE), best.weights_dict(losses.LOSS_NAMES))
       _write_json(self.path(TOP_FILE), _top_records(search.top(TOP_K)))

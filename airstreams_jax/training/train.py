@@ -328,8 +328,8 @@ def run_evaluation(s: Setup, state: Any, eval_fn: Callable[..., Any],
 
   With a `writer`, also writes the scalars and the confusion-matrix image.
   """
-  logging.info('Evaluating step %d on %s.', int(eval_lib.to_host(state.step)),
-               s.builder.info.full_name)
+  step = int(eval_lib.to_host(state.step))
+  logging.info('Evaluating step %d on %s.', step, s.builder.info.full_name)
   ds, _ = pipeline.make_eval_dataset(
       s.builder, s.config.dataset,
       local_batch_size=pipeline.local_batch_size(s.config.eval_batch_size),
@@ -339,7 +339,6 @@ def run_evaluation(s: Setup, state: Any, eval_fn: Callable[..., Any],
       eval_fn, state, pipeline.global_batches(ds, s.batch_sharding),
       metrics_lib.eval_metrics(s.meta.num_classes, heads, s.meta.multi_label,
                                s.meta.mask_class_names))
-  step = int(eval_lib.to_host(state.step))
   collapse = metrics_lib.segmentation_collapse(
       results.get('representations', {}))
   if collapse:
