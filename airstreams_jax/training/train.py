@@ -199,8 +199,7 @@ def check_config(config, mesh: Optional[jax.sharding.Mesh] = None
 def setup(config, mesh: Optional[jax.sharding.Mesh] = None) -> Setup:
   """Validates the config, prepares the dataset, builds model and optimiser."""
   checked = check_config(config, mesh)
-  mesh, loss_weights = checked.mesh, checked.loss_weights
-  tx, schedule, builder = checked.tx, checked.schedule, checked.builder
+  mesh, builder = checked.mesh, checked.builder
   # Logged once the config is known to be good: a config error stays the
   # only line on the console.
   logging.info('JAX devices: %d (%d per process), %d processes; mesh %s.',
@@ -214,6 +213,16 @@ def setup(config, mesh: Optional[jax.sharding.Mesh] = None) -> Setup:
         f'{"multi" if meta.multi_label else "single"}-label; set '
         f'--config.model.multi_label={meta.multi_label}.')
   _check_best_metric(config.best_metric, meta)
+  return model_setup(config, checked, meta)
+
+
+def model_setup(config, checked: CheckedConfig,
+                meta: builders.DatasetMeta) -> Setup:
+  """The model, optimiser and state layout for a dataset that `meta`
+  describes; reads no data (`setup` prepares the dataset first; benchmarks
+  call this directly with the class counts of a dataset they do not have)."""
+  mesh, loss_weights = checked.mesh, checked.loss_weights
+  tx, schedule, builder = checked.tx, checked.schedule, checked.builder
   model = airstreams.build_model(config.model, num_classes=meta.num_classes,
                                  num_seg_classes=meta.num_seg_classes)
   init = functools.partial(state_lib.init_state, model=model, tx=tx)

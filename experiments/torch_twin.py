@@ -1,0 +1,495 @@
+"""AIRStreams in idiomatic PyTorch: the twin that `experiments.benchmark` times
+side by side with the JAX model.
+
+  pip install -r experiments/requirements-torch.txt   # torch==2.13.0, CPU
+
+Same architecture as `airstreams_jax.models` for a given experiment config:
+the TVN tower specs (spatial 1xkxk and temporal kx1x1 convolutions, 1x1
+expansion, squeeze-excite, context gating, skips), the per-frame Dilated
+ResNet-18 (output stride and optional upsampling head), the representation-
+flow layer (the same TV-L1 iterations, learnable θ, λ, τ and difference
+kernels, the TF reference's boundary semantics), the three lower towers, the
+merge by averaging, the merged and per-stream upper towers and heads, and the
+loss (the five weighted terms, the pixelwise segmentation loss on logits
+upsampled to the frame). It is written the way a PyTorch user would write it:
+`nn.Conv3d`/`nn.Conv2d` modules in NCTHW/NCHW tensors stored channels-last
+(`torch.channels_last_3d`/`channels_last`), the flow layer's difference
+kernels as `F.conv2d` on 1-channel images (as the official representation-
+flow layer), eager autograd, `torch.optim.AdamW` and
+`clip_grad_norm_`. Weights are not shared with the JAX model: only the
+speed and the FLOPs are compared (`flop_count` counts convolutions and
+matrix products, as `model_info`'s multiply-adds with padding).
+
+Its SAME-padding of even-sized stride-2 convolutions is symmetric (PyTorch's
+`padding=k // 2`) where XLA pads one pixel more at the end; output sizes and
+FLOPs are the same.
+"""
+
+from typing import Any, Dict, Mapping, Sequence
+
+try:
+  import torch
+  from torch import nn
+  from torch.nn import functional as F
+except ImportError as e:  # An optional dependency of the benchmark only.
+  raise ImportError(
+      'experiments/torch_twin.py needs PyTorch: pip install -r '
+      'experiments/requirements-torch.txt') from e
+
+_EPS = 1e-12
+_THETA, _LAMBDA, _TAU = 0.3, 0.15, 0.25
+
+
+def _bn3d(channels: int, zero_init: bool = False) -> nn.BatchNorm3d:
+  # Flax momentum 0.9 is PyTorch momentum 0.1.
+  bn = nn.BatchNorm3d(channels, eps=1e-5, momentum=0.1)
+  if zero_init:
+    nn.init.zeros_(bn.weight)
+  return bn
+
+
+def _bn2d(channels: int, zero_init: bool = False) -> nn.BatchNorm2d:
+  bn = nn.BatchNorm2d(channels, eps=1e-5, momentum=0.1)
+  if zero_init:
+    nn.init.zeros_(bn.weight)
+  return bn
+
+
+class RepresentationFlow(nn.Module):
+  """TV-L1 representation flow on [B, C, T, H, W] clips -> [B, 2K, T, H, W].
+
+  Channel mean (K = 1) or a 1x1 convolution to K channels, per-clip min-max
+  normalisation to [0, 255], `num_iter` TV-L1 iterations linearised at u = 0
+  on the frame pairs (t, t + 1), the last flow frame repeated.
+  """
+
+  def __init__(self, in_channels: int, num_iter: int = 20,
+               bottleneck: int = 1):
+    super().__init__()
+    self.num_iter = num_iter
+    self.bottleneck = bottleneck
+    self.reduce = (None if bottleneck == 1 else
+                   nn.Conv3d(in_channels, bottleneck, 1, bias=False))
+    self.theta = nn.Parameter(torch.tensor(_THETA))
+    self.lam = nn.Parameter(torch.tensor(_LAMBDA))
+    self.tau = nn.Parameter(torch.tensor(_TAU))
+    central, forward = [-0.5, 0.0, 0.5], [-1.0, 1.0]
+    self.img_grad_x = nn.Parameter(torch.tensor(central).view(1, 1, 1, 3))
+    self.img_grad_y = nn.Parameter(torch.tensor(central).view(1, 1, 3, 1))
+    self.div_x = nn.Parameter(torch.tensor(forward).view(1, 1, 1, 2))
+    self.div_y = nn.Parameter(torch.tensor(forward).view(1, 1, 2, 1))
+    self.flow_grad_x = nn.Parameter(torch.tensor(forward).view(1, 1, 1, 2))
+    self.flow_grad_y = nn.Parameter(torch.tensor(forward).view(1, 1, 2, 1))
+
+  # The difference operators, on [N, 1, H, W] images, with the TF reference's
+  # zero padding (see airstreams_jax/models/rep_flow.py).
+  def _central_x(self, x):
+    return F.conv2d(F.pad(x, (1, 1, 0, 0)), self.img_grad_x)
+
+  def _central_y(self, x):
+    return F.conv2d(F.pad(x, (0, 0, 1, 1)), self.img_grad_y)
+
+  def _forward_x(self, u):
+    return F.conv2d(F.pad(u, (0, 1, 0, 0)), self.flow_grad_x)
+
+  def _forward_y(self, u):
+    return F.conv2d(F.pad(u, (0, 0, 0, 1)), self.flow_grad_y)
+
+  def _divergence(self, px, py):
+    # The last entry dropped, the front zero-padded, a 2-tap convolution.
+    dx = F.conv2d(F.pad(px[..., :-1], (1, 1, 0, 0)), self.div_x)
+    dy = F.conv2d(F.pad(py[..., :-1, :], (0, 0, 1, 1)), self.div_y)
+    return dx + dy
+
+  def forward(self, x: torch.Tensor) -> torch.Tensor:
+    b, _, t, h, w = x.shape
+    x = (x.mean(1, keepdim=True) if self.reduce is None else self.reduce(x))
+    k = x.shape[1]
+    mn = x.amin((1, 2, 3, 4), keepdim=True)
+    mx = x.amax((1, 2, 3, 4), keepdim=True)
+    span = mx - mn
+    x = 255.0 * (x - mn) / torch.where(span > 0, span, torch.ones_like(span))
+    # [B, K, T, H, W] -> frame pairs as [B * K * (T - 1), 1, H, W] images.
+    i0 = x[:, :, :-1].reshape(-1, 1, h, w)
+    i1 = x[:, :, 1:].reshape(-1, 1, h, w)
+
+    theta = self.theta.abs() + _EPS
+    l_t = self.lam * theta
+    taut = self.tau / theta
+    gx, gy = self._central_x(i1), self._central_y(i1)
+    g2 = gx * gx + gy * gy + _EPS
+    rho_c = i1 - i0
+    has_grad = g2 > _EPS
+    inv_g2 = torch.where(has_grad, 1.0 / torch.where(has_grad, g2, 1.0), 0.0)
+    l_t_g2 = l_t * g2
+
+    u1 = torch.zeros_like(i0)
+    u2 = torch.zeros_like(i0)
+    p11 = p12 = p21 = p22 = torch.zeros_like(i0)
+    for _ in range(self.num_iter):
+      rho = rho_c + gx * u1 + gy * u2 + _EPS
+      c = torch.where(rho < -l_t_g2, l_t,
+                      torch.where(rho > l_t_g2, -l_t, -rho * inv_g2))
+      u1 = u1 + c * gx + theta * self._divergence(p11, p12)
+      u2 = u2 + c * gy + theta * self._divergence(p21, p22)
+      u1x, u1y = self._forward_x(u1), self._forward_y(u1)
+      u2x, u2y = self._forward_x(u2), self._forward_y(u2)
+      d1 = 1.0 + taut * torch.sqrt(u1x * u1x + u1y * u1y + _EPS)
+      d2 = 1.0 + taut * torch.sqrt(u2x * u2x + u2y * u2y + _EPS)
+      p11, p12 = (p11 + taut * u1x) / d1, (p12 + taut * u1y) / d1
+      p21, p22 = (p21 + taut * u2x) / d2, (p22 + taut * u2y) / d2
+    flow = torch.cat([u1.view(b, k, t - 1, h, w), u2.view(b, k, t - 1, h, w)],
+                     1)
+    return torch.cat([flow, flow[:, :, -1:]], 2)
+
+
+class TVNBlock(nn.Module):
+  """One repeat of a TVN block on [B, C, T, H, W] (`tvn.TVNBlock`)."""
+
+  def __init__(self, spec: Mapping[str, Any], in_channels: int, stride: int,
+               temporal_stride: int, use_temporal: bool, num_frames: int):
+    super().__init__()
+    f = spec['filters']
+    kernel = spec.get('kernel', 3)
+    spatial = spec.get('spatial', 'std')
+    temporal = spec.get('temporal', '1d')
+    tk = spec.get('temporal_kernel', 3)
+    e = max(f * spec.get('expand', 2), f)
+    se_ratio = spec.get('se_ratio', 0.25)
+    layers, channels = [], in_channels
+    if kernel > 1 or stride > 1:
+      if spatial in ('std', 'depth'):
+        layers += [nn.Conv3d(channels, f, 1, bias=False)]
+        if spatial == 'std':
+          layers += [_bn3d(f), nn.ReLU()]
+        layers += [nn.Conv3d(f, f, (1, kernel, kernel), (1, stride, stride),
+                             (0, kernel // 2, kernel // 2), bias=False,
+                             groups=f if spatial == 'depth' else 1),
+                   _bn3d(f), nn.ReLU()]
+        channels = f
+      else:
+        pool = nn.MaxPool3d if spatial == 'maxpool' else nn.AvgPool3d
+        layers += [pool((1, kernel, kernel), (1, stride, stride),
+                        (0, kernel // 2, kernel // 2))]
+    if use_temporal and num_frames > 1 and temporal != 'none' and (
+        tk > 1 or temporal_stride > 1):
+      if temporal == '1d':
+        layers += [nn.Conv3d(channels, f, (tk, 1, 1), (temporal_stride, 1, 1),
+                             (tk // 2, 0, 0), bias=False), _bn3d(f), nn.ReLU()]
+        channels = f
+      else:
+        pool = nn.MaxPool3d if temporal == 'maxpool' else nn.AvgPool3d
+        layers += [pool((tk, 1, 1), (temporal_stride, 1, 1), (tk // 2, 0, 0))]
+    layers += [nn.Conv3d(channels, e, 1, bias=False), _bn3d(e)]
+    self.body = nn.Sequential(*layers)
+    self.se = (nn.Sequential(nn.Linear(e, max(int(e * se_ratio), 8)),
+                             nn.ReLU(), nn.Linear(max(int(e * se_ratio), 8), e))
+               if se_ratio > 0 else None)
+    self.gate = (nn.Linear(e, e) if spec.get('context_gating', True)
+                 else None)
+    self.skip = spec.get('skip', True) and temporal_stride == 1
+    self.proj = None
+    if self.skip and (in_channels != e or stride > 1):
+      self.proj = nn.Sequential(
+          nn.Conv3d(in_channels, e, 1, (1, stride, stride), bias=False),
+          _bn3d(e))
+
+  def forward(self, x: torch.Tensor) -> torch.Tensor:
+    residual = x
+    x = self.body(x)
+    if self.se is not None:
+      x = x * torch.sigmoid(self.se(x.mean((2, 3, 4))))[:, :, None, None, None]
+    if self.gate is not None:
+      x = x * torch.sigmoid(self.gate(x.mean((2, 3, 4))))[:, :, None, None,
+                                                          None]
+    if self.skip:
+      x = x + (residual if self.proj is None else self.proj(residual))
+    return F.relu(x)
+
+
+def _tower_stage(specs: Sequence[Mapping[str, Any]], in_channels: int,
+                 num_frames: int) -> nn.Sequential:
+  blocks = []
+  for spec in specs:
+    for r in range(spec.get('repeats', 1)):
+      block = TVNBlock(spec, in_channels,
+                       stride=spec.get('stride', 1) if r == 0 else 1,
+                       temporal_stride=(spec.get('temporal_stride', 1)
+                                        if r == 0 else 1),
+                       use_temporal=r % 2 == 0, num_frames=num_frames)
+      blocks.append(block)
+      in_channels = max(spec['filters'] * spec.get('expand', 2),
+                        spec['filters'])
+  return nn.Sequential(*blocks)
+
+
+def _tower_width(specs: Sequence[Mapping[str, Any]]) -> int:
+  return max(specs[-1]['filters'] * specs[-1].get('expand', 2),
+             specs[-1]['filters'])
+
+
+class Head(nn.Module):
+  """Global average, dropout, linear."""
+
+  def __init__(self, channels: int, num_classes: int, dropout: float):
+    super().__init__()
+    self.dropout = nn.Dropout(dropout)
+    self.linear = nn.Linear(channels, num_classes)
+
+  def forward(self, x: torch.Tensor) -> torch.Tensor:
+    return self.linear(self.dropout(x.mean((2, 3, 4))))
+
+
+class BasicBlock(nn.Module):
+
+  def __init__(self, in_channels: int, filters: int, stride: int,
+               dilation: int):
+    super().__init__()
+    self.conv1 = nn.Conv2d(in_channels, filters, 3, stride, dilation,
+                           dilation, bias=False)
+    self.bn1 = _bn2d(filters)
+    self.conv2 = nn.Conv2d(filters, filters, 3, 1, dilation, dilation,
+                           bias=False)
+    self.bn2 = _bn2d(filters, zero_init=True)
+    self.proj = None
+    if in_channels != filters or stride != 1:
+      self.proj = nn.Sequential(
+          nn.Conv2d(in_channels, filters, 1, stride, bias=False),
+          _bn2d(filters))
+
+  def forward(self, x):
+    y = F.relu(self.bn1(self.conv1(x)))
+    y = self.bn2(self.conv2(y))
+    return F.relu(y + (x if self.proj is None else self.proj(x)))
+
+
+def _conv_bn_relu(in_channels, out_channels, kernel):
+  return nn.Sequential(
+      nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2,
+                bias=False), _bn2d(out_channels), nn.ReLU())
+
+
+class DilatedResNet18(nn.Module):
+  """Per-frame DRN-18 (`drn.DilatedResNet18`) on [N, 3, H, W] images."""
+  _LATE_STAGES = {32: ((2, 1), (2, 1)), 16: ((2, 1), (1, 2)),
+                  8: ((1, 2), (1, 4))}
+
+  def __init__(self, num_classes: int, widths=(64, 128, 256, 512),
+               output_stride: int = 16, decoder_features: int = 0):
+    super().__init__()
+    self.stem = nn.Sequential(
+        nn.Conv2d(3, widths[0], 7, 2, 3, bias=False), _bn2d(widths[0]),
+        nn.ReLU())
+    self.pool = nn.MaxPool2d(3, 2, 1)
+    stages = ((1, 1), (2, 1)) + self._LATE_STAGES[output_stride]
+    self.stages = nn.ModuleList()
+    channels = widths[0]
+    for width, (stride, dilation) in zip(widths, stages):
+      self.stages.append(nn.Sequential(
+          BasicBlock(channels, width, stride, dilation),
+          BasicBlock(width, width, 1, dilation)))
+      channels = width
+    self.decoder_features = f = decoder_features
+    if f:
+      self.decoder_in = _conv_bn_relu(channels, f, 1)
+      skip_channels = (widths[0], widths[0], 3)  # conv2_x, stem, image.
+      self.decoder_skips = nn.ModuleList(
+          _conv_bn_relu(c, max(f // 2, 1), 1) for c in skip_channels)
+      self.decoder_fuse = nn.ModuleList(
+          _conv_bn_relu(f + max(f // 2, 1), f, 3) for _ in skip_channels)
+      channels = f
+    self.classifier = nn.Conv2d(channels, num_classes, 1)
+
+  def forward(self, images: torch.Tensor) -> torch.Tensor:
+    x = self.stem(images)
+    skips = [x]
+    x = self.pool(x)
+    for i, stage in enumerate(self.stages):
+      x = stage(x)
+      if i == 0:
+        skips.append(x)
+    if self.decoder_features:
+      x = self.decoder_in(x)
+      for skip, skip_conv, fuse in zip(skips[::-1] + [images],
+                                       self.decoder_skips, self.decoder_fuse):
+        x = F.interpolate(x, size=skip.shape[-2:], mode='bilinear',
+                          align_corners=False)
+        x = fuse(torch.cat([x, skip_conv(skip)], 1))
+    return self.classifier(x)
+
+
+class AIRStreams(nn.Module):
+  """The three-stream network (`airstreams.AIRStreams`), NCTHW inside."""
+
+  def __init__(self, model_config, num_classes: int, num_seg_classes: int,
+               num_frames: int):
+    super().__init__()
+    tower = [dict(b) for b in model_config.tower]
+    self.streams = tuple(model_config.streams)
+    m = model_config.merge_after
+    lower, upper = tower[:m], tower[m:]
+    flow = dict(model_config.flow)
+    in_channels = {'rgb': 3, 'flow': 2 * flow.get('bottleneck', 1),
+                   'semantic': num_seg_classes}
+    if flow.get('presmooth_sigma', 0) or model_config.get(
+        'flow_of_flow', {}).get('enabled', False):
+      raise ValueError('The twin has no pre-smoothing or flow-of-flow.')
+    if 'flow' in self.streams:
+      self.flow_layer = RepresentationFlow(
+          3, flow.get('num_iter', 20), flow.get('bottleneck', 1))
+    if 'semantic' in self.streams:
+      seg = dict(model_config.seg)
+      self.segmentation_net = DilatedResNet18(
+          num_seg_classes, tuple(seg['widths']), seg['output_stride'],
+          seg.get('decoder_features', 0))
+    self.lower = nn.ModuleDict({
+        s: _tower_stage(lower, in_channels[s], num_frames)
+        for s in self.streams})
+    width = _tower_width(lower)
+    dropout = model_config.dropout_rate
+    self.merged_tower = _tower_stage(upper, width, num_frames)
+    self.merged_head = Head(_tower_width(upper), num_classes, dropout)
+    self.upper = nn.ModuleDict({
+        s: _tower_stage(upper, width, num_frames) for s in self.streams})
+    self.heads = nn.ModuleDict({
+        s: Head(_tower_width(upper), num_classes, dropout)
+        for s in self.streams})
+
+  def forward(self, video: torch.Tensor, stream_heads: bool = True
+              ) -> Dict[str, Any]:
+    """`video`: [B, 3, T, H, W] uint8 (channels-last 3-D storage)."""
+    x = video.float() / 127.5 - 1.0
+    b, _, t, h, w = x.shape
+    inputs, outputs = {}, {}
+    if 'rgb' in self.streams:
+      inputs['rgb'] = x
+    if 'flow' in self.streams:
+      inputs['flow'] = self.flow_layer(x)
+    if 'semantic' in self.streams:
+      frames = x.transpose(1, 2).reshape(b * t, 3, h, w).contiguous(
+          memory_format=torch.channels_last)
+      seg = self.segmentation_net(frames)
+      seg = F.interpolate(seg, size=(h, w), mode='bilinear',
+                          align_corners=False)
+      outputs['seg_logits'] = seg  # [B * T, classes, H, W].
+      inputs['semantic'] = seg.view(b, t, -1, h, w).transpose(1, 2).contiguous(
+          memory_format=torch.channels_last_3d)
+    features = {s: self.lower[s](inputs[s]) for s in self.streams}
+    merged = sum(features.values()) / len(features)
+    logits = {'merged': self.merged_head(self.merged_tower(merged))}
+    if stream_heads:
+      for s, f in features.items():
+        logits[s] = self.heads[s](self.upper[s](f))
+    outputs['logits'] = logits
+    return outputs
+
+
+LOSS_NAMES = ('rgb', 'flow', 'semantic', 'merged', 'interm')
+
+
+def total_loss(outputs, labels, masks, loss_weights: Sequence[float]):
+  """The weighted sum of the head losses and the segmentation loss."""
+  weights = dict(zip(LOSS_NAMES, loss_weights))
+  loss = sum(weights[name] * F.cross_entropy(logits, labels)
+             for name, logits in outputs['logits'].items())
+  if 'seg_logits' in outputs:
+    loss = loss + weights['interm'] * F.cross_entropy(
+        outputs['seg_logits'], masks.flatten(0, 1).long())
+  return loss
+
+
+def channels_last(model: nn.Module) -> nn.Module:
+  """Stores every convolution kernel channels-last (3-D and 2-D alike:
+  `Module.to(memory_format=...)` takes one format for the whole model)."""
+  for module in model.modules():
+    if isinstance(module, (nn.Conv3d, nn.Conv2d)):
+      fmt = (torch.channels_last_3d if isinstance(module, nn.Conv3d)
+             else torch.channels_last)
+      module.weight.data = module.weight.data.contiguous(memory_format=fmt)
+  return model
+
+
+def to_torch_video(video) -> torch.Tensor:
+  """[B, T, H, W, 3] uint8 (NumPy) -> [B, 3, T, H, W], channels-last 3-D."""
+  return torch.from_numpy(video).permute(0, 4, 1, 2, 3)  # A view: NDHWC.
+
+
+class TrainStep:
+  """One AdamW step (clipped at global norm 1) of the twin on a fixed batch."""
+
+  def __init__(self, config, num_classes: int, num_seg_classes: int, batch,
+               loss_weights: Sequence[float]):
+    d = config.dataset
+    self.model = channels_last(AIRStreams(config.model, num_classes,
+                                          num_seg_classes, d.num_frames))
+    self.model.train()
+    opt = config.optimizer
+    self.optimizer = torch.optim.AdamW(
+        self.model.parameters(), lr=opt.learning_rate,
+        weight_decay=opt.weight_decay)
+    self.clip = opt.grad_clip_norm
+    self.video = to_torch_video(batch['video'])
+    self.labels = torch.from_numpy(batch['label']).long()
+    self.masks = torch.from_numpy(batch['masks'])
+    self.loss_weights = tuple(float(w) for w in loss_weights)
+
+  def __call__(self) -> float:
+    self.optimizer.zero_grad(set_to_none=True)
+    loss = total_loss(self.model(self.video), self.labels, self.masks,
+                      self.loss_weights)
+    loss.backward()
+    if self.clip > 0:
+      nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+    self.optimizer.step()
+    return loss.item()
+
+
+def inference_fn(model: AIRStreams, video):
+  """RGB-only inference (no stream heads, eval mode, no autograd)."""
+  model.eval()
+  video = to_torch_video(video)
+
+  def run():
+    with torch.inference_mode():
+      return model(video, stream_heads=False)['logits']['merged']
+  return run
+
+
+def flop_count(fn) -> int:
+  """FLOPs of convolutions and matrix products in `fn()` (PyTorch's
+  counter: 2 per multiply-add, padding taps included)."""
+  from torch.utils import flop_counter  # pylint: disable=g-import-not-at-top
+  counter = flop_counter.FlopCounterMode(display=False)
+  with counter:
+    fn()
+  return counter.get_total_flops()
+
+
+def parameter_count(model: nn.Module) -> int:
+  return sum(p.numel() for p in model.parameters())
+
+
+def describe() -> str:
+  return (f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
+          f'{torch.backends.cpu.get_cpu_capability()}')
+
+
+def flow_layer_fwd_bwd(shape, num_iter: int, bottleneck: int):
+  """(forward, forward+backward) callables of the twin's flow layer on a
+  [B, T, H, W, C] input, the gradient w.r.t. parameters and input."""
+  b, t, h, w, c = shape
+  layer = RepresentationFlow(c, num_iter, bottleneck)
+  x = torch.randn(b, c, t, h, w).contiguous(
+      memory_format=torch.channels_last_3d).requires_grad_()
+
+  def forward():
+    with torch.no_grad():
+      return layer(x)
+
+  def forward_backward():
+    layer.zero_grad(set_to_none=True)
+    x.grad = None
+    loss = layer(x).square().mean()
+    loss.backward()
+    return loss.item()
+  return forward, forward_backward

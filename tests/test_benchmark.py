@@ -1,0 +1,157 @@
+"""The benchmark's PyTorch twin computes what our model computes, and its
+report says what the figures say. No timing here: speed is measured by
+`python -m experiments.benchmark`, never in tests.
+
+The twin's tests run where PyTorch is installed
+(`pip install -r experiments/requirements-torch.txt`) and are skipped
+otherwise; the CI installs only the required packages.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from airstreams_jax.models import airstreams
+from airstreams_jax.models import rep_flow
+from configs import synthetic as synthetic_config
+from experiments import benchmark
+
+
+def _flow_input(shape=(2, 4, 12, 14, 3), seed=0):
+  # Smooth blobs plus noise: non-zero image gradients and real motion.
+  rng = np.random.default_rng(seed)
+  b, t, h, w, c = shape
+  yy, xx = np.mgrid[:h, :w]
+  frames = [np.exp(-((yy - 5) ** 2 + (xx - 4 - 1.5 * i) ** 2) / 8.0)
+            for i in range(t)]
+  x = np.stack(frames)[None, :, :, :, None] * np.ones((b, 1, 1, 1, c))
+  return (x + 0.05 * rng.standard_normal(shape)).astype(np.float32)
+
+
+def test_the_twin_flow_layer_computes_our_flow_and_its_gradients():
+  torch = pytest.importorskip('torch')
+  from experiments import torch_twin  # pylint: disable=g-import-not-at-top
+  x = _flow_input()
+  layer = rep_flow.RepresentationFlow(num_iter=6, bottleneck=1)
+  params = layer.init(jax.random.PRNGKey(0), x)['params']
+
+  def loss(params, x):
+    return jnp.sum(layer.apply({'params': params}, x) ** 2)
+  ours = np.asarray(layer.apply({'params': params}, x))
+  grads = jax.grad(loss)(params, x)
+
+  twin = torch_twin.RepresentationFlow(3, num_iter=6, bottleneck=1)
+  xt = torch.from_numpy(x).permute(0, 4, 1, 2, 3)
+  theirs = twin(xt)
+  (theirs ** 2).sum().backward()
+  theirs = theirs.detach().permute(0, 2, 3, 4, 1).numpy()
+  assert np.abs(ours).max() > 0.1  # The test needs real motion.
+  np.testing.assert_allclose(theirs, ours, rtol=1e-3, atol=1e-3)
+  for name in ('theta', 'tau', 'img_grad_x', 'div_y', 'flow_grad_x'):
+    ref = np.asarray(grads[name])
+    got = getattr(twin, name).grad.numpy().reshape(ref.shape)
+    np.testing.assert_allclose(got, ref, rtol=2e-3, atol=1e-3 * np.abs(
+        ref).max(), err_msg=name)
+
+
+def test_the_twin_has_our_architecture_at_the_synthetic_config():
+  pytest.importorskip('torch')
+  from experiments import torch_twin  # pylint: disable=g-import-not-at-top
+  config = synthetic_config.get_config()
+  num_classes, num_seg_classes = 6, 4
+  model = airstreams.build_model(config.model, num_classes=num_classes,
+                                 num_seg_classes=num_seg_classes)
+  video = jnp.zeros((1, 8, 32, 32, 3), jnp.uint8)
+  shapes = jax.eval_shape(lambda: model.init(
+      jax.random.PRNGKey(0), video, train=False))['params']
+  ours = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes))
+  twin = torch_twin.AIRStreams(config.model, num_classes, num_seg_classes, 8)
+  assert torch_twin.parameter_count(twin) == ours
+  outputs = twin(torch_twin.to_torch_video(np.zeros((2, 8, 32, 32, 3),
+                                                    np.uint8)))
+  assert set(outputs['logits']) == {'rgb', 'flow', 'semantic', 'merged'}
+  assert tuple(outputs['seg_logits'].shape) == (16, num_seg_classes, 32, 32)
+
+
+def _results():
+  """Known measurements, as the benchmark's sections return them."""
+  model = dict(batch=2, clip=[8, 112, 112, 3], params=41e6,
+               train_gflops_per_clip=100.0, inference_gflops_per_clip=25.0,
+               compile_s=40.0, peak_rss_mb=6000.0, train_step_s=4.0,
+               train_clips_per_s=0.5, train_gflops_per_s=50.0,
+               inference_clips_per_s=2.0)
+  twin = dict(train_step_s=2.0, train_clips_per_s=1.0,
+              train_gflops_per_s=100.0, inference_clips_per_s=4.0,
+              params=41e6, forward_gmacs_per_clip=19.0,
+              inference_gmacs_per_clip=14.0, describe='torch')
+  return {
+      'matmul': 200.0,
+      'synthetic': {**model, 'batch': 16, 'train_clips_per_s': 30.0,
+                    'forward_gmacs_per_clip': 0.1,
+                    'inference_gmacs_per_clip': 0.07,
+                    'train_gflops_per_s': 15.0, 'peak_rss_mb': 2000.0,
+                    'torch': {**twin, 'train_clips_per_s': 20.0}},
+      'paper': {**model, 'forward_gmacs_per_clip': 19.1,
+                'inference_gmacs_per_clip': 14.1, 'torch': twin},
+      'flow': {benchmark.FLOW_SHAPES[0][0]: {
+          'jax fwd': 20.0, 'jax fwd+bwd': 100.0, 'torch fwd': 80.0,
+          'torch fwd+bwd': 900.0, 'official fwd+bwd': 1500.0}},
+      'pipeline': 120.0,
+      'teacher': {'frames_per_s': 230.0},
+      'evolution': {'1': {'speedup': 1.0}, '10': {'speedup': 2.5}},
+  }
+
+
+def test_the_headline_keys_come_from_the_right_measurements():
+  keys = benchmark.flat_keys(_results())
+  assert keys['matmul_gflops_per_s'] == 200.0
+  assert keys['train_clips_per_s'] == 30.0  # Synthetic.
+  assert keys['paper_train_clips_per_s'] == 0.5
+  assert keys['paper_train_gflops_per_s'] == 50.0
+  assert keys['inference_clips_per_s'] == 2.0  # The paper-scale model.
+  assert keys['inference_gflops_per_clip'] == 25.0
+  assert keys['torch_train_clips_per_s'] == 20.0
+  assert keys['torch_paper_train_clips_per_s'] == 1.0
+  assert keys['torch_inference_clips_per_s'] == 4.0
+  assert keys['flow_fwd_bwd_ms'] == 100.0
+  assert keys['official_flow_fwd_bwd_ms'] == 1500.0
+  assert keys['peak_rss_mb'] == 6000.0  # The larger of the two.
+  assert keys['compile_s'] == 40.0
+  assert keys['evolution_vmap_speedup_k10'] == 2.5
+  assert keys['teacher_frames_per_s'] == 230.0
+
+
+def test_the_goals_say_which_are_met_and_by_how_much():
+  lines = benchmark.goals(benchmark.flat_keys(_results()))
+  by_goal = {line.split(']')[1].split(':')[0].strip(): line for line in lines}
+  assert by_goal['paper-scale train step, share of the matmul roofline'] == (
+      '  [NOT met] paper-scale train step, share of the matmul roofline: '
+      '0.25 (goal >= 0.3)')
+  assert '[  met  ]' in by_goal[
+      'synthetic train step, clips/s ours / PyTorch twin']  # 30 / 20.
+  assert '0.50 (goal >= 1)' in by_goal[
+      'paper-scale train step, clips/s ours / PyTorch twin']
+  assert '15.00 (goal >= 12)' in by_goal[
+      'flow fwd+bwd (1,16,112,112,3) K=1 20 it, official layer / ours']
+  assert by_goal['input pipeline / what the synthetic train step '
+                 'consumes'].endswith('[  met  ] input pipeline / what the '
+                                      'synthetic train step consumes: 4.00 '
+                                      '(goal >= 3)')
+
+
+def test_missing_sections_are_reported_as_not_measured():
+  results = {'matmul': 100.0}
+  keys = benchmark.flat_keys(results)
+  assert keys == {'matmul_gflops_per_s': 100.0}
+  assert all('not measured' in line for line in benchmark.goals(keys))
+  assert 'matmul' in benchmark.table(results)
+
+
+def test_the_table_puts_the_twin_beside_ours():
+  text = benchmark.table(_results())
+  line = next(l for l in text.splitlines() if 'fwd+bwd ms, official' in l)
+  assert line.split()[-3:] == ['100', '1,500', '15.00x']
+  paper = text.split('paper:')[1]
+  row = next(l for l in paper.splitlines() if 'train clips/s' in l)
+  assert row.split()[-3:] == ['0.50', '1.00', '0.50x']
