@@ -300,7 +300,11 @@ def get_config():
       population_size=10,
       tournament_size=3,
       num_evaluations=100,  # Evaluated weightings, initial population included.
-      parallel=5,  # Candidates trained side by side in one vmapped step.
+      parallel=5,  # Candidates per group (a vmapped step with 'vmap').
+      # How a group trains: 'vmap' (one vmapped step: accelerators),
+      # 'sequential' (one candidate after another: XLA:CPU runs vmapped
+      # convolutions slowly) or 'auto' (sequential on CPU, else vmap).
+      group_step='auto',
       proxy_steps=200,
       holdout_percent=20,
       # Who leaves the population when a child joins: 'worst' or 'oldest'

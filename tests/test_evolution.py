@@ -231,15 +231,38 @@ def search_config(smoke_config):
 
 
 @pytest.fixture(scope='module')
-def proxy_trainer(search_config):
+def proxy_setup(search_config):
   # SGD, one device and the smoke schedule: the init and the single step are
   # then the programs of tests/test_train.py's sharded-step test, which the
   # persistent compilation cache shares.
-  s = train.setup(proxies.proxy_config(search_config), _one_device_mesh())
-  return proxies.ProxyTrainer(s, group_size=2)
+  return train.setup(proxies.proxy_config(search_config), _one_device_mesh())
 
 
-def test_vmapped_proxy_training_equals_separate_runs(proxy_trainer):
+@pytest.fixture(scope='module')
+def proxy_trainer(proxy_setup, search_config):
+  """The trainer `evolve` builds for the search config (on CPU, candidates
+  one after another; `resolve_group_step`)."""
+  return proxies.ProxyTrainer(proxy_setup, group_size=2,
+                              group_step=proxies.resolve_group_step(
+                                  search_config))
+
+
+def test_group_step_is_sequential_on_cpu_unless_asked_and_checked(
+    search_config):
+  assert proxies.resolve_group_step(search_config) == 'sequential'
+  config = search_config.copy_and_resolve_references()
+  config.evolution.group_step = 'vmap'
+  assert proxies.resolve_group_step(config) == 'vmap'
+  config.evolution.group_step = 'pmap'
+  with pytest.raises(errors.ConfigError, match=r"group_step='pmap' is "
+                     r"unknown; use one of \('auto', 'vmap', "
+                     r"'sequential'\)"):
+    proxies.check_evolution(config)
+
+
+def test_vmapped_proxy_training_equals_separate_runs(proxy_setup):
+  proxy_trainer = proxies.ProxyTrainer(proxy_setup, group_size=2,
+                                       group_step='vmap')
   s = proxy_trainer.s
   initial = jax.device_get(proxy_trainer.initial)
   rng = np.random.default_rng(0)

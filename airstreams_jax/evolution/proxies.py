@@ -56,6 +56,7 @@ from airstreams_jax.training import losses
 from airstreams_jax.training import train
 
 BEST_FILE = 'best_weights.json'
+GROUP_STEPS = ('auto', 'vmap', 'sequential')
 # What the proxy trainings of a search were: a resumed search must train its
 # remaining candidates the same way, or their fitness would not compare.
 PROXY_FILE = 'evolution_proxy.json'
@@ -91,7 +92,32 @@ def settings_from_config(config) -> search_lib.Settings:
     raise errors.ConfigError(
         f'config.evolution.proxy_steps={config.evolution.proxy_steps} must '
         'be >= 1.')
+  resolve_group_step(config)
   return settings
+
+
+def resolve_group_step(config) -> str:
+  """'vmap' or 'sequential': how a group's candidates train.
+
+  `config.evolution.group_step` 'vmap' trains them in one vmapped step,
+  which fills an accelerator; 'sequential' trains one candidate after the
+  other with the ordinary train step, each on the same batches. 'auto' (the
+  default) is 'sequential' on CPU, where vmapping makes grouped convolutions
+  of the per-candidate kernels that XLA:CPU runs slowly (measured by
+  `python -m experiments.benchmark`: 2 candidates vmapped took 2.4x the time
+  of 2 single steps), and 'vmap' elsewhere.
+
+  Raises:
+    errors.ConfigError: an unknown value.
+  """
+  mode = config.evolution.get('group_step', 'auto')
+  if mode not in GROUP_STEPS:
+    raise errors.ConfigError(
+        f'config.evolution.group_step={mode!r} is unknown; use one of '
+        f'{GROUP_STEPS}.')
+  if mode == 'auto':
+    return 'sequential' if jax.default_backend() == 'cpu' else 'vmap'
+  return mode
 
 
 def check_evolution(config) -> None:
@@ -192,30 +218,42 @@ def fitness_metric(config) -> str:
 class ProxyTrainer:
   """Trains and evaluates groups of candidate weightings.
 
-  Compiles once: groups smaller than `group_size` are padded with copies of
-  their first weighting, whose results are dropped.
+  With `group_step='vmap'` a group trains in one vmapped step, compiled
+  once: groups smaller than `group_size` are padded with copies of their
+  first weighting, whose results are dropped. With 'sequential' each
+  candidate trains in turn with the ordinary train step, on the same batches
+  (`resolve_group_step` says when which is faster).
   """
 
-  def __init__(self, s: train.Setup, group_size: int):
+  def __init__(self, s: train.Setup, group_size: int,
+               group_step: str = 'vmap'):
+    if group_step not in ('vmap', 'sequential'):
+      raise ValueError(f'group_step={group_step!r}: use vmap or sequential.')
     self.s = s
     self.group_size = group_size
+    self.group_step = group_step
     # Kept, not donated: every group starts from these same values.
     self.initial = train.create_state(s)
     if s.config.init_from:  # E.g. Moments in Time weights for Charades.
       self.initial = train.initialise_from(s, self.initial,
                                            s.config.init_from)
-    self.stack = jit_stack(s, group_size)
-    self.step = jit_group_train_step(s)
-    self.take = jit_take(s)
+    if group_step == 'vmap':
+      self.stack = jit_stack(s, group_size)
+      self.step = jit_group_train_step(s)
+      self.take = jit_take(s)
+    else:
+      # A fresh copy of the initial state for each candidate: the train
+      # step donates the state it is given.
+      self.copy = jax.jit(lambda state: jax.tree.map(jnp.copy, state),
+                          out_shardings=s.state_sharding)
+      self.step = train.jit_train_step(s)
     self._eval = train.jit_eval_step(s)
 
-  def train(self, weights: np.ndarray) -> Any:
-    """Proxy-trains `weights` [n <= group_size, 5]; returns stacked states."""
-    s, n = self.s, len(weights)
-    padded = np.concatenate(
-        [weights, np.repeat(weights[:1], self.group_size - n, axis=0)])
-    padded = jax.device_put(padded.astype(np.float32), s.replicated)
-    states = self.stack(self.initial)
+  def _run(self, state: Any, weights: Any) -> Tuple[Any, Any]:
+    """`proxy_steps` steps of `self.step` from `state` on the proxy's
+    batches (the same sequence on every call); returns the state and the
+    accumulated metrics on the host."""
+    s = self.s
     ds = pipeline.make_train_dataset(
         s.builder, s.config.dataset,
         local_batch_size=pipeline.local_batch_size(s.config.batch_size),
@@ -224,21 +262,39 @@ class ProxyTrainer:
     batches = pipeline.global_batches(ds, s.batch_sharding)
     accumulated = None
     for _ in range(s.config.num_train_steps):
-      states, step_metrics = self.step(states, next(batches), padded)
+      state, step_metrics = self.step(state, next(batches), weights)
       accumulated = (step_metrics if accumulated is None
                      else accumulated.merge(step_metrics))
-    accumulated = eval_lib.to_host(accumulated)
-    for i in range(n):
-      loss = float(jax.tree.map(lambda x, i=i: x[i],
-                                accumulated).compute()['loss'])
+    return state, eval_lib.to_host(accumulated)
+
+  def _train_vmapped(self, weights: np.ndarray) -> Tuple[List[Any], Any]:
+    s, n = self.s, len(weights)
+    padded = np.concatenate(
+        [weights, np.repeat(weights[:1], self.group_size - n, axis=0)])
+    padded = jax.device_put(padded.astype(np.float32), s.replicated)
+    states, metrics = self._run(self.stack(self.initial), padded)
+    return ([self.take(states, i) for i in range(n)],
+            [jax.tree.map(lambda x, i=i: x[i], metrics) for i in range(n)])
+
+  def _train_one(self, weights: np.ndarray) -> Tuple[Any, Any]:
+    return self._run(self.copy(self.initial), jax.device_put(
+        weights.astype(np.float32), self.s.replicated))
+
+  def train(self, weights: np.ndarray) -> List[Any]:
+    """Proxy-trains `weights` [n <= group_size, 5]; returns n states."""
+    if self.group_step == 'vmap':
+      states, metrics = self._train_vmapped(weights)
+    else:
+      states, metrics = zip(*[self._train_one(w) for w in weights])
+    for w, m in zip(weights, metrics):
+      loss = float(m.compute()['loss'])
       if not np.isfinite(loss):
         logging.warning('Proxy training with weights %s diverged (loss %s); '
-                        'its accuracy will be low.', weights[i], loss)
-    return states
+                        'its accuracy will be low.', w, loss)
+    return list(states)
 
-  def evaluate(self, states: Any, index: int) -> Dict[str, Any]:
-    """`train.run_evaluation` of candidate `index` of stacked states."""
-    state = self.take(states, index)
+  def evaluate(self, state: Any) -> Dict[str, Any]:
+    """`train.run_evaluation` of one trained candidate."""
     return train.run_evaluation(self.s, state, self._eval)
 
   def __call__(self, group: Sequence[search_lib.Candidate]) -> List[float]:
@@ -246,7 +302,7 @@ class ProxyTrainer:
     start = time.time()
     states = self.train(np.asarray([c.weights for c in group]))
     metric = fitness_metric(self.s.config)
-    fitness = [self.evaluate(states, i)[metric] for i in range(len(group))]
+    fitness = [self.evaluate(state)[metric] for state in states]
     logging.info('Candidates %d-%d: %s %s in %.0f s.', group[0].id,
                  group[-1].id, metric,
                  ' '.join(f'{f:.4f}' for f in fitness), time.time() - start)
@@ -452,17 +508,20 @@ def evolve(config, workdir: str,
   if search.done:  # Nothing to train: only rewrite the result files.
     outputs(search, [])
   else:
+    group_step = resolve_group_step(config)
     if trainer is None:
-      trainer = ProxyTrainer(train.setup(proxy, mesh), settings.parallel)
+      trainer = ProxyTrainer(train.setup(proxy, mesh), settings.parallel,
+                             group_step)
     elif (trainer.s.config.to_json_best_effort(sort_keys=True) !=
           proxy.to_json_best_effort(sort_keys=True) or
-          trainer.group_size != settings.parallel):
-      raise ValueError('The trainer was built for another proxy config or '
-                       'group size than this search needs.')
-    logging.info('Proxy training: %d steps; fitness: %s on %s; %d '
-                 'candidates per vmapped group.', proxy.num_train_steps,
+          trainer.group_size != settings.parallel or
+          trainer.group_step != group_step):
+      raise ValueError('The trainer was built for another proxy config, '
+                       'group size or group step than this search needs.')
+    logging.info('Proxy training: %d steps; fitness: %s on %s; groups of %d '
+                 'candidates (%s).', proxy.num_train_steps,
                  fitness_metric(config), proxy.dataset.eval_split,
-                 settings.parallel)
+                 settings.parallel, group_step)
     search_lib.run(search, trainer, outputs)
   best = search.best()
   return dict(best=_top_records([best])[0],
