@@ -230,6 +230,10 @@ def get_config():
       tower=RESNET18_LIKE_TOWER,
       dropout_rate=0.5,
       dtype='float32',
+      # The towers' strided convolutions' gradients: 'im2col' (matrix
+      # products, fast on XLA:CPU), 'xla' (XLA's convolutions: GPU, TPU) or
+      # 'auto' (im2col on CPU, else xla). Same values (models/tvn.py).
+      conv_gradients='auto',
       # presmooth_sigma: a fixed Gaussian blur before the TV-L1 iterations
       # (rep_flow.RepresentationFlow); 0 = none, as the paper.
       flow=dict(num_iter=20, bottleneck=1, presmooth_sigma=0.0),

@@ -76,6 +76,9 @@ class AIRStreams(nn.Module):
     seg_decoder_features: 0, or the width of the DRN's upsampling head.
     dropout_rate: dropout before each head.
     dtype: compute dtype.
+    im2col_grads: the towers' strided spatial convolutions compute their
+      gradients as matrix products (`tvn.TVNBlock`); `build_model` turns it
+      on for the CPU backend.
   """
   num_classes: int
   num_seg_classes: int
@@ -92,6 +95,7 @@ class AIRStreams(nn.Module):
   seg_decoder_features: int = 0
   dropout_rate: float = 0.5
   dtype: Any = jnp.float32
+  im2col_grads: bool = False
 
   def gradient_cut(self, representation: str) -> bool:
     """Whether the action losses do not reach this representation's net."""
@@ -168,18 +172,21 @@ class AIRStreams(nn.Module):
     inputs = self._stream_inputs(preprocess_video(video, self.dtype), train,
                                  outputs)
     features = {
-        s: tvn.TowerStage(lower, self.dtype, name=f'{s}_tower_lower')(
+        s: tvn.TowerStage(lower, self.dtype, self.im2col_grads,
+                          name=f'{s}_tower_lower')(
             inputs[s], train) for s in STREAMS if s in inputs}
 
     merged = sum(features.values()) / len(features)
-    merged = tvn.TowerStage(upper, self.dtype, name='merged_tower')(
+    merged = tvn.TowerStage(upper, self.dtype, self.im2col_grads,
+                            name='merged_tower')(
         merged, train)
     logits = {'merged': tvn.ClassificationHead(
         self.num_classes, self.dropout_rate, self.dtype,
         name='merged_head')(merged, train)}
     if stream_heads:
       for s, f in features.items():
-        f = tvn.TowerStage(upper, self.dtype, name=f'{s}_tower_upper')(f, train)
+        f = tvn.TowerStage(upper, self.dtype, self.im2col_grads,
+                           name=f'{s}_tower_upper')(f, train)
         logits[s] = tvn.ClassificationHead(
             self.num_classes, self.dropout_rate, self.dtype,
             name=f'{s}_head')(f, train)
@@ -194,10 +201,25 @@ def _flow_of_flow_kwargs(model_config) -> Optional[Dict[str, Any]]:
   return {k: v for k, v in options.items() if k != 'enabled'}
 
 
+CONV_GRADIENTS = ('auto', 'xla', 'im2col')
+
+
 def build_model(model_config, *, num_classes: int,
                 num_seg_classes: int) -> AIRStreams:
-  """Builds `AIRStreams` from the `config.model` ConfigDict."""
+  """Builds `AIRStreams` from the `config.model` ConfigDict.
+
+  `model.conv_gradients` 'auto' (the default) computes the towers' strided
+  convolution gradients as matrix products on the CPU backend ('im2col',
+  where XLA:CPU's own forms are slow) and as XLA's convolutions elsewhere
+  ('xla'); see `tvn.TVNBlock`.
+  """
   dtype = jnp.dtype(model_config.dtype)
+  conv_gradients = model_config.get('conv_gradients', 'auto')
+  if conv_gradients not in CONV_GRADIENTS:
+    raise ValueError(f'config.model.conv_gradients={conv_gradients!r} is '
+                     f'unknown; use one of {CONV_GRADIENTS}.')
+  if conv_gradients == 'auto':
+    conv_gradients = 'im2col' if jax.default_backend() == 'cpu' else 'xla'
   return AIRStreams(
       num_classes=num_classes,
       num_seg_classes=num_seg_classes,
@@ -213,4 +235,5 @@ def build_model(model_config, *, num_classes: int,
       seg_output_stride=model_config.seg.output_stride,
       seg_decoder_features=model_config.seg.get('decoder_features', 0),
       dropout_rate=model_config.dropout_rate,
-      dtype=dtype)
+      dtype=dtype,
+      im2col_grads=conv_gradients == 'im2col')

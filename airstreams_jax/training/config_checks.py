@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 import tensorflow_datasets as tfds
 
 from airstreams_jax import errors
+from airstreams_jax.models import airstreams
 
 _TUPLE_KEYS = ('mesh', 'sharding_rules', 'model.tower', 'model.streams',
                'model.stop_gradient_at', 'model.seg.widths',
@@ -79,6 +80,10 @@ def check_values(config) -> None:
   _require(config, 'model.dropout_rate', lambda v: 0 <= v < 1, 'a value in '
            '[0, 1)')
   _require(config, 'model.dtype', lambda v: v in DTYPES, f'one of {DTYPES}')
+  if 'conv_gradients' in config.model:  # Configs of runs before it existed.
+    _require(config, 'model.conv_gradients',
+             lambda v: v in airstreams.CONV_GRADIENTS,
+             f'one of {airstreams.CONV_GRADIENTS}')
   for key in ('model.flow.num_iter', 'model.flow.bottleneck',
               'model.flow_of_flow.num_iter', 'model.flow_of_flow.bottleneck',
               'model.flow_of_flow.features'):
