@@ -30,8 +30,8 @@ repository: fetch it, and write its `(mask1^1) & (mask2^1)` as
 
 Every figure is the median of `--rounds` timed rounds after a warm-up; one
 round times `--steps` calls. The goals of GitHub issue 12 are checked at the
-end. Takes about 15 minutes on 2 CPU cores (`--quick`: about 4, fewer
-rounds and evolution K = 1, 2 only).
+end. Takes about 20 minutes on 2 CPU cores (`--quick`: about 6, fewer
+rounds, a smaller matmul and evolution K = 1, 2 only).
 """
 
 if __name__ == '__main__':

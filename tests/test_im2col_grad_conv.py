@@ -79,6 +79,10 @@ def test_a_towers_gradients_do_not_depend_on_the_choice():
     def loss(params, x, stage=stage, variables=variables):
       return jnp.sum(stage.apply({**variables, 'params': params}, x,
                                  False) ** 2)
+    # The strided convolutions take the im2col path only when asked (a
+    # custom_vjp in the program).
+    program = str(jax.make_jaxpr(loss)(variables['params'], x))
+    assert ('custom_vjp_call' in program) == im2col
     grads.append(jax.grad(loss, argnums=(0, 1))(variables['params'], x))
   for want, got in zip(*(jax.tree.leaves(g) for g in grads)):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)  # float32.
@@ -90,6 +94,17 @@ def test_build_model_chooses_im2col_gradients_on_cpu():
     config.model.conv_gradients = choice
     assert airstreams.build_model(config.model, num_classes=6,
                                   num_seg_classes=4).im2col_grads == im2col
+  # Only clips of at least IM2COL_MIN_SIZE pixels take it.
+  config.model.conv_gradients = 'im2col'
+  model = airstreams.build_model(config.model, num_classes=6,
+                                 num_seg_classes=4)
+  for size in (32, tvn.IM2COL_MIN_SIZE):
+    video = jnp.zeros((1, 2, size, size, 3), jnp.uint8)
+    program = str(jax.make_jaxpr(lambda v, video=video: model.apply(
+        v, video, train=False))(jax.eval_shape(
+            lambda video=video: model.init(jax.random.PRNGKey(0), video,
+                                           train=False))))
+    assert ('custom_vjp_call' in program) == (size >= tvn.IM2COL_MIN_SIZE)
   config.model.conv_gradients = 'cudnn'
   with pytest.raises(ValueError, match="conv_gradients='cudnn' is unknown"):
     airstreams.build_model(config.model, num_classes=6, num_seg_classes=4)

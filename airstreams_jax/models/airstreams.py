@@ -76,9 +76,10 @@ class AIRStreams(nn.Module):
     seg_decoder_features: 0, or the width of the DRN's upsampling head.
     dropout_rate: dropout before each head.
     dtype: compute dtype.
-    im2col_grads: the towers' strided spatial convolutions compute their
-      gradients as matrix products (`tvn.TVNBlock`); `build_model` turns it
-      on for the CPU backend.
+    im2col_grads: for clips of at least `tvn.IM2COL_MIN_SIZE` pixels, the
+      towers' strided spatial convolutions compute their gradients as
+      matrix products (`tvn.TVNBlock`); `build_model` turns it on for the
+      CPU backend.
   """
   num_classes: int
   num_seg_classes: int
@@ -166,18 +167,19 @@ class AIRStreams(nn.Module):
       raise ValueError(f'merge_after must be in [1, {len(self.tower) - 1}] for '
                        f'a {len(self.tower)}-block tower, got '
                        f'{self.merge_after}.')
+    im2col = self.im2col_grads and video.shape[2] >= tvn.IM2COL_MIN_SIZE
     lower = tuple(self.tower[:self.merge_after])
     upper = tuple(self.tower[self.merge_after:])
     outputs = {}
     inputs = self._stream_inputs(preprocess_video(video, self.dtype), train,
                                  outputs)
     features = {
-        s: tvn.TowerStage(lower, self.dtype, self.im2col_grads,
+        s: tvn.TowerStage(lower, self.dtype, im2col,
                           name=f'{s}_tower_lower')(
             inputs[s], train) for s in STREAMS if s in inputs}
 
     merged = sum(features.values()) / len(features)
-    merged = tvn.TowerStage(upper, self.dtype, self.im2col_grads,
+    merged = tvn.TowerStage(upper, self.dtype, im2col,
                             name='merged_tower')(
         merged, train)
     logits = {'merged': tvn.ClassificationHead(
@@ -185,7 +187,7 @@ class AIRStreams(nn.Module):
         name='merged_head')(merged, train)}
     if stream_heads:
       for s, f in features.items():
-        f = tvn.TowerStage(upper, self.dtype, self.im2col_grads,
+        f = tvn.TowerStage(upper, self.dtype, im2col,
                            name=f'{s}_tower_upper')(f, train)
         logits[s] = tvn.ClassificationHead(
             self.num_classes, self.dropout_rate, self.dtype,

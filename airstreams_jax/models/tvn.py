@@ -22,6 +22,10 @@ SPATIAL_OPS = ('std', 'depth', 'maxpool', 'avgpool')
 TEMPORAL_OPS = ('1d', 'maxpool', 'avgpool', 'none')
 
 _conv_init = nn.initializers.he_normal()
+# Clips at least this high get im2col gradients when asked
+# (`AIRStreams.im2col_grads`): at 112 px the train step gained 17%, at 32 px
+# nothing (0.535 s a step without, 0.543 s with) while its compile grew.
+IM2COL_MIN_SIZE = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,9 +91,10 @@ class TVNBlock(nn.Module):
   """A single instance of a TVN block (one repeat).
 
   `im2col_grads`: the strided spatial convolution computes its gradients as
-  matrix products (`im2col_grad_conv`); same values, faster on XLA:CPU (the
-  paper-scale train step 17% faster), slower where cuDNN or TPU
-  convolutions serve the plain gradients (`build_model` chooses).
+  matrix products (`im2col_grad_conv`); same values, faster on XLA:CPU for
+  large clips (the paper-scale train step 17% faster), slower where cuDNN or
+  TPU convolutions serve the plain gradients (`build_model` and
+  `AIRStreams` choose).
   """
   spec: BlockSpec
   stride: int
