@@ -60,7 +60,6 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from airstreams_jax import mesh as mesh_lib
 from airstreams_jax import whole_files
 from airstreams_jax import model_info
 from airstreams_jax.data import builders
@@ -68,7 +67,6 @@ from airstreams_jax.data import pipeline
 from airstreams_jax.evolution import proxies
 from airstreams_jax.models import rep_flow
 from airstreams_jax.training import losses
-from airstreams_jax.training import optim
 from airstreams_jax.training import train
 from configs import mit as mit_config
 from configs import synthetic as synthetic_config
@@ -206,15 +204,8 @@ def model_setup(config, num_classes: int, num_seg_classes: int
   meta = builders.DatasetMeta(
       num_classes, tuple(f'class{i}' for i in range(num_classes)),
       tuple(f'seg{i}' for i in range(num_seg_classes)))
-  # Not `train.check_config`: that also makes the dataset's builder, which
-  # for a real dataset needs its files.
-  checked = train.CheckedConfig(
-      mesh=mesh_lib.make_mesh(config.mesh),
-      loss_weights=train.read_loss_weights(config),
-      tx=optim.make_optimizer(config.optimizer, config.num_train_steps),
-      schedule=optim.make_schedule(config.optimizer, config.num_train_steps),
-      builder=None)
-  return train.model_setup(config, checked, meta)
+  return train.model_setup(
+      config, train.check_config(config, make_builder=False), meta)
 
 
 @dataclasses.dataclass

@@ -15,7 +15,7 @@ Use it through `flax.linen.Conv(..., conv_general_dilated=conv)`: it takes
 `lax.conv_general_dilated`'s arguments, for NHWC inputs and HWIO kernels
 without dilation or feature groups (anything else goes to
 `lax.conv_general_dilated` unchanged). Values and gradients equal the plain
-convolution's up to float rounding (tests/test_model.py).
+convolution's up to float rounding (tests/test_im2col_grad_conv.py).
 """
 
 import functools

@@ -168,9 +168,13 @@ class CheckedConfig:
   builder: Any  # Made, not prepared.
 
 
-def check_config(config, mesh: Optional[jax.sharding.Mesh] = None
-                 ) -> CheckedConfig:
+def check_config(config, mesh: Optional[jax.sharding.Mesh] = None,
+                 make_builder: bool = True) -> CheckedConfig:
   """Every check of `config` that needs no data and no compiling.
+
+  `make_builder=False` leaves the dataset's builder out (`builder` None): a
+  real dataset's builder needs its files, which a benchmark of the model
+  does not have.
 
   Raises:
     errors.ConfigError: one line naming the key and what it accepts.
@@ -193,7 +197,8 @@ def check_config(config, mesh: Optional[jax.sharding.Mesh] = None
   except ValueError as e:
     raise errors.ConfigError(str(e)) from None
   return CheckedConfig(mesh, loss_weights, tx, schedule,
-                       builders.make_builder(config.dataset))
+                       builders.make_builder(config.dataset)
+                       if make_builder else None)
 
 
 def setup(config, mesh: Optional[jax.sharding.Mesh] = None) -> Setup:
