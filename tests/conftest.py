@@ -26,6 +26,50 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 tf.config.set_visible_devices([], 'GPU')
 
 
+# The suite runs on two pytest-xdist workers (pytest.ini: -n 2, loadgroup):
+# most of a test's time is single-threaded Python (imports, tracing, loading
+# compiled programs, the subprocesses' start), so two workers on two cores
+# overlap what one leaves idle. A worker takes whole groups; a group is a test
+# module unless named here: the tests that share the `smoke_main_run` fixture
+# stay in one group (it runs once), long tests that share nothing run as groups
+# of their own. Groups start longest first (seconds of the last full run), so
+# the last one to start is short and both workers finish together.
+_GROUP_OF_TEST = {
+    'test_train.py::test_main_smoke_end_to_end_then_resume': 'smoke_main_run',
+    'test_train.py::test_sharded_train_step_equals_unsharded': 'sharded_step',
+    'test_train.py::test_a_non_finite_step_stops_training_before_it_is_saved':
+        'non_finite_step',
+}
+_GROUP_OF_MODULE = {'test_fault_injection.py': 'smoke_main_run'}
+_LONGEST_GROUPS_FIRST = (
+    'smoke_main_run',  # ~610 s
+    'test_evolution.py',  # ~360 s
+    'test_launch.py',  # ~280 s
+    'test_notebook.py',  # ~205 s
+    'test_model.py',  # ~200 s
+    'sharded_step',  # ~170 s
+    'test_multihost.py',  # ~155 s
+    'non_finite_step',  # ~125 s
+)
+
+
+def _group(item) -> str:
+  module = os.path.basename(item.nodeid.split('::')[0])
+  test = module + '::' + item.originalname
+  return _GROUP_OF_TEST.get(test, _GROUP_OF_MODULE.get(module, module))
+
+
+# tryfirst: xdist's worker reads the marks in its own hook of this name.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+  del config  # Unused.
+  rank = {name: i for i, name in enumerate(_LONGEST_GROUPS_FIRST)}
+  for item in items:
+    item.add_marker(pytest.mark.xdist_group(_group(item)))
+  # A stable sort: within a group, tests keep the order of their file.
+  items.sort(key=lambda item: rank.get(_group(item), len(rank)))
+
+
 @pytest.fixture(scope='session')
 def data_dir(tmp_path_factory):
   """One tfds data directory for the whole session (datasets build once)."""
