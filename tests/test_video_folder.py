@@ -6,6 +6,7 @@ beside each video) in two worker processes, from `config.dataset` as `main`
 does.
 """
 
+import ctypes
 import importlib
 import json
 import logging
@@ -14,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 
 import av
 import numpy as np
@@ -211,22 +213,6 @@ def test_bad_layouts_give_one_line_errors(tmp_path, setup, message):
   text = str(e.value)
   assert message in text and 'ROOT/<split>/<class>/<video>' in text
   assert '\n' not in text
-
-
-def test_unreadable_class_folder_is_reported(tmp_path):
-  if os.geteuid() == 0:
-    pytest.skip('root reads folders whatever their permissions')
-  root = tmp_path / 'root'
-  (root / 'train' / 'a').mkdir(parents=True)
-  write_video(str(root / 'train' / 'a' / 'x.mp4'), 4)
-  (root / 'train' / 'b').mkdir()
-  os.chmod(root / 'train' / 'b', 0)
-  try:
-    listing = video_folder.list_videos(str(root))
-  finally:
-    os.chmod(root / 'train' / 'b', 0o755)
-  assert [b.path for b in listing.bad_inputs] == [str(root / 'train' / 'b')]
-  assert len(listing.splits['train']) == 1
 
 
 @pytest.mark.parametrize('overrides,message', [
@@ -490,3 +476,78 @@ def test_a_large_folder_with_every_kind_of_bad_entry(tmp_path):
   assert sorted(reasons) == sorted(bad), missing  # Every bad one, named.
   for path, kind in bad.items():
     assert re.search(_BAD_KINDS[kind], reasons[path]), (kind, reasons[path])
+
+
+def _without_permission_override() -> None:
+  """In the child before exec: drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH
+  from the bounding set, so that even root obeys the permission bits (the
+  tests run as root, which reads a mode-000 file anyway)."""
+  libc = ctypes.CDLL(None, use_errno=True)
+  pr_capbset_drop, cap_dac_override, cap_dac_read_search = 24, 1, 2
+  for capability in (cap_dac_override, cap_dac_read_search):
+    if libc.prctl(pr_capbset_drop, capability, 0, 0, 0):
+      raise OSError(ctypes.get_errno(), 'prctl(PR_CAPBSET_DROP)')
+
+
+def test_unreadable_videos_masks_and_folders_are_named(tmp_path):
+  root = tmp_path / 'videos'
+  for split in ('train', 'test'):
+    for label, name in enumerate(_CLASSES[:2]):
+      os.makedirs(root / split / name)
+      for k in range(2):
+        _write_good_video(str(root / split / name / f'{k}.mp4'), label, 6)
+  os.makedirs(root / 'train' / 'wave')
+  _write_good_video(str(root / 'train' / 'wave' / '0.mp4'), 2, 6)
+  with open(root / 'classes.txt', 'w') as f:
+    f.write('\n'.join(_MASK_CLASSES) + '\n')
+  unreadable = {  # Mode 000, and the reason each must get.
+      str(root / 'train' / 'jump' / '1.mp4'):
+          r'^not a readable video \(Permission denied\)$',
+      str(root / 'train' / 'run' / '1.masks.npz'):
+          r'^teacher: .*1\.masks\.npz: not a readable \.npz file .*'
+          r'Permission denied',
+      str(root / 'train' / 'wave'):
+          r'^unreadable class folder \(Permission denied\)$',
+  }
+  for path in unreadable:
+    os.chmod(path, 0)
+  build = textwrap.dedent(f"""
+      import json, os
+      from airstreams_jax.data import video_builder, video_folder
+      builder = video_folder.VideoFolder(
+          config=video_folder.VideoFolder.make_config(
+              teacher='files', short_side={_SHORT_SIDE},
+              mask_size={_MASK_SIZE}),
+          data_dir={str(tmp_path / 'tfds')!r}, manual_dir={str(root)!r},
+          num_workers=2)
+      builder.download_and_prepare()
+      kept = sorted(
+          example['video_id'].decode() for split in ('train', 'test')
+          for example in builder.as_dataset(split=split).as_numpy_iterator())
+      with open(os.path.join(builder.data_dir,
+                             video_builder.REPORT_FILENAME)) as f:
+        print(json.dumps(dict(kept=kept, bad=json.load(f)['bad_inputs'])))
+      """)
+  try:
+    proc = subprocess.run(
+        [sys.executable, '-c', build], cwd=_REPO, capture_output=True,
+        text=True, timeout=600, check=False,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'),
+        preexec_fn=_without_permission_override if os.geteuid() == 0 else None)
+  except subprocess.SubprocessError as e:  # prctl refused: no CAP_SETPCAP.
+    pytest.skip(f'cannot drop the permission override as root: {e}')
+  finally:
+    for path in unreadable:  # So that pytest can remove them.
+      os.chmod(path, 0o755)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  reasons = {b['path']: b['reason'] for b in result['bad']}
+  mp4 = str(root / 'train' / 'run' / '1.mp4')  # Reported by its video.
+  assert sorted(reasons) == sorted(
+      mp4 if p.endswith('.npz') else p for p in unreadable)
+  for path, reason in unreadable.items():
+    assert re.search(reason, reasons[mp4 if path.endswith('.npz') else path])
+  assert result['kept'] == sorted(  # Every readable video, only those.
+      f'{name}/{k}.mp4' for split in ('train', 'test') for name in _CLASSES[:2]
+      for k in range(2)
+      if (split, name, k) not in {('train', 'jump', 1), ('train', 'run', 1)})
