@@ -26,14 +26,15 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 tf.config.set_visible_devices([], 'GPU')
 
 
-# The suite runs on two pytest-xdist workers (pytest.ini: -n 2, loadgroup):
-# most of a test's time is single-threaded Python (imports, tracing, loading
-# compiled programs, the subprocesses' start), so two workers on two cores
-# overlap what one leaves idle. A worker takes whole groups; a group is a test
-# module unless named here: the tests that share the `smoke_main_run` fixture
-# stay in one group (it runs once), long tests that share nothing run as groups
-# of their own. Groups start longest first (seconds of the last full run), so
-# the last one to start is short and both workers finish together.
+# The suite runs on two pytest-xdist workers (pytest.ini: -n 2): most of a
+# test's time is single-threaded Python (imports, tracing, loading compiled
+# programs, the subprocesses' start), so two workers on two cores overlap what
+# one leaves idle. A worker takes whole groups (the scheduler below); a group
+# is a test module unless named here: the tests that share the
+# `smoke_main_run` fixture stay in one group (it runs once), long tests that
+# share nothing run as groups of their own. Groups start longest first
+# (seconds of a full run), so the last to start is short and both workers
+# finish together.
 _GROUP_OF_TEST = {
     'test_train.py::test_main_smoke_end_to_end_then_resume': 'smoke_main_run',
     'test_train.py::test_sharded_train_step_equals_unsharded': 'sharded_step',
@@ -42,32 +43,45 @@ _GROUP_OF_TEST = {
 }
 _GROUP_OF_MODULE = {'test_fault_injection.py': 'smoke_main_run'}
 _LONGEST_GROUPS_FIRST = (
-    'smoke_main_run',  # ~610 s
-    'test_evolution.py',  # ~360 s
+    'smoke_main_run',  # ~650 s
+    'test_evolution.py',  # ~400 s
     'test_launch.py',  # ~280 s
-    'test_notebook.py',  # ~205 s
-    'test_model.py',  # ~200 s
-    'sharded_step',  # ~170 s
-    'test_multihost.py',  # ~155 s
-    'non_finite_step',  # ~125 s
+    'test_multihost.py',  # ~250 s
+    'sharded_step',  # ~230 s
+    'test_model.py',  # ~230 s
+    'test_notebook.py',  # ~185 s
+    'non_finite_step',  # ~150 s
 )
 
 
-def _group(item) -> str:
-  module = os.path.basename(item.nodeid.split('::')[0])
-  test = module + '::' + item.originalname
-  return _GROUP_OF_TEST.get(test, _GROUP_OF_MODULE.get(module, module))
+def _group(nodeid: str) -> str:
+  """'tests/test_x.py::test_y[param]' -> the name of its group."""
+  module, _, test = nodeid.partition('::')
+  module = os.path.basename(module)
+  test = test.split('[')[0]
+  return _GROUP_OF_TEST.get(f'{module}::{test}',
+                            _GROUP_OF_MODULE.get(module, module))
 
 
-# tryfirst: xdist's worker reads the marks in its own hook of this name.
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
   del config  # Unused.
   rank = {name: i for i, name in enumerate(_LONGEST_GROUPS_FIRST)}
-  for item in items:
-    item.add_marker(pytest.mark.xdist_group(_group(item)))
   # A stable sort: within a group, tests keep the order of their file.
-  items.sort(key=lambda item: rank.get(_group(item), len(rank)))
+  items.sort(key=lambda item: rank.get(_group(item.nodeid), len(rank)))
+
+
+def pytest_xdist_make_scheduler(config, log):
+  """xdist's scope scheduling with the groups above as scopes (its own
+  loadgroup marks do not reach pytest 9's node ids). Groups go out in
+  collection order (pytest.ini: --no-loadscope-reorder), longest first."""
+  from xdist.scheduler import LoadScopeScheduling  # pylint: disable=g-import-not-at-top
+
+  class GroupScheduling(LoadScopeScheduling):
+
+    def _split_scope(self, nodeid: str) -> str:
+      return _group(nodeid)
+
+  return GroupScheduling(config, log)
 
 
 @pytest.fixture(scope='session')
