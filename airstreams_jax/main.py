@@ -26,12 +26,12 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 from absl import logging
 import jax
-from jax.experimental import multihost_utils
 from ml_collections import config_flags
 import tensorflow as tf
 
 from airstreams_jax import cli
 from airstreams_jax import errors
+from airstreams_jax import mesh as mesh_lib
 from airstreams_jax.evolution import proxies
 from airstreams_jax.training import train
 
@@ -79,6 +79,10 @@ def _init_distributed() -> None:
              f'[0, {_NUM_PROCESSES.value}).')
   jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
                              _PROCESS_ID.value)
+  # Orbax's barriers around a checkpoint save through the coordination
+  # service too, not through a device collective that gives a process left
+  # behind (a slower disk) only 30 s; see mesh.wait_for_all_processes.
+  flags.FLAGS.experimental_orbax_use_distributed_barrier = True
 
 
 def _check_workdir(workdir: str) -> None:
@@ -174,7 +178,7 @@ def main(argv):
   if jax.process_count() > 1:
     # Leave together: a process that exits while another still works makes
     # the coordination service abort at shutdown.
-    multihost_utils.sync_global_devices('airstreams_jax main finished')
+    mesh_lib.wait_for_all_processes('airstreams_jax: main finished')
     jax.distributed.shutdown()
 
 

@@ -1,9 +1,12 @@
-"""Device mesh from the config, shardings, and host batches -> global arrays."""
+"""Device mesh from the config, shardings, host batches -> global arrays, and
+keeping the processes of a multi-host run in step."""
 
-from typing import Mapping, Sequence, Tuple
+import itertools
+from typing import Any, Callable, Mapping, Sequence, Tuple
 
 import jax
 import numpy as np
+from orbax.checkpoint import multihost as ocp_multihost
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = 'data'
@@ -51,3 +54,49 @@ def global_batch(local_batch: Mapping[str, np.ndarray],
   """Assembles each process's share into global arrays sharded on the batch."""
   return {k: jax.make_array_from_process_local_data(sharding, v)
           for k, v in local_batch.items()}
+
+
+# How long a process waits at a barrier for the others: one may be building
+# the dataset (hours for a real one) or compiling (minutes).
+BARRIER_TIMEOUT_S = 24 * 3600
+
+
+def wait_for_all_processes(name: str,
+                           timeout_s: float = BARRIER_TIMEOUT_S) -> None:
+  """A barrier of the coordination service, not a device collective.
+
+  The CPU collectives (gloo) give a process 30 s to join the first
+  collective of each program before they fail, and processes drift apart
+  by more than that while one builds a dataset or compiles at its own pace
+  on a loaded machine. Waiting here first, with a timeout of our own, puts
+  every process at the collective together. `name` must not repeat in a
+  run. A no-op with one process.
+  """
+  if jax.process_count() > 1:
+    ocp_multihost.get_barrier_sync_fn()(key=name,
+                                        timeout_ms=int(timeout_s * 1000))
+
+
+class CompiledTogether:
+  """A jitted function whose every new program is compiled by all processes
+  before any of them runs it (see `wait_for_all_processes`): the first call
+  with new argument shapes compiles ahead (`lower().compile()`, which the
+  call then reuses) and waits for the others. With one process, the plain
+  function."""
+
+  def __init__(self, fn: Callable[..., Any], name: str):
+    self._fn, self._name = fn, name
+    self._compiled = set()
+    self._count = itertools.count()
+
+  def __call__(self, *args):
+    if jax.process_count() > 1:
+      leaves, tree = jax.tree.flatten(args)
+      signature = (tree, tuple((np.shape(x), str(getattr(x, 'dtype', type(x))))
+                               for x in leaves))
+      if signature not in self._compiled:
+        self._fn.lower(*args).compile()
+        wait_for_all_processes(
+            f'airstreams_jax: {self._name} compiled ({next(self._count)})')
+        self._compiled.add(signature)
+    return self._fn(*args)

@@ -10,9 +10,9 @@ from typing import Any, Dict, Tuple
 
 from absl import logging
 import jax
-from jax.experimental import multihost_utils
 
 from airstreams_jax import errors
+from airstreams_jax import mesh as mesh_lib
 from airstreams_jax.data import charades
 from airstreams_jax.data import hmdb51
 from airstreams_jax.data import moments_in_time
@@ -203,7 +203,10 @@ def prepare(builder) -> None:
                      time.time() - start)
       _read_info_if_built_elsewhere(builder)
   if jax.process_count() > 1:
-    multihost_utils.sync_global_devices(f'prepared {builder.info.full_name}')
+    # However long the build takes (a device collective would give up after
+    # 30 s).
+    mesh_lib.wait_for_all_processes(
+        f'airstreams_jax: prepared {builder.info.full_name}')
     _read_info_if_built_elsewhere(builder)
 
 

@@ -507,8 +507,10 @@ def train_and_evaluate(config, workdir: str,
                  workdir)
 
   loss_weights = jax.device_put(s.loss_weights, s.replicated)
-  train_fn, eval_fn = jit_train_step(s), jit_eval_step(s)
-  sample_fn = jit_sample_step(s)
+  # Compiled by every process before any runs them (multi-host runs).
+  train_fn = mesh_lib.CompiledTogether(jit_train_step(s), 'train step')
+  eval_fn = mesh_lib.CompiledTogether(jit_eval_step(s), 'eval step')
+  sample_fn = mesh_lib.CompiledTogether(jit_sample_step(s), 'sample step')
   train_ds = pipeline.make_train_dataset(
       s.builder, config.dataset,
       local_batch_size=pipeline.local_batch_size(config.batch_size),
@@ -592,7 +594,8 @@ def evaluate_checkpoint(config, workdir: str,
   if state is None:
     raise errors.ConfigError(f'No checkpoint in {workdir}/checkpoints; train '
                             'first with --mode=train_and_eval.')
-  results = run_evaluation(s, state, jit_eval_step(s))
+  results = run_evaluation(
+      s, state, mesh_lib.CompiledTogether(jit_eval_step(s), 'eval step'))
   eval_lib.write_results(workdir, results)
   logging.info('Evaluation: %s', json.dumps(results))
   return results
