@@ -137,3 +137,37 @@ def test_a_process_that_dies_stops_the_other_at_once_in_one_line(tmp_path,
   assert 'Restart every process' in lines[-1]
   assert not [line for line in lines if line.startswith(('F', 'E', '***'))
               and not line.startswith('error: ')], lines[-20:]
+
+
+def test_when_process_0_dies_the_others_stop_within_seconds(tmp_path,
+                                                            data_dir):
+  """Process 0 hosts the coordination service: when it dies, XLA's
+  coordination agent ends the others at once with its own fatal message
+  (SIGABRT), before their next collective could fail in our one line;
+  jax.distributed.initialize has no hook for it. Bounded, not a hang."""
+  workdir = str(tmp_path / 'run')
+  address = f'127.0.0.1:{_free_port()}'
+  procs = [_launch(workdir, 4, data_dir,
+                   [f'--coordinator_address={address}', '--num_processes=2',
+                    f'--process_id={i}', '--config.num_train_steps=400',
+                    '--config.eval_every_steps=400',
+                    '--config.checkpoint_every_steps=400'])
+           for i in range(2)]
+  lines = []
+  reader = threading.Thread(
+      target=lambda: lines.extend(l.rstrip() for l in procs[1].stderr),
+      daemon=True)
+  reader.start()
+  deadline = time.monotonic() + 600
+  while not any(' step 3/400: loss ' in line for line in lines):
+    assert procs[1].poll() is None and time.monotonic() < deadline, lines
+    time.sleep(0.05)
+  procs[0].kill()
+  killed_at = time.monotonic()
+  procs[1].wait(timeout=300)
+  waited = time.monotonic() - killed_at
+  reader.join(timeout=10)
+  procs[0].communicate()
+  procs[1].stdout.close()
+  assert procs[1].returncode != 0 and waited < 30, (waited, lines[-20:])
+  assert any('another task died' in line for line in lines), lines[-40:]
