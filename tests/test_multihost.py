@@ -102,8 +102,13 @@ def test_two_processes_match_one_process(tmp_path, data_dir):
   assert os.path.isdir(os.path.join(double, 'checkpoints', '3'))
 
 
-def test_a_process_that_dies_stops_the_other_at_once_in_one_line(tmp_path,
-                                                                 data_dir):
+def _kill_at_step_3(tmp_path, data_dir, victim: int):
+  """Two processes train; `victim` is killed once step 3 is logged.
+
+  Returns:
+    (the survivor's return code, seconds it lived after the kill, its stderr
+    lines).
+  """
   workdir = str(tmp_path / 'run')
   address = f'127.0.0.1:{_free_port()}'
   procs = [_launch(workdir, 4, data_dir,
@@ -112,25 +117,32 @@ def test_a_process_that_dies_stops_the_other_at_once_in_one_line(tmp_path,
                     '--config.eval_every_steps=400',
                     '--config.checkpoint_every_steps=400'])
            for i in range(2)]
+  survivor = procs[1 - victim]
   lines = []
   reader = threading.Thread(
-      target=lambda: lines.extend(l.rstrip() for l in procs[0].stderr),
+      target=lambda: lines.extend(l.rstrip() for l in survivor.stderr),
       daemon=True)
   reader.start()
   deadline = time.monotonic() + 600
   while not any(' step 3/400: loss ' in line for line in lines):
-    assert procs[0].poll() is None and time.monotonic() < deadline, lines
+    assert survivor.poll() is None and time.monotonic() < deadline, lines
     time.sleep(0.05)
-  procs[1].kill()  # Process 1 dies in the middle of training.
+  procs[victim].kill()  # Dies in the middle of training.
   killed_at = time.monotonic()
-  procs[0].wait(timeout=300)
+  survivor.wait(timeout=300)
   waited = time.monotonic() - killed_at
   reader.join(timeout=10)
-  procs[1].communicate()
-  procs[0].stdout.close()
+  procs[victim].communicate()
+  survivor.stdout.close()
+  return survivor.returncode, waited, lines
+
+
+def test_a_process_that_dies_stops_the_other_at_once_in_one_line(tmp_path,
+                                                                 data_dir):
+  returncode, waited, lines = _kill_at_step_3(tmp_path, data_dir, victim=1)
   # Process 0 stops at its next collective with the dead one, not after the
   # 100 s heartbeat timeout and an abort.
-  assert procs[0].returncode == 1, lines[-20:]
+  assert returncode == 1, lines[-20:]
   assert waited < 30, waited
   assert lines[-1].startswith('error: process 0 of 2: a collective failed ('
                               ), lines[-20:]
@@ -145,29 +157,6 @@ def test_when_process_0_dies_the_others_stop_within_seconds(tmp_path,
   coordination agent ends the others at once with its own fatal message
   (SIGABRT), before their next collective could fail in our one line;
   jax.distributed.initialize has no hook for it. Bounded, not a hang."""
-  workdir = str(tmp_path / 'run')
-  address = f'127.0.0.1:{_free_port()}'
-  procs = [_launch(workdir, 4, data_dir,
-                   [f'--coordinator_address={address}', '--num_processes=2',
-                    f'--process_id={i}', '--config.num_train_steps=400',
-                    '--config.eval_every_steps=400',
-                    '--config.checkpoint_every_steps=400'])
-           for i in range(2)]
-  lines = []
-  reader = threading.Thread(
-      target=lambda: lines.extend(l.rstrip() for l in procs[1].stderr),
-      daemon=True)
-  reader.start()
-  deadline = time.monotonic() + 600
-  while not any(' step 3/400: loss ' in line for line in lines):
-    assert procs[1].poll() is None and time.monotonic() < deadline, lines
-    time.sleep(0.05)
-  procs[0].kill()
-  killed_at = time.monotonic()
-  procs[1].wait(timeout=300)
-  waited = time.monotonic() - killed_at
-  reader.join(timeout=10)
-  procs[0].communicate()
-  procs[1].stdout.close()
-  assert procs[1].returncode != 0 and waited < 30, (waited, lines[-20:])
+  returncode, waited, lines = _kill_at_step_3(tmp_path, data_dir, victim=0)
+  assert returncode != 0 and waited < 30, (waited, lines[-20:])
   assert any('another task died' in line for line in lines), lines[-40:]
