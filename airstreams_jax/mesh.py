@@ -1,13 +1,12 @@
 """Device mesh from the config, shardings, host batches -> global arrays, and
 keeping the processes of a multi-host run in step."""
 
-import itertools
 from typing import Any, Callable, Mapping, Sequence, Tuple
 
 import jax
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 from orbax.checkpoint import multihost as ocp_multihost
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = 'data'
 
@@ -86,8 +85,7 @@ class CompiledTogether:
 
   def __init__(self, fn: Callable[..., Any], name: str):
     self._fn, self._name = fn, name
-    self._compiled = set()
-    self._count = itertools.count()
+    self._compiled = set()  # Signatures compiled so far.
 
   def __call__(self, *args):
     if jax.process_count() > 1:
@@ -97,6 +95,6 @@ class CompiledTogether:
       if signature not in self._compiled:
         self._fn.lower(*args).compile()
         wait_for_all_processes(
-            f'airstreams_jax: {self._name} compiled ({next(self._count)})')
+            f'airstreams_jax: {self._name} compiled ({len(self._compiled)})')
         self._compiled.add(signature)
     return self._fn(*args)

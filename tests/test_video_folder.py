@@ -500,14 +500,17 @@ def test_unreadable_videos_masks_and_folders_are_named(tmp_path):
   _write_good_video(str(root / 'train' / 'wave' / '0.mp4'), 2, 6)
   with open(root / 'classes.txt', 'w') as f:
     f.write('\n'.join(_MASK_CLASSES) + '\n')
-  unreadable = {  # Mode 000, and the reason each must get.
-      str(root / 'train' / 'jump' / '1.mp4'):
-          r'^not a readable video \(Permission denied\)$',
-      str(root / 'train' / 'run' / '1.masks.npz'):
+  unreadable = {  # Made mode 000: (the entry reported for it, the reason).
+      str(root / 'train' / 'jump' / '1.mp4'): (
+          str(root / 'train' / 'jump' / '1.mp4'),
+          r'^not a readable video \(Permission denied\)$'),
+      str(root / 'train' / 'run' / '1.masks.npz'): (
+          str(root / 'train' / 'run' / '1.mp4'),  # Reported by its video.
           r'^teacher: .*1\.masks\.npz: not a readable \.npz file .*'
-          r'Permission denied',
-      str(root / 'train' / 'wave'):
-          r'^unreadable class folder \(Permission denied\)$',
+          r'Permission denied'),
+      str(root / 'train' / 'wave'): (
+          str(root / 'train' / 'wave'),
+          r'^unreadable class folder \(Permission denied\)$'),
   }
   for path in unreadable:
     os.chmod(path, 0)
@@ -542,11 +545,9 @@ def test_unreadable_videos_masks_and_folders_are_named(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads(proc.stdout.strip().splitlines()[-1])
   reasons = {b['path']: b['reason'] for b in result['bad']}
-  mp4 = str(root / 'train' / 'run' / '1.mp4')  # Reported by its video.
-  assert sorted(reasons) == sorted(
-      mp4 if p.endswith('.npz') else p for p in unreadable)
-  for path, reason in unreadable.items():
-    assert re.search(reason, reasons[mp4 if path.endswith('.npz') else path])
+  assert sorted(reasons) == sorted(entry for entry, _ in unreadable.values())
+  for entry, reason in unreadable.values():
+    assert re.search(reason, reasons[entry]), (entry, reasons[entry])
   assert result['kept'] == sorted(  # Every readable video, only those.
       f'{name}/{k}.mp4' for split in ('train', 'test') for name in _CLASSES[:2]
       for k in range(2)
