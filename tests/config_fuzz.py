@@ -133,6 +133,7 @@ def cases(config, directory: str) -> List[Case]:
       ('dataset.synthetic.num_classes', ['0', '1']),
       ('dataset.synthetic.num_train', ['0']),
       ('dataset.synthetic.oracle_drop_prob', ['1.5', '-0.1']),
+      ('dataset.synthetic.num_distractors', ['3', '-1']),
       ('dataset.synthetic.num_frames', ['2']),  # Fewer than dataset.num_frames.
       ('optimizer.name', ['adam']), ('optimizer.schedule', ['linear']),
       ('optimizer.learning_rate', ['0', '-0.001', 'nan']),

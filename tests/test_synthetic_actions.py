@@ -95,6 +95,11 @@ def test_other_validation():
     gen.generate_clip(rng, 0, _NUM_FRAMES, 8)
   with pytest.raises(ValueError, match="seed"):
     _split(seed=-1)
+  for bad in (-1, 3):
+    with pytest.raises(ValueError, match="num_distractors"):
+      gen.generate_clip(rng, 0, _NUM_FRAMES, _IMAGE_SIZE, bad)
+    with pytest.raises(ValueError, match="num_distractors"):
+      synthetic_actions.make_config(num_distractors=bad)
 
 
 def test_shapes_dtypes_and_balanced_labels():
@@ -195,6 +200,34 @@ def test_actor_moves_as_labelled_and_distractors_stay(num_frames,
     exact += moving and error.max() < 1e-6
   assert {gen.MOTION_NAMES[m] for m in motions_seen} == set(_STEPS)
   assert exact >= 0.9 * len(examples)
+
+
+@pytest.mark.parametrize("num_distractors", [0, 1])
+def test_fewer_distractors(num_distractors):
+  examples = list(gen.generate_split(
+      0, 60, 6, _NUM_FRAMES, _IMAGE_SIZE, num_distractors=num_distractors))
+  others_seen = collections.Counter()
+  for _, ex in examples:
+    actor = gen.label_category(ex["label"])
+    present = set(np.unique(ex["masks"])) - {0}
+    # The actor is always there, with exactly num_distractors others.
+    assert actor in present
+    others = present - {actor}
+    assert len(others) == num_distractors, (ex["label"], present)
+    others_seen.update(others)
+    # The labelled motion is still the actor's.
+    step = _STEPS[gen.MOTION_NAMES[gen.label_motion(ex["label"])]]
+    track = _centroids(ex["masks"], actor)
+    moved = np.sign(np.round(track[-1] - track[0]))
+    assert tuple(moved) == step
+    # And the true flow still carries each frame onto the next.
+    for t in range(_NUM_FRAMES - 1):
+      lands, diff = _warp(ex, t)
+      assert lands.mean() > 0.8
+      assert np.all(diff[lands] <= 2 * gen.PIXEL_NOISE + 1e-9)
+  if num_distractors:
+    # Which category stands beside the actor varies.
+    assert len(others_seen) == 3
 
 
 # sha256 of video and masks bytes of gen.generate_clip(default_rng(seed),
@@ -322,6 +355,13 @@ def test_config_names():
     assert getattr(other, key) == value
     seen.add(other.name)
   assert len(seen) == 7
+  # The default distractor count keeps the names (and data directories) of
+  # datasets built before the option; another count gets its own.
+  assert synthetic_actions.make_config(
+      **options, num_distractors=2) is cfg
+  fewer = synthetic_actions.make_config(**options, num_distractors=0)
+  assert fewer.name == "c6_t8_s64_n1024x256_seed0_d0"
+  assert fewer.num_distractors == 0
 
 
 def test_features_and_shapes(built):

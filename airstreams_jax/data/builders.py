@@ -70,6 +70,7 @@ def make_builder(dataset_config):
             num_classes=opts.num_classes, num_frames=opts.num_frames,
             image_size=opts.image_size, num_train=opts.num_train,
             num_test=opts.num_test, seed=opts.seed,
+            num_distractors=opts.get('num_distractors', 2),
             # The oracle teacher's corruption (teachers/oracle.py).
             oracle_drop_prob=opts.get('oracle_drop_prob', 0.0),
             oracle_erode_px=opts.get('oracle_erode_px', 0),

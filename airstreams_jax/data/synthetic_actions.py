@@ -18,7 +18,9 @@ The predefined configs (`BUILDER_CONFIGS`) can also be built with
 The `masks` feature holds the generator's true masks, optionally corrupted by
 the oracle teacher (`oracle_drop_prob`, `oracle_erode_px`, `oracle_seed`) to
 imitate a real teacher's mistakes; non-default corruption options appear in
-the config name, e.g. c6_t8_s32_n256x64_seed0_drop0.5_erode1.
+the config name, e.g. c6_t8_s32_n256x64_seed0_drop0.5_erode1. So does a
+number of still distractor objects other than 2 (`num_distractors`, e.g.
+..._seed0_d0: the actor alone, so that appearance tells its category).
 
 The truth is stored beside it, so that evaluation can score what the model
 learned against the teacher's masks and against reality: `true_masks` (the
@@ -117,6 +119,8 @@ class SyntheticActionsConfig(tfds.core.BuilderConfig):
     num_train: Number of training clips.
     num_test: Number of test clips.
     seed: Base seed; each split derives its own stream from it.
+    num_distractors: Still objects of the other categories beside the
+      actor, in [0, 2].
     oracle_drop_prob: Probability that the teacher misses an object class
       for a whole clip (see `teachers.oracle.OracleTeacher`).
     oracle_erode_px: Pixels by which the teacher's objects shrink.
@@ -129,6 +133,7 @@ class SyntheticActionsConfig(tfds.core.BuilderConfig):
   num_train: int = 1024
   num_test: int = 256
   seed: int = 0
+  num_distractors: int = synthetic_generator.MAX_NUM_DISTRACTORS
   oracle_drop_prob: float = 0.0
   oracle_erode_px: int = 0
   oracle_seed: int = 0
@@ -150,12 +155,14 @@ def config_name(
     oracle_drop_prob: float = 0.0,
     oracle_erode_px: int = 0,
     oracle_seed: int = 0,
+    num_distractors: int = synthetic_generator.MAX_NUM_DISTRACTORS,
 ) -> str:
   """Returns a name encoding all options, e.g. c6_t8_s64_n1024x256_seed0.
 
-  Corruption options are appended only when they differ from their defaults
-  (e.g. ..._seed0_drop0.25_erode1_oseed3), so names of uncorrupted datasets,
-  and their data directories, are those of earlier versions.
+  The distractor count and the corruption options are appended only when
+  they differ from their defaults (e.g. ..._seed0_d0_drop0.25_erode1_oseed3),
+  so names of default datasets, and their data directories, are those of
+  earlier versions.
 
   Args:
     num_classes: Number of action classes.
@@ -167,6 +174,7 @@ def config_name(
     oracle_drop_prob: Teacher's object-drop probability.
     oracle_erode_px: Teacher's erosion in pixels.
     oracle_seed: Seed of the teacher's corruption.
+    num_distractors: Still objects beside the actor.
 
   Returns:
     The config name.
@@ -175,6 +183,8 @@ def config_name(
       f"c{num_classes}_t{num_frames}_s{image_size}"
       f"_n{num_train}x{num_test}_seed{seed}"
   )
+  if num_distractors != synthetic_generator.MAX_NUM_DISTRACTORS:
+    name += f"_d{num_distractors}"
   if oracle_drop_prob:
     name += f"_drop{float(oracle_drop_prob):g}"
   if oracle_erode_px:
@@ -194,6 +204,7 @@ def _new_config(
     oracle_drop_prob: float = 0.0,
     oracle_erode_px: int = 0,
     oracle_seed: int = 0,
+    num_distractors: int = synthetic_generator.MAX_NUM_DISTRACTORS,
 ) -> SyntheticActionsConfig:
   """Validates the options and builds a fresh config."""
   # Validate eagerly so that bad options fail here rather than midway
@@ -213,18 +224,26 @@ def _new_config(
     )
   if seed < 0:
     raise ValueError(f"seed must be >= 0, got {seed}.")
+  if not 0 <= num_distractors <= synthetic_generator.MAX_NUM_DISTRACTORS:
+    raise ValueError(
+        "num_distractors must be in "
+        f"[0, {synthetic_generator.MAX_NUM_DISTRACTORS}], got "
+        f"{num_distractors}."
+    )
   teacher = oracle.OracleTeacher(  # Validates the corruption options.
       MASK_CLASS_NAMES, drop_prob=oracle_drop_prob, erode_px=oracle_erode_px,
       seed=oracle_seed)
   name = config_name(
       num_classes, num_frames, image_size, num_train, num_test, seed,
-      teacher.drop_prob, teacher.erode_px, teacher.seed
+      teacher.drop_prob, teacher.erode_px, teacher.seed, num_distractors
   )
   description = (
       f"{num_classes} classes, {num_frames} frames of "
       f"{image_size}x{image_size}, {num_train} train / {num_test} test "
       f"clips, seed {seed}."
   )
+  if num_distractors != synthetic_generator.MAX_NUM_DISTRACTORS:
+    description += f" {num_distractors} still distractor(s) per clip."
   if not teacher.is_identity or teacher.seed:
     description += (
         f" Teacher masks corrupted: drop_prob {teacher.drop_prob:g}, "
@@ -239,6 +258,7 @@ def _new_config(
       num_train=num_train,
       num_test=num_test,
       seed=seed,
+      num_distractors=num_distractors,
       oracle_drop_prob=teacher.drop_prob,
       oracle_erode_px=teacher.erode_px,
       oracle_seed=teacher.seed,
@@ -267,6 +287,7 @@ def make_config(
     oracle_drop_prob: float = 0.0,
     oracle_erode_px: int = 0,
     oracle_seed: int = 0,
+    num_distractors: int = synthetic_generator.MAX_NUM_DISTRACTORS,
 ) -> SyntheticActionsConfig:
   """Returns a validated config whose name encodes all options.
 
@@ -282,6 +303,8 @@ def make_config(
     oracle_erode_px: Pixels (>= 0) by which the teacher masks' objects
       shrink.
     oracle_seed: Non-negative seed of the teacher's dropping decisions.
+    num_distractors: Still objects of the other categories beside the
+      actor, in [0, 2] (fewer make appearance more informative).
 
   Returns:
     A `SyntheticActionsConfig`; the predefined instance when the options
@@ -292,7 +315,7 @@ def make_config(
   """
   config = _new_config(
       num_classes, num_frames, image_size, num_train, num_test, seed,
-      oracle_drop_prob, oracle_erode_px, oracle_seed
+      oracle_drop_prob, oracle_erode_px, oracle_seed, num_distractors
   )
   return _PREDEFINED_CONFIGS.get(config.name, config)
 
@@ -316,8 +339,10 @@ class SyntheticActions(tfds.core.GeneratorBasedBuilder):
     return self.dataset_info_from_configs(
         description=(
             "Synthetic action clips: a person, a ball and a box over a "
-            "panning textured background; one of them moves (right, left, "
-            "down or up) and the label is (moving category, direction). "
+            "panning textured background (or fewer: `num_distractors` "
+            "still objects beside the actor); one of them moves (right, "
+            "left, down or up) and the label is (moving category, "
+            "direction). "
             "`masks` holds the teacher's per-pixel category ids named by "
             "metadata['mask_class_names'] (possibly corrupted), "
             "`true_masks` the exact ones and `true_flow` the exact motion "
@@ -369,6 +394,7 @@ class SyntheticActions(tfds.core.GeneratorBasedBuilder):
         num_frames=cfg.num_frames,
         image_size=cfg.image_size,
         split_index=split_index,
+        num_distractors=cfg.num_distractors,
     )):
       example["true_masks"] = example["masks"]
       example["true_flow"] = example.pop("flow")

@@ -8,6 +8,11 @@ model must use both object identity and motion: appearance alone is ambiguous
 because every category is present in every clip, and motion alone is ambiguous
 because every category can be the actor.
 
+`num_distractors` (2 by default) makes the task easier for appearance: with 1,
+one of the two other categories stands still beside the actor (appearance
+rules out one category); with 0, the actor is alone, so its shape alone tells
+its category and only the direction needs motion.
+
 Per-pixel teacher masks with category ids (`CATEGORY_NAMES`) are returned
 alongside the video; they are produced by the same paste operations that draw
 the pixels, so they agree exactly with what is visible (occlusion included).
@@ -39,6 +44,7 @@ _NUM_ACTOR_CATEGORIES = len(_ACTOR_CATEGORIES)
 MIN_NUM_CLASSES = 2
 MAX_NUM_CLASSES = _NUM_ACTOR_CATEGORIES * len(MOTION_NAMES)
 MIN_IMAGE_SIZE = 16
+MAX_NUM_DISTRACTORS = _NUM_ACTOR_CATEGORIES - 1
 
 # Sprite sizes as fractions of the image size, so clips look alike at every
 # resolution.
@@ -71,6 +77,14 @@ def _check_num_classes(num_classes: int) -> None:
     raise ValueError(
         f"num_classes must be in [{MIN_NUM_CLASSES}, {MAX_NUM_CLASSES}], "
         f"got {num_classes}."
+    )
+
+
+def _check_num_distractors(num_distractors: int) -> None:
+  if not 0 <= num_distractors <= MAX_NUM_DISTRACTORS:
+    raise ValueError(
+        f"num_distractors must be in [0, {MAX_NUM_DISTRACTORS}], "
+        f"got {num_distractors}."
     )
 
 
@@ -345,7 +359,11 @@ def _true_flow(
 
 
 def generate_clip(
-    rng: np.random.Generator, label: int, num_frames: int, image_size: int
+    rng: np.random.Generator,
+    label: int,
+    num_frames: int,
+    image_size: int,
+    num_distractors: int = MAX_NUM_DISTRACTORS,
 ) -> dict[str, Any]:
   """Generates one clip.
 
@@ -355,6 +373,8 @@ def generate_clip(
     label: Action class in [0, 3 * len(MOTION_NAMES)); see `class_names`.
     num_frames: Number of frames T (>= 2).
     image_size: Frame height and width S (>= 16).
+    num_distractors: Still objects of the other categories, in [0, 2]; which
+      ones (when fewer than 2) is random.
 
   Returns:
     A dict with `video` (uint8 [T, S, S, 3]), `masks` (uint8 [T, S, S] with
@@ -367,6 +387,7 @@ def generate_clip(
     ValueError: If an argument is out of range.
   """
   _check_clip_shape(num_frames, image_size)
+  _check_num_distractors(num_distractors)
   if not 0 <= label < MAX_NUM_CLASSES:
     raise ValueError(f"label must be in [0, {MAX_NUM_CLASSES}), got {label}.")
   size = image_size
@@ -405,9 +426,13 @@ def generate_clip(
       int(actor_pos[:, 1].max()) + w,
   )]
 
-  for category in _ACTOR_CATEGORIES:
-    if category == actor_category:
-      continue
+  others = [c for c in _ACTOR_CATEGORIES if c != actor_category]
+  if num_distractors < len(others):
+    # Drawn only then, so that clips with every distractor stay the same
+    # random stream (and the same bytes) as before the option existed.
+    keep = rng.choice(len(others), size=num_distractors, replace=False)
+    others = [others[i] for i in sorted(keep)]
+  for category in others:
     sprite = _make_sprite(rng, category, size)
     h, w = sprite.shape
     # Leave a 1 px border for the jitter and a 1 px gap between objects.
@@ -467,6 +492,7 @@ def generate_split(
     image_size: int,
     *,
     split_index: int = 0,
+    num_distractors: int = MAX_NUM_DISTRACTORS,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
   """Yields the examples of one split.
 
@@ -481,6 +507,7 @@ def generate_split(
     num_frames: Frames per clip (>= 2).
     image_size: Frame height and width (>= 16).
     split_index: Distinguishes splits generated from the same seed.
+    num_distractors: Still objects beside the actor, in [0, 2].
 
   Yields:
     (key, example) pairs; see `generate_clip` for the example layout.
@@ -490,6 +517,7 @@ def generate_split(
   """
   _check_num_classes(num_classes)
   _check_clip_shape(num_frames, image_size)
+  _check_num_distractors(num_distractors)
   if seed < 0 or split_index < 0:
     raise ValueError(
         f"seed and split_index must be >= 0, got {seed} and {split_index}."
@@ -505,4 +533,6 @@ def generate_split(
     rng = np.random.default_rng(
         np.random.SeedSequence([seed, split_index, 1, index])
     )
-    yield f"{index:07d}", generate_clip(rng, int(label), num_frames, image_size)
+    yield f"{index:07d}", generate_clip(
+        rng, int(label), num_frames, image_size, num_distractors
+    )

@@ -162,6 +162,9 @@ def _check_synthetic(config) -> None:
            _integer_at_least(config.dataset.num_frames),
            f'an integer >= dataset.num_frames={config.dataset.num_frames} '
            '(the clips are cut from the generated frames)')
+  if 'num_distractors' in config.dataset.synthetic:
+    _require(config, synthetic + 'num_distractors', lambda v: _integer_at_least(0)(v) and v <= 2,
+             'an integer in [0, 2] (still objects beside the actor)')
   _require(config, synthetic + 'oracle_drop_prob', lambda v: 0 <= v <= 1,
            'a probability in [0, 1]')
   _require(config, synthetic + 'oracle_erode_px', _integer_at_least(0),
