@@ -22,7 +22,9 @@ device kind, load average):
 When PyTorch is installed (`pip install -r experiments/requirements-torch.txt`)
 the same train steps, inference and flow layer of `experiments/torch_twin.py`
 are timed in the same rounds, alternating with ours, so both see the same
-load, and their FLOPs are printed beside ours. `--official_flow` also times
+load, and their FLOPs are printed beside ours. PyTorch runs in a child
+process of its own (`experiments/torch_worker.py`; loaded into this one it
+slowed our step) and only one side works at a time. `--official_flow` also times
 the official PyTorch representation-flow layer (piergiovanni/
 representation-flow-cvpr19 `rep_flow_layer.py`, which is not in this
 repository: fetch it, and write its `(mask1^1) & (mask2^1)` as
@@ -70,6 +72,7 @@ from airstreams_jax.training import losses
 from airstreams_jax.training import train
 from configs import mit as mit_config
 from configs import synthetic as synthetic_config
+from experiments import torch_worker
 
 _OUT = flags.DEFINE_string('out', 'benchmark.json', 'JSON file to write.')
 _QUICK = flags.DEFINE_bool('quick', False, 'Fewer rounds, K = 1, 2 only.')
@@ -269,8 +272,10 @@ def torch_available() -> bool:
 
 
 def bench_model(name: str, config, classes, batch_size: int, rounds: int,
-                steps: int, memory: PeakMemory) -> Dict[str, Any]:
-  """Train step and inference of one config, ours and (maybe) the twin's."""
+                steps: int, memory: PeakMemory,
+                worker: Optional[torch_worker.TorchWorker]) -> Dict[str, Any]:
+  """Train step and inference of one config, ours and (with a worker: the
+  PyTorch process) the twin's."""
   num_classes, num_seg_classes = classes
   config.batch_size = batch_size
   s = model_setup(config, num_classes, num_seg_classes)
@@ -288,21 +293,12 @@ def bench_model(name: str, config, classes, batch_size: int, rounds: int,
   }
   train_fns = {'jax': ours.run}
   infer_fns = {'jax': jax_inference(s, batch['video'])}
-  if torch_available():
-    from experiments import torch_twin  # pylint: disable=g-import-not-at-top
-    twin = torch_twin.TrainStep(config, num_classes, num_seg_classes, batch,
-                                s.loss_weights)
-    train_fns['torch'] = twin
-    infer_fns['torch'] = torch_twin.inference_fn(twin.model, batch['video'])
-    result['torch'] = {
-        'describe': torch_twin.describe(),
-        'params': torch_twin.parameter_count(twin.model),
-        'forward_gmacs_per_clip': torch_twin.flop_count(
-            lambda: twin.model(twin.video)) / 2e9 / batch_size,
-        'inference_gmacs_per_clip': torch_twin.flop_count(
-            infer_fns['torch']) / 2e9 / batch_size,
-    }
-    twin.model.train()
+  if worker:
+    result['torch'], _ = worker.build(
+        'experiments.torch_twin:model_callables', config, num_classes,
+        num_seg_classes, batch, tuple(float(w) for w in s.loss_weights))
+    train_fns['torch'] = worker.callable('train')
+    infer_fns['torch'] = worker.callable('infer')
     result['forward_gmacs_per_clip'] = forward_macs_with_padding(s) / 1e9
     result['inference_gmacs_per_clip'] = (
         costs['inference_macs_with_padding'] / 1e9)
@@ -317,18 +313,13 @@ def bench_model(name: str, config, classes, batch_size: int, rounds: int,
     target['train_gflops_per_s'] = (
         result['train_gflops_per_clip'] * batch_size / step_s[side])
     target['inference_clips_per_s'] = batch_size / infer_s[side]
+  if worker:
+    result['torch']['peak_rss_mb'] = worker.peak_rss_mb()
   return result
 
 
 # --------------------------------------------------------------------------
 # The flow layer.
-
-
-def _load_official_flow(path: str):
-  spec = importlib.util.spec_from_file_location('official_rep_flow', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.FlowLayer
 
 
 def jax_flow_layer(shape, layer_kwargs):
@@ -352,43 +343,26 @@ def jax_flow_layer(shape, layer_kwargs):
           lambda: jax.block_until_ready(fwd_bwd(params, x)))
 
 
-def bench_flow(rounds: int) -> Dict[str, Any]:
+def bench_flow(rounds: int, worker: Optional[torch_worker.TorchWorker]
+               ) -> Dict[str, Any]:
   """Forward and forward+backward of the flow layer: ours, the twin's and
   (with --official_flow) the official PyTorch layer's, alternating."""
   results = {}
   for name, shape, kwargs in FLOW_SHAPES:
     fwd, fwd_bwd = jax_flow_layer(shape, kwargs)
     fns = {'jax fwd': fwd, 'jax fwd+bwd': fwd_bwd}
-    if torch_available():
-      from experiments import torch_twin  # pylint: disable=g-import-not-at-top
-      fns['torch fwd'], fns['torch fwd+bwd'] = torch_twin.flow_layer_fwd_bwd(
-          shape, kwargs['num_iter'], kwargs['bottleneck'])
+    if worker:
+      layer = (shape, kwargs['num_iter'], kwargs['bottleneck'])
+      worker.build('experiments.torch_twin:flow_callables', *layer)
+      fns['torch fwd'] = worker.callable('flow fwd')
+      fns['torch fwd+bwd'] = worker.callable('flow fwd+bwd')
       if _OFFICIAL_FLOW.value:
-        fns['official fwd+bwd'] = official_flow_fwd_bwd(
-            _load_official_flow(_OFFICIAL_FLOW.value), shape,
-            kwargs['num_iter'], kwargs['bottleneck'])
+        worker.build('experiments.torch_twin:official_flow_callables',
+                     os.path.abspath(_OFFICIAL_FLOW.value), *layer)
+        fns['official fwd+bwd'] = worker.callable('official fwd+bwd')
     progress(f'timing the {name}')
     results[name] = {k: 1e3 * v for k, v in alternate(fns, rounds).items()}
   return results
-
-
-def official_flow_fwd_bwd(flow_layer_cls, shape, num_iter: int,
-                          bottleneck: int) -> Callable[[], float]:
-  """Forward+backward of the official layer on a [B, C, T, H, W] input (it
-  always reduces C to `bottleneck` channels with a 1x1 convolution, where
-  ours takes the channel mean for K = 1)."""
-  import torch  # pylint: disable=g-import-not-at-top
-  b, t, h, w, c = shape
-  layer = flow_layer_cls(channels=c, bottleneck=bottleneck, n_iter=num_iter)
-  x = torch.randn(b, c, t, h, w, requires_grad=True)
-
-  def run():
-    layer.zero_grad(set_to_none=True)
-    x.grad = None
-    loss = layer(x).square().mean()
-    loss.backward()
-    return loss.item()
-  return run
 
 
 # --------------------------------------------------------------------------
@@ -624,8 +598,9 @@ def table(results: Mapping[str, Any]) -> str:
           digits=3)
       row('  parameters (M)', r['params'] / 1e6, t['params'] / 1e6, digits=3)
     row('  train step compile s', r['compile_s'])
-    row('  peak RSS MB (ours: state, compile, step)', r['peak_rss_mb'],
-        digits=0)
+    row('  peak RSS MB (ours: state, compile, step; twin: its process)',
+        r['peak_rss_mb'], t.get('peak_rss_mb'), digits=0,
+        higher_is_better=False)
   for name, f in results.get('flow', {}).items():
     row(f'{name} fwd ms', f['jax fwd'], f.get('torch fwd'), digits=0,
         higher_is_better=False)
@@ -680,15 +655,34 @@ def main(argv):
         f'{m["jax"]}, load average {m["load_average_at_start"]:.1f}; '
         f'PyTorch twin: {"yes" if torch_available() else "no"}', flush=True)
   syn = synthetic_config.get_config()
+  with contextlib.ExitStack() as stack:
+    worker = (stack.enter_context(torch_worker.TorchWorker())
+              if torch_available() else None)
+    run_sections(results, syn, rounds, quick, memory, worker)
+  keys = flat_keys(results)
+  whole_files.write_whole(_OUT.value, json.dumps(
+      {**keys, 'details': results}, indent=1, sort_keys=True))
+  print(table(results))
+  print('Goals (GitHub issue 12):')
+  print('\n'.join(goals(keys)))
+  print(f'{results["seconds"] / 60:.1f} min; load average at the end '
+        f'{results["load_average_at_end"]:.1f}; written to {_OUT.value}')
+
+
+def run_sections(results: Dict[str, Any], syn, rounds: int, quick: bool,
+                 memory: PeakMemory,
+                 worker: Optional[torch_worker.TorchWorker]) -> None:
+  """Runs the sections that --only selects, into `results`, writing the
+  JSON after each."""
   sections = {
       'matmul': lambda: matmul_gflops(2048 if quick else 4096, rounds),
       'synthetic': lambda: bench_model(
           'synthetic', syn, model_info.default_class_counts(syn.dataset),
-          syn.batch_size, rounds, 2 if quick else 3, memory),
+          syn.batch_size, rounds, 2 if quick else 3, memory, worker),
       'paper': lambda: bench_model(
           'paper', mit_config.get_config(), PAPER_CLASSES,
-          _PAPER_BATCH.value, rounds, 1, memory),
-      'flow': lambda: bench_flow(rounds),
+          _PAPER_BATCH.value, rounds, 1, memory, worker),
+      'flow': lambda: bench_flow(rounds, worker),
       'pipeline': lambda: bench_pipeline(syn, syn.batch_size,
                                          20 if quick else 60),
       'teacher': lambda: bench_teacher(rounds),
@@ -706,14 +700,6 @@ def main(argv):
         {'details': results}, indent=1, sort_keys=True))
   results['seconds'] = time.perf_counter() - start
   results['load_average_at_end'] = os.getloadavg()[0]
-  keys = flat_keys(results)
-  whole_files.write_whole(_OUT.value, json.dumps(
-      {**keys, 'details': results}, indent=1, sort_keys=True))
-  print(table(results))
-  print('Goals (GitHub issue 12):')
-  print('\n'.join(goals(keys)))
-  print(f'{results["seconds"] / 60:.1f} min; load average at the end '
-        f'{results["load_average_at_end"]:.1f}; written to {_OUT.value}')
 
 
 if __name__ == '__main__':

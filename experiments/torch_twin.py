@@ -493,3 +493,57 @@ def flow_layer_fwd_bwd(shape, num_iter: int, bottleneck: int):
     loss.backward()
     return loss.item()
   return forward, forward_backward
+
+
+# Factories that `experiments.torch_worker.TorchWorker.build` calls in its
+# child process: each returns (name -> no-argument callable, info).
+
+
+def model_callables(config, num_classes: int, num_seg_classes: int, batch,
+                    loss_weights: Sequence[float]):
+  """'train' (one AdamW step) and 'infer' (RGB-only inference) of the twin
+  of `config`'s model on `batch`; info: the library, the parameter count and
+  multiply-adds per clip (forward of training, inference)."""
+  step = TrainStep(config, num_classes, num_seg_classes, batch, loss_weights)
+  infer = inference_fn(step.model, batch['video'])
+  batch_size = len(batch['label'])
+  info = {
+      'describe': describe(),
+      'params': parameter_count(step.model),
+      'inference_gmacs_per_clip': flop_count(infer) / 2e9 / batch_size,
+  }
+  step.model.train()  # inference_fn put it in eval mode.
+  info['forward_gmacs_per_clip'] = flop_count(
+      lambda: step.model(step.video)) / 2e9 / batch_size
+  return {'train': step, 'infer': infer}, info
+
+
+def flow_callables(shape, num_iter: int, bottleneck: int):
+  """'flow fwd' and 'flow fwd+bwd' of the twin's flow layer (see
+  `flow_layer_fwd_bwd`)."""
+  forward, forward_backward = flow_layer_fwd_bwd(shape, num_iter, bottleneck)
+  return {'flow fwd': forward, 'flow fwd+bwd': forward_backward}, {}
+
+
+def official_flow_callables(path: str, shape, num_iter: int,
+                            bottleneck: int):
+  """'official fwd+bwd': forward+backward of the official representation-
+  flow layer (`FlowLayer` of the `rep_flow_layer.py` at `path`, from
+  piergiaj/representation-flow-cvpr19) on a [B, C, T, H, W] input. It always
+  reduces C to `bottleneck` channels with a 1x1 convolution, where ours
+  takes the channel mean for K = 1."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location('official_rep_flow', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  b, t, h, w, c = shape
+  layer = module.FlowLayer(channels=c, bottleneck=bottleneck, n_iter=num_iter)
+  x = torch.randn(b, c, t, h, w, requires_grad=True)
+
+  def run():
+    layer.zero_grad(set_to_none=True)
+    x.grad = None
+    loss = layer(x).square().mean()
+    loss.backward()
+    return loss.item()
+  return {'official fwd+bwd': run}, {}

@@ -7,6 +7,8 @@ The twin's tests run where PyTorch is installed
 otherwise; the CI installs only the required packages.
 """
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -155,3 +157,54 @@ def test_the_table_puts_the_twin_beside_ours():
   paper = text.split('paper:')[1]
   row = next(l for l in paper.splitlines() if 'train clips/s' in l)
   assert row.split()[-3:] == ['0.50', '1.00', '0.50x']
+
+
+def test_the_torch_worker_runs_callables_in_a_process_of_its_own(tmp_path):
+  from experiments import torch_worker  # pylint: disable=g-import-not-at-top
+  path = tmp_path / 'calls.txt'
+  with torch_worker.TorchWorker() as worker:
+    info, names = worker.build('worker_factories:appender', str(path))
+    assert names == ['append'] and info['pid'] != os.getpid()
+    # A fresh interpreter: none of the parent's JAX or TensorFlow in it.
+    assert info['heavy_modules'] == []
+    call = worker.callable('append')
+    for calls in range(1, 4):
+      call()  # Returns once the child has run it.
+      assert len(path.read_text().split()) == calls
+    worker.run('append', calls=2)
+    assert path.read_text().split() == [str(info['pid'])] * 5
+    assert worker.peak_rss_mb() > 1
+    # A failure in the child comes back with its traceback; the worker
+    # stays usable.
+    with pytest.raises(torch_worker.TorchWorkerError, match='no such layer'):
+      worker.build('worker_factories:failing', 'no such layer')
+    with pytest.raises(torch_worker.TorchWorkerError, match="'missing'"):
+      worker.run('missing')
+    worker.run('append')
+    assert len(path.read_text().split()) == 6
+    process = worker._process  # pylint: disable=protected-access
+  assert process.poll() == 0
+
+
+def test_a_dying_torch_worker_is_reported():
+  from experiments import torch_worker  # pylint: disable=g-import-not-at-top
+  with torch_worker.TorchWorker() as worker:
+    worker.build('worker_factories:dying', 7)
+    with pytest.raises(torch_worker.TorchWorkerError,
+                       match=r'died \(exit code 7\) during .run'):
+      worker.run('die')
+
+
+def test_the_twin_trains_in_the_worker():
+  pytest.importorskip('torch')
+  from experiments import torch_worker  # pylint: disable=g-import-not-at-top
+  config = synthetic_config.get_config('smoke')
+  batch = benchmark.random_batch(config, 6, 4, 2)
+  with torch_worker.TorchWorker() as worker:
+    info, names = worker.build(
+        'experiments.torch_twin:model_callables', config, 6, 4, batch,
+        (1.0, 0.0, 0.0, 1.0, 4.0))
+    assert names == ['infer', 'train']
+    assert info['params'] > 1e5 and info['forward_gmacs_per_clip'] > 0
+    worker.run('train', calls=2)
+    worker.run('infer')
