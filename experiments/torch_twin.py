@@ -485,14 +485,19 @@ def flow_layer_fwd_bwd(shape, num_iter: int, bottleneck: int):
   def forward():
     with torch.no_grad():
       return layer(x)
+  return forward, _forward_backward(layer, x)
 
-  def forward_backward():
+
+def _forward_backward(layer: nn.Module, x: torch.Tensor):
+  """A callable: the gradients of mean(layer(x)²) w.r.t. the layer's
+  parameters and x."""
+  def run():
     layer.zero_grad(set_to_none=True)
     x.grad = None
     loss = layer(x).square().mean()
     loss.backward()
     return loss.item()
-  return forward, forward_backward
+  return run
 
 
 # Factories that `experiments.torch_worker.TorchWorker.build` calls in its
@@ -539,11 +544,4 @@ def official_flow_callables(path: str, shape, num_iter: int,
   b, t, h, w, c = shape
   layer = module.FlowLayer(channels=c, bottleneck=bottleneck, n_iter=num_iter)
   x = torch.randn(b, c, t, h, w, requires_grad=True)
-
-  def run():
-    layer.zero_grad(set_to_none=True)
-    x.grad = None
-    loss = layer(x).square().mean()
-    loss.backward()
-    return loss.item()
-  return {'official fwd+bwd': run}, {}
+  return {'official fwd+bwd': _forward_backward(layer, x)}, {}
