@@ -10,8 +10,13 @@ import subprocess
 import sys
 import tempfile
 
-os.environ.setdefault('XLA_FLAGS',
-                      '--xla_force_host_platform_device_count=8')
+# The 8 fake devices are threads of one process; on a loaded machine one
+# can be starved past the 40 s XLA:CPU gives a collective before it aborts
+# the process (a notebook kernel died that way, with two other trainings
+# running on the 2 cores), so collectives here wait up to 15 minutes.
+os.environ.setdefault(
+    'XLA_FLAGS', '--xla_force_host_platform_device_count=8 '
+    '--xla_cpu_collective_call_terminate_timeout_seconds=900')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # Compiled programs are shared between the test process and the `main`
 # subprocesses that the end-to-end tests start.

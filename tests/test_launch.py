@@ -183,6 +183,26 @@ def test_gpu_slots_share_the_visible_gpus(monkeypatch):
     resources.check(3)
 
 
+def test_fake_device_slots_get_their_count_and_patient_collectives(
+    monkeypatch):
+  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=8 '
+                     '--xla_dump_to=/tmp/dump')
+  env = local.Resources(cpu_devices_per_unit=2).environment(0)
+  flags = env['XLA_FLAGS'].split()
+  assert flags == [
+      '--xla_dump_to=/tmp/dump', '--xla_force_host_platform_device_count=2',
+      '--xla_cpu_collective_call_terminate_timeout_seconds=900']
+  # XLA knows the flag (an unknown one aborts the process) and the devices
+  # still reduce together.
+  result = subprocess.run(
+      [sys.executable, '-c', 'import jax; print(jax.pmap(lambda v: '
+       'jax.lax.psum(v, "i"), axis_name="i")(jax.numpy.ones(2)))'],
+      env=dict(env, XLA_FLAGS=' '.join(flags[1:])), capture_output=True,
+      text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.split() == ['[2.', '2.]']
+
+
 def test_dependency_order_puts_dependencies_first():
   units = sweep.check([
       sweep.Unit(SMOKE, {'loss_weights_file': '{workdir:evolve}/b.json'},

@@ -30,6 +30,11 @@ from airstreams_jax.launch import sweep as sweep_lib
 
 LOG_TAIL_LINES = 15
 
+_DEVICE_COUNT_FLAG = '--xla_force_host_platform_device_count'
+_COLLECTIVE_TIMEOUT_FLAG = '--xla_cpu_collective_call_terminate_timeout_seconds'
+# How long a CPU collective waits for every fake device (XLA's default: 40).
+FAKE_DEVICE_COLLECTIVE_TIMEOUT_S = 900
+
 
 @dataclasses.dataclass(frozen=True)
 class Resources:
@@ -60,9 +65,14 @@ class Resources:
       env['CUDA_VISIBLE_DEVICES'] = ','.join(ids)
     if self.cpu_devices_per_unit:
       flags = [f for f in env.get('XLA_FLAGS', '').split()
-               if not f.startswith('--xla_force_host_platform_device_count')]
-      flags.append('--xla_force_host_platform_device_count='
-                   f'{self.cpu_devices_per_unit}')
+               if not f.startswith((_DEVICE_COUNT_FLAG,
+                                    _COLLECTIVE_TIMEOUT_FLAG))]
+      flags.append(f'{_DEVICE_COUNT_FLAG}={self.cpu_devices_per_unit}')
+      # Fake devices are threads of one process, and the units share the
+      # cores: XLA aborts the process when a collective waits 40 s for one
+      # of them (seen with 8 fake devices and four busy processes on 2
+      # cores). A starved thread is slow, not stuck.
+      flags.append(f'{_COLLECTIVE_TIMEOUT_FLAG}={FAKE_DEVICE_COLLECTIVE_TIMEOUT_S}')
       env['XLA_FLAGS'] = ' '.join(flags)
     return env
 
