@@ -73,6 +73,7 @@ from airstreams_jax.training import train
 from configs import mit as mit_config
 from configs import synthetic as synthetic_config
 from experiments import torch_worker
+from experiments.peak_memory import PeakMemory
 
 _OUT = flags.DEFINE_string('out', 'benchmark.json', 'JSON file to write.')
 _QUICK = flags.DEFINE_bool('quick', False, 'Fewer rounds, K = 1, 2 only.')
@@ -125,24 +126,6 @@ def alternate(fns: Mapping[str, Callable[[], Any]], rounds: int,
         fn()
       times[name].append((time.perf_counter() - start) / calls)
   return {name: statistics.median(t) for name, t in times.items()}
-
-
-class PeakMemory:
-  """The process's peak resident memory since `reset()` (Linux: VmHWM,
-  reset through /proc/self/clear_refs); None where that is unavailable."""
-
-  def reset(self) -> None:
-    with contextlib.suppress(OSError):
-      with open('/proc/self/clear_refs', 'w') as f:
-        f.write('5')
-
-  def mb(self) -> Optional[float]:
-    with contextlib.suppress(OSError):
-      with open('/proc/self/status') as f:
-        for line in f:
-          if line.startswith('VmHWM:'):
-            return int(line.split()[1]) / 1024
-    return None
 
 
 def machine() -> Dict[str, Any]:

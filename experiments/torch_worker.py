@@ -27,7 +27,9 @@ import os
 import subprocess
 import sys
 import traceback
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from experiments.peak_memory import PeakMemory
 
 
 def _resolve(factory: str) -> Callable[..., Any]:
@@ -35,29 +37,11 @@ def _resolve(factory: str) -> Callable[..., Any]:
   return getattr(importlib.import_module(module), name)
 
 
-def _peak_rss_mb() -> float:
-  try:
-    with open('/proc/self/status') as f:
-      for line in f:
-        if line.startswith('VmHWM:'):
-          return int(line.split()[1]) / 1024
-  except OSError:
-    pass
-  return float('nan')
-
-
-def _reset_peak_rss() -> None:
-  try:
-    with open('/proc/self/clear_refs', 'w') as f:
-      f.write('5')
-  except OSError:
-    pass
-
-
 def _serve(receive, send) -> None:
   """The child's loop: ('build', factory, args), ('run', name, calls),
   ('peak_rss_mb',) or ('stop',); answers ('ok', value) or ('error', text)."""
   callables: Dict[str, Callable[[], Any]] = {}
+  memory = PeakMemory()
   while True:
     try:
       message = receive.recv()
@@ -70,7 +54,7 @@ def _serve(receive, send) -> None:
     try:
       if kind == 'build':
         _, factory, args = message
-        _reset_peak_rss()
+        memory.reset()
         fns, info = _resolve(factory)(*args)
         callables.update(fns)
         reply = (info, sorted(fns))
@@ -80,7 +64,7 @@ def _serve(receive, send) -> None:
           callables[name]()
         reply = None
       elif kind == 'peak_rss_mb':
-        reply = _peak_rss_mb()
+        reply = memory.mb()
       else:
         raise ValueError(f'unknown request {kind!r}')
       send.send(('ok', reply))
@@ -143,9 +127,9 @@ class TorchWorker:
     returns when it is done (what `benchmark.alternate` times)."""
     return lambda: self.run(name)
 
-  def peak_rss_mb(self) -> float:
+  def peak_rss_mb(self) -> Optional[float]:
     """The child's peak resident memory since the latest `build` (Linux
-    VmHWM; nan elsewhere)."""
+    VmHWM; None elsewhere)."""
     return self._request('peak_rss_mb')
 
   def close(self) -> None:
