@@ -277,6 +277,7 @@ def bench_model(name: str, config, classes, batch_size: int, rounds: int,
   train_fns = {'jax': ours.run}
   infer_fns = {'jax': jax_inference(s, batch['video'])}
   if worker:
+    worker.release()  # The previous section's twin and its memory.
     result['torch'], _ = worker.build(
         'experiments.torch_twin:model_callables', config, num_classes,
         num_seg_classes, batch, tuple(float(w) for w in s.loss_weights))
@@ -335,6 +336,7 @@ def bench_flow(rounds: int, worker: Optional[torch_worker.TorchWorker]
     fwd, fwd_bwd = jax_flow_layer(shape, kwargs)
     fns = {'jax fwd': fwd, 'jax fwd+bwd': fwd_bwd}
     if worker:
+      worker.release()
       layer = (shape, kwargs['num_iter'], kwargs['bottleneck'])
       worker.build('experiments.torch_twin:flow_callables', *layer)
       fns['torch fwd'] = worker.callable('flow fwd')
@@ -611,6 +613,8 @@ def table(results: Mapping[str, Any]) -> str:
 
 SECTIONS = ('matmul', 'synthetic', 'paper', 'flow', 'pipeline', 'teacher',
             'evolution')
+# The sections that time PyTorch beside us (in the worker process).
+TWIN_SECTIONS = ('synthetic', 'paper', 'flow')
 
 
 def main(argv):
@@ -620,6 +624,14 @@ def main(argv):
   if unknown:
     raise app.UsageError(f'--only: unknown sections {unknown}; use some of '
                          f'{SECTIONS}.')
+  if _OFFICIAL_FLOW.value and not os.path.isfile(_OFFICIAL_FLOW.value):
+    raise app.UsageError(f'--official_flow={_OFFICIAL_FLOW.value}: no such '
+                         'file; give the path of the official '
+                         'rep_flow_layer.py.')
+  if _OFFICIAL_FLOW.value and not torch_available():
+    raise app.UsageError('--official_flow needs PyTorch: pip install -r '
+                         'experiments/requirements-torch.txt (and no '
+                         '--torch=false).')
   out_dir = os.path.dirname(os.path.abspath(_OUT.value))
   if not os.access(out_dir, os.W_OK):
     raise app.UsageError(f'--out={_OUT.value}: {out_dir} is not writable; '
@@ -639,8 +651,10 @@ def main(argv):
         f'PyTorch twin: {"yes" if torch_available() else "no"}', flush=True)
   syn = synthetic_config.get_config()
   with contextlib.ExitStack() as stack:
+    selected = set(_ONLY.value or SECTIONS)
     worker = (stack.enter_context(torch_worker.TorchWorker())
-              if torch_available() else None)
+              if torch_available() and selected & set(TWIN_SECTIONS)
+              else None)
     run_sections(results, syn, rounds, quick, memory, worker)
   keys = flat_keys(results)
   whole_files.write_whole(_OUT.value, json.dumps(

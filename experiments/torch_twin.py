@@ -434,6 +434,7 @@ class TrainStep:
     self.loss_weights = tuple(float(w) for w in loss_weights)
 
   def __call__(self) -> float:
+    self.model.train()  # Inference may share the model (`inference_fn`).
     self.optimizer.zero_grad(set_to_none=True)
     loss = total_loss(self.model(self.video), self.labels, self.masks,
                       self.loss_weights)
@@ -446,10 +447,11 @@ class TrainStep:
 
 def inference_fn(model: AIRStreams, video):
   """RGB-only inference (no stream heads, eval mode, no autograd)."""
-  model.eval()
   video = to_torch_video(video)
 
   def run():
+    # At every call: a train step on the same model switches it back.
+    model.eval()
     with torch.inference_mode():
       return model(video, stream_heads=False)['logits']['merged']
   return run
@@ -517,7 +519,7 @@ def model_callables(config, num_classes: int, num_seg_classes: int, batch,
       'params': parameter_count(step.model),
       'inference_gmacs_per_clip': flop_count(infer) / 2e9 / batch_size,
   }
-  step.model.train()  # inference_fn put it in eval mode.
+  step.model.train()  # As the train step runs it (infer set eval mode).
   info['forward_gmacs_per_clip'] = flop_count(
       lambda: step.model(step.video)) / 2e9 / batch_size
   return {'train': step, 'infer': infer}, info

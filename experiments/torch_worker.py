@@ -6,8 +6,9 @@ With the twin loaded in the benchmark's process, our JAX train step ran
 would alone, `experiments.benchmark` keeps PyTorch out of its own process:
 a `TorchWorker` is a child process (a fresh interpreter running this module:
 neither the parent's JAX state nor its imports of TensorFlow and JAX are in
-it) that builds PyTorch callables on request and runs them when told. Only one side works at a time, so alternating rounds still see the
-same machine load:
+it) that builds PyTorch callables on request and runs them when told. Only
+one side works at a time, so alternating rounds still see the same machine
+load:
 
   with TorchWorker() as worker:
     info, names = worker.build('experiments.torch_twin:model_callables',
@@ -21,9 +22,11 @@ message costs tens of microseconds, against steps of 50 ms to seconds.
 This module itself never imports torch.
 """
 
+import gc
 import importlib
 from multiprocessing import connection
 import os
+import signal
 import subprocess
 import sys
 import traceback
@@ -39,7 +42,8 @@ def _resolve(factory: str) -> Callable[..., Any]:
 
 def _serve(receive, send) -> None:
   """The child's loop: ('build', factory, args), ('run', name, calls),
-  ('peak_rss_mb',) or ('stop',); answers ('ok', value) or ('error', text)."""
+  ('release',), ('peak_rss_mb',) or ('stop',); answers ('ok', value) or
+  ('error', text)."""
   callables: Dict[str, Callable[[], Any]] = {}
   memory = PeakMemory()
   while True:
@@ -47,12 +51,21 @@ def _serve(receive, send) -> None:
       message = receive.recv()
     except EOFError:  # The parent went away.
       return
+    except Exception:  # pylint: disable=broad-except
+      # A message that does not unpickle here (e.g. a class the child
+      # cannot import): the parent gets the reason, the loop goes on.
+      send.send(('error', traceback.format_exc()))
+      continue
     kind = message[0]
     if kind == 'stop':
       send.send(('ok', None))
       return
     try:
-      if kind == 'build':
+      if kind == 'release':
+        callables.clear()
+        gc.collect()
+        reply = None
+      elif kind == 'build':
         _, factory, args = message
         memory.reset()
         fns, info = _resolve(factory)(*args)
@@ -89,11 +102,17 @@ class TorchWorker:
     # The child imports factories by module name, from the parent's path.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p or os.getcwd() for p in sys.path))
-    self._process = subprocess.Popen(
-        [sys.executable, '-m', 'experiments.torch_worker', str(to_child_r),
-         str(from_child_w)], pass_fds=(to_child_r, from_child_w), env=env)
-    os.close(to_child_r)
-    os.close(from_child_w)
+    try:
+      self._process = subprocess.Popen(
+          [sys.executable, '-m', 'experiments.torch_worker', str(to_child_r),
+           str(from_child_w)], pass_fds=(to_child_r, from_child_w), env=env)
+    except BaseException:
+      for fd in (to_child_w, from_child_r):
+        os.close(fd)
+      raise
+    finally:
+      os.close(to_child_r)
+      os.close(from_child_w)
     self._send = connection.Connection(to_child_w, readable=False)
     self._recv = connection.Connection(from_child_r, writable=False)
 
@@ -122,6 +141,11 @@ class TorchWorker:
   def run(self, name: str, calls: int = 1) -> None:
     self._request('run', name, calls)
 
+  def release(self) -> None:
+    """Drops every callable built so far (and what they hold: models,
+    optimiser state), so that the next build's peak memory is its own."""
+    self._request('release')
+
   def callable(self, name: str) -> Callable[[], None]:
     """A no-argument function that runs `name` once in the child and
     returns when it is done (what `benchmark.alternate` times)."""
@@ -132,14 +156,18 @@ class TorchWorker:
     VmHWM; None elsewhere)."""
     return self._request('peak_rss_mb')
 
-  def close(self) -> None:
+  def close(self, timeout_s: float = 30) -> None:
+    """Asks the child to stop; kills it if it has not within `timeout_s`
+    (e.g. still inside a long call after the parent was interrupted)."""
     if self._process.poll() is None:
       try:
-        self._request('stop')
-      except (TorchWorkerError, OSError):
+        self._send.send(('stop',))
+        if self._recv.poll(timeout_s):
+          self._recv.recv()
+      except (EOFError, OSError):
         pass
       try:
-        self._process.wait(timeout=30)
+        self._process.wait(timeout=timeout_s)
       except subprocess.TimeoutExpired:
         self._process.kill()
         self._process.wait()
@@ -154,6 +182,9 @@ class TorchWorker:
 
 
 if __name__ == '__main__':
-  # The child: python -m experiments.torch_worker READ_FD WRITE_FD.
+  # The child: python -m experiments.torch_worker READ_FD WRITE_FD. Ctrl-C
+  # reaches the whole process group: the parent handles it and stops this
+  # process (`close`), which would otherwise die with a second traceback.
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
   _serve(connection.Connection(int(sys.argv[1]), writable=False),
          connection.Connection(int(sys.argv[2]), readable=False))

@@ -8,6 +8,8 @@ otherwise; the CI installs only the required packages.
 """
 
 import os
+import threading
+import time
 
 import jax
 import jax.numpy as jnp
@@ -173,7 +175,14 @@ def test_the_torch_worker_runs_callables_in_a_process_of_its_own(tmp_path):
       assert len(path.read_text().split()) == calls
     worker.run('append', calls=2)
     assert path.read_text().split() == [str(info['pid'])] * 5
-    assert worker.peak_rss_mb() > 1
+    # The peak is the latest build's: 300 MB touched while building, then
+    # freed, shows until the next build; a release and a small build reset
+    # it.
+    worker.build('worker_factories:allocator', 300)
+    assert worker.peak_rss_mb() > 300
+    worker.release()
+    worker.build('worker_factories:appender', str(path))
+    assert worker.peak_rss_mb() < 250
     # A failure in the child comes back with its traceback; the worker
     # stays usable.
     with pytest.raises(torch_worker.TorchWorkerError, match='no such layer'):
@@ -182,8 +191,33 @@ def test_the_torch_worker_runs_callables_in_a_process_of_its_own(tmp_path):
       worker.run('missing')
     worker.run('append')
     assert len(path.read_text().split()) == 6
+    worker.release()
+    with pytest.raises(torch_worker.TorchWorkerError, match="'append'"):
+      worker.run('append')
     process = worker._process  # pylint: disable=protected-access
   assert process.poll() == 0
+
+
+def test_a_busy_torch_worker_is_killed_when_closed():
+  from experiments import torch_worker  # pylint: disable=g-import-not-at-top
+  worker = torch_worker.TorchWorker()
+  worker.build('worker_factories:sleeper', 600)
+  errors = []
+
+  def run():  # The benchmark's call, interrupted (e.g. by Ctrl-C).
+    try:
+      worker.run('sleep')
+    except torch_worker.TorchWorkerError as e:
+      errors.append(e)
+  thread = threading.Thread(target=run)
+  thread.start()
+  time.sleep(1)
+  start = time.monotonic()
+  worker.close(timeout_s=2)
+  assert time.monotonic() - start < 30  # Not the 600 s of the call.
+  thread.join(timeout=30)
+  assert worker._process.poll() is not None  # pylint: disable=protected-access
+  assert errors and 'died' in str(errors[0])
 
 
 def test_a_dying_torch_worker_is_reported():
@@ -193,6 +227,22 @@ def test_a_dying_torch_worker_is_reported():
     with pytest.raises(torch_worker.TorchWorkerError,
                        match=r'died \(exit code 7\) during .run'):
       worker.run('die')
+
+
+def test_the_twin_infers_in_eval_mode_between_train_steps():
+  torch = pytest.importorskip('torch')
+  from experiments import torch_twin  # pylint: disable=g-import-not-at-top
+  config = synthetic_config.get_config('smoke')
+  batch = benchmark.random_batch(config, 6, 4, 2)
+  fns, _ = torch_twin.model_callables(config, 6, 4, batch,
+                                      (1.0, 0.0, 0.0, 1.0, 4.0))
+  fns['train']()
+  first, second = fns['infer'](), fns['infer']()
+  # Dropout off and BatchNorm's running statistics used (and kept): the
+  # same clip gives the same logits.
+  assert torch.equal(first, second)
+  fns['train']()
+  assert not torch.equal(fns['infer'](), first)  # The step changed weights.
 
 
 def test_the_twin_trains_in_the_worker():

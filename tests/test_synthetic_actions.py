@@ -95,7 +95,7 @@ def test_other_validation():
     gen.generate_clip(rng, 0, _NUM_FRAMES, 8)
   with pytest.raises(ValueError, match="seed"):
     _split(seed=-1)
-  for bad in (-1, 3):
+  for bad in (-1, 3, 1.0, True):
     with pytest.raises(ValueError, match="num_distractors"):
       gen.generate_clip(rng, 0, _NUM_FRAMES, _IMAGE_SIZE, bad)
     with pytest.raises(ValueError, match="num_distractors"):

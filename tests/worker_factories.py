@@ -20,3 +20,18 @@ def failing(message):
 
 def dying(code):
   return {'die': lambda: os._exit(code)}, {}  # pylint: disable=protected-access
+
+
+def allocator(megabytes):
+  """Touches `megabytes` MB while building, then frees them: the build's
+  peak memory is at least that."""
+  block = bytearray(megabytes << 20)
+  block[::4096] = b'\1' * len(block[::4096])
+  del block
+  return {}, {}
+
+
+def sleeper(seconds):
+  """'sleep' keeps the child busy for `seconds`."""
+  import time  # pylint: disable=g-import-not-at-top
+  return {'sleep': lambda: time.sleep(seconds)}, {}

@@ -17,6 +17,7 @@ from airstreams_jax.data import charades
 from airstreams_jax.data import hmdb51
 from airstreams_jax.data import moments_in_time
 from airstreams_jax.data import synthetic_actions
+from airstreams_jax.data import synthetic_generator
 from airstreams_jax.data import toyota_smarthome
 from airstreams_jax.data import video_folder
 from airstreams_jax.teachers import base as teacher_base
@@ -70,7 +71,8 @@ def make_builder(dataset_config):
             num_classes=opts.num_classes, num_frames=opts.num_frames,
             image_size=opts.image_size, num_train=opts.num_train,
             num_test=opts.num_test, seed=opts.seed,
-            num_distractors=opts.get('num_distractors', 2),
+            num_distractors=opts.get(
+                'num_distractors', synthetic_generator.MAX_NUM_DISTRACTORS),
             # The oracle teacher's corruption (teachers/oracle.py).
             oracle_drop_prob=opts.get('oracle_drop_prob', 0.0),
             oracle_erode_px=opts.get('oracle_erode_px', 0),

@@ -224,12 +224,7 @@ def _new_config(
     )
   if seed < 0:
     raise ValueError(f"seed must be >= 0, got {seed}.")
-  if not 0 <= num_distractors <= synthetic_generator.MAX_NUM_DISTRACTORS:
-    raise ValueError(
-        "num_distractors must be in "
-        f"[0, {synthetic_generator.MAX_NUM_DISTRACTORS}], got "
-        f"{num_distractors}."
-    )
+  synthetic_generator.check_num_distractors(num_distractors)
   teacher = oracle.OracleTeacher(  # Validates the corruption options.
       MASK_CLASS_NAMES, drop_prob=oracle_drop_prob, erode_px=oracle_erode_px,
       seed=oracle_seed)

@@ -80,8 +80,11 @@ def _check_num_classes(num_classes: int) -> None:
     )
 
 
-def _check_num_distractors(num_distractors: int) -> None:
-  if not 0 <= num_distractors <= MAX_NUM_DISTRACTORS:
+def check_num_distractors(num_distractors: int) -> None:
+  """Raises ValueError unless `num_distractors` is an int in [0, 2]."""
+  if (not isinstance(num_distractors, (int, np.integer))
+      or isinstance(num_distractors, bool)
+      or not 0 <= num_distractors <= MAX_NUM_DISTRACTORS):
     raise ValueError(
         f"num_distractors must be in [0, {MAX_NUM_DISTRACTORS}], "
         f"got {num_distractors}."
@@ -387,7 +390,7 @@ def generate_clip(
     ValueError: If an argument is out of range.
   """
   _check_clip_shape(num_frames, image_size)
-  _check_num_distractors(num_distractors)
+  check_num_distractors(num_distractors)
   if not 0 <= label < MAX_NUM_CLASSES:
     raise ValueError(f"label must be in [0, {MAX_NUM_CLASSES}), got {label}.")
   size = image_size
@@ -517,7 +520,7 @@ def generate_split(
   """
   _check_num_classes(num_classes)
   _check_clip_shape(num_frames, image_size)
-  _check_num_distractors(num_distractors)
+  check_num_distractors(num_distractors)
   if seed < 0 or split_index < 0:
     raise ValueError(
         f"seed and split_index must be >= 0, got {seed} and {split_index}."

@@ -72,7 +72,8 @@ class Resources:
       # cores: XLA aborts the process when a collective waits 40 s for one
       # of them (seen with 8 fake devices and four busy processes on 2
       # cores). A starved thread is slow, not stuck.
-      flags.append(f'{_COLLECTIVE_TIMEOUT_FLAG}={FAKE_DEVICE_COLLECTIVE_TIMEOUT_S}')
+      flags.append(
+          f'{_COLLECTIVE_TIMEOUT_FLAG}={FAKE_DEVICE_COLLECTIVE_TIMEOUT_S}')
       env['XLA_FLAGS'] = ' '.join(flags)
     return env
 

@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 import tensorflow_datasets as tfds
 
 from airstreams_jax import errors
+from airstreams_jax.data import synthetic_generator
 from airstreams_jax.models import airstreams
 
 _TUPLE_KEYS = ('mesh', 'sharding_rules', 'model.tower', 'model.streams',
@@ -163,8 +164,10 @@ def _check_synthetic(config) -> None:
            f'an integer >= dataset.num_frames={config.dataset.num_frames} '
            '(the clips are cut from the generated frames)')
   if 'num_distractors' in config.dataset.synthetic:
-    _require(config, synthetic + 'num_distractors', lambda v: _integer_at_least(0)(v) and v <= 2,
-             'an integer in [0, 2] (still objects beside the actor)')
+    most = synthetic_generator.MAX_NUM_DISTRACTORS
+    _require(config, synthetic + 'num_distractors',
+             lambda v: _integer_at_least(0)(v) and v <= most,
+             f'an integer in [0, {most}] (still objects beside the actor)')
   _require(config, synthetic + 'oracle_drop_prob', lambda v: 0 <= v <= 1,
            'a probability in [0, 1]')
   _require(config, synthetic + 'oracle_erode_px', _integer_at_least(0),
