@@ -48,11 +48,8 @@ def get_config(arg=None):
 
   if arg.smoke:
     base.shrink_for_smoke(config)
-    config.dataset.synthetic = dict(
-        num_classes=6, num_frames=4, image_size=32, num_train=32,
-        num_test=16, seed=0, num_distractors=arg.distractors,
-        oracle_drop_prob=0.0, oracle_erode_px=0,
-        oracle_seed=0)
+    config.dataset.synthetic.update(dict(num_frames=4, num_train=32,
+                                         num_test=16))
     config.evolution.update(dict(population_size=4, tournament_size=2,
                                  num_evaluations=8, parallel=2,
                                  proxy_steps=4))

@@ -229,13 +229,18 @@ def test_a_dying_torch_worker_is_reported():
       worker.run('die')
 
 
+def _twin_arguments():
+  """`torch_twin.model_callables`'s arguments: the smoke config's model, a
+  batch of 2 random clips, 6 classes, 4 segmentation classes."""
+  config = synthetic_config.get_config('smoke')
+  return (config, 6, 4, benchmark.random_batch(config, 6, 4, 2),
+          (1.0, 0.0, 0.0, 1.0, 4.0))
+
+
 def test_the_twin_infers_in_eval_mode_between_train_steps():
   torch = pytest.importorskip('torch')
   from experiments import torch_twin  # pylint: disable=g-import-not-at-top
-  config = synthetic_config.get_config('smoke')
-  batch = benchmark.random_batch(config, 6, 4, 2)
-  fns, _ = torch_twin.model_callables(config, 6, 4, batch,
-                                      (1.0, 0.0, 0.0, 1.0, 4.0))
+  fns, _ = torch_twin.model_callables(*_twin_arguments())
   fns['train']()
   first, second = fns['infer'](), fns['infer']()
   # Dropout off and BatchNorm's running statistics used (and kept): the
@@ -248,12 +253,9 @@ def test_the_twin_infers_in_eval_mode_between_train_steps():
 def test_the_twin_trains_in_the_worker():
   pytest.importorskip('torch')
   from experiments import torch_worker  # pylint: disable=g-import-not-at-top
-  config = synthetic_config.get_config('smoke')
-  batch = benchmark.random_batch(config, 6, 4, 2)
   with torch_worker.TorchWorker() as worker:
-    info, names = worker.build(
-        'experiments.torch_twin:model_callables', config, 6, 4, batch,
-        (1.0, 0.0, 0.0, 1.0, 4.0))
+    info, names = worker.build('experiments.torch_twin:model_callables',
+                               *_twin_arguments())
     assert names == ['infer', 'train']
     assert info['params'] > 1e5 and info['forward_gmacs_per_clip'] > 0
     worker.run('train', calls=2)
