@@ -15,9 +15,14 @@ what the representations learned (segmentation mIoU against the teacher and
 against the true masks where the data has them, the teacher's own mIoU
 against the truth, flow direction accuracy).
 
-With a user's HMDB51 and GPUs:
+With a user's HMDB51 and GPUs (`--set=KEY=VALUE`, repeatable, gives every
+unit that `--config.KEY=VALUE`):
   python -m experiments.ablations --dataset_config=configs/hmdb51.py:split=1 \
-      --seeds=3 --root=workdirs/hmdb51_tables
+      --seeds=3 --root=workdirs/hmdb51_tables --parallel=8 --gpus_per_unit=1 \
+      --set=dataset.manual_dir=/data/hmdb51 --data_dir=/data/tfds
+
+The dataset and the config values are checked (a missing manual_dir, a
+misspelt key, a value out of range) before any unit starts.
 """
 
 if __name__ == '__main__':
@@ -37,9 +42,11 @@ from absl import flags
 
 from airstreams_jax import cli
 from airstreams_jax import errors
+from airstreams_jax.data import builders
 from airstreams_jax.launch import local
 from airstreams_jax.launch import record as record_lib
 from airstreams_jax.launch import sweep as sweep_lib
+from airstreams_jax.training import config_checks
 from experiments import sweep_tables
 from experiments.sweeps import ablations as ablation_sweep
 
@@ -77,6 +84,9 @@ _PROXY_STEPS = flags.DEFINE_integer(
     'proxy_steps', 0, 'Steps of each proxy training; 0 = the config\'s.')
 _DATA_DIR = flags.DEFINE_string(
     'data_dir', '', 'dataset.data_dir of every unit; empty = the config\'s.')
+_SET = flags.DEFINE_multi_string(
+    'set', [], 'KEY=VALUE: --config.KEY=VALUE for every unit (repeatable), '
+    'e.g. --set=dataset.manual_dir=/data/hmdb51.')
 _TABLES_ONLY = flags.DEFINE_bool(
     'tables_only', False, 'Write tables.md from the finished units; run '
     'nothing.')
@@ -210,7 +220,34 @@ def sweep_arg() -> str:
            f'proxy_steps={_PROXY_STEPS.value}']
   if _DATA_DIR.value:
     parts.append(f'data_dir={_DATA_DIR.value}')
-  return ','.join(parts)
+  return ','.join(parts) + ''.join(f' --set={s}' for s in _SET.value)
+
+
+def check_before_start(units: Sequence[sweep_lib.Unit]) -> None:
+  """Each distinct training config's values and dataset, checked before any
+  unit starts (a missing manual_dir would otherwise fail every unit in turn).
+
+  Raises:
+    errors.ConfigError: naming the unit and what to fix.
+  """
+  checked = set()
+  for unit in units:
+    config = sweep_lib.load_config(unit.config)
+    sweep_lib.apply_overrides(config, {
+        k: sweep_lib.resolve(sweep_lib.normalise(v), '/root')
+        for k, v in sweep_lib.flatten(unit.overrides).items()
+        if k != 'loss_weights_file'})  # The evolution writes it later.
+    key = config.to_json()
+    if key in checked:
+      continue
+    checked.add(key)
+    try:
+      config_checks.check_values(config)
+      builders.make_builder(config.dataset)
+    except errors.ConfigError as e:
+      hint = (' (here every unit\'s --config.KEY=VALUE is --set=KEY=VALUE)'
+              if '--config.' in str(e) else '')
+      raise errors.ConfigError(f'unit {unit.name!r}: {e}{hint}') from None
 
 
 def main(argv):
@@ -230,10 +267,14 @@ def main(argv):
     return
   arg = sweep_arg()
   try:
+    config = sweep_lib.load_config(_DATASET_CONFIG.value)
+    overrides = dict(sweep_lib.parse_override(config, text)
+                     for text in _SET.value)
     units = sweep_lib.check(ablation_sweep.units(
         _DATASET_CONFIG.value, seeds=_SEEDS.value, steps=_STEPS.value,
         evaluations=_EVALUATIONS.value, proxy_steps=_PROXY_STEPS.value,
-        data_dir=_DATA_DIR.value))
+        data_dir=_DATA_DIR.value, overrides=overrides))
+    check_before_start(units)
   except (errors.ConfigError, ValueError) as e:
     sys.exit(f'error: {e}')
   started = time.time()

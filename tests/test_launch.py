@@ -4,6 +4,7 @@ import glob
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from airstreams_jax.launch import record as record_lib
 from airstreams_jax.launch import sweep
 from experiments import ablations
 from experiments import sweep_tables
+from experiments.sweeps import ablations as ablation_sweep
 
 SMOKE = 'configs/synthetic.py:smoke'
 
@@ -376,6 +378,76 @@ def test_ablation_sweep_units_and_dependencies():
     assert by_name[name].overrides['model.streams'] == (
         'rgb', 'flow', 'semantic')
     assert by_name[name].overrides['model.stop_gradient'] is False
+
+
+def test_parse_override_reads_the_keys_type():
+  config = sweep.load_config(SMOKE)
+  parsed = dict(sweep.parse_override(config, text) for text in (
+      'dataset.manual_dir=/data/hmdb 51', 'dataset.image_size=48',
+      'optimizer.learning_rate=1e-3', 'model.stop_gradient=True',
+      'model.streams=("rgb", "flow")', 'dataset.teacher=a=b'))
+  assert parsed == {'dataset.manual_dir': '/data/hmdb 51',
+                    'dataset.image_size': 48,
+                    'optimizer.learning_rate': 1e-3,
+                    'model.stop_gradient': True,
+                    'model.streams': ('rgb', 'flow'),
+                    'dataset.teacher': 'a=b'}
+  assert isinstance(parsed['dataset.image_size'], int)
+  # What it parsed passes the sweep's own check of keys and types.
+  sweep.check([sweep.Unit(SMOKE, parsed, name='u')])
+
+
+@pytest.mark.parametrize('text, message', [
+    ('dataset.image_size', 'give KEY=VALUE'),
+    ('dataset.imagesize=3', "unknown config key 'dataset.imagesize'"),
+    ('datasets.image_size=3', "unknown config key 'datasets.image_size'"),
+    ('dataset.image_size=3.5', 'holds an integer (now 32)'),
+    ('model.stop_gradient=yes', 'holds true or false'),
+    ('model.streams=rgb', 'holds a tuple'),
+    ('dataset=x', 'dataset is a group of keys; set one of them'),
+])
+def test_parse_override_errors_name_the_key(text, message):
+  with pytest.raises(errors.ConfigError, match=re.escape(message)):
+    sweep.parse_override(sweep.load_config(SMOKE), text)
+
+
+def test_ablation_overrides_reach_every_unit():
+  units = ablation_sweep.units(
+      'configs/video_folder.py:smoke', seeds=1, data_dir='/d',
+      overrides={'dataset.manual_dir': '/videos', 'dataset.teacher': 'files'})
+  assert len(units) == 11
+  for unit in units:
+    assert unit.overrides['dataset.manual_dir'] == '/videos'
+    assert unit.overrides['dataset.teacher'] == 'files'
+    assert unit.overrides['dataset.data_dir'] == '/d'
+
+
+@pytest.mark.parametrize('args, message', [
+    # A real dataset without its local copy: one line naming the flag, not
+    # 31 failing units.
+    (['--dataset_config=configs/hmdb51.py:split=1'],
+     "error: unit 'evolve': Dataset 'hmdb51' reads a local copy: set "
+     '--config.dataset.manual_dir=DIR'),
+    (['--dataset_config=configs/video_folder.py:smoke',
+      '--set=dataset.manual_dir=/no/such/folder'],
+     "error: unit 'evolve': --config.dataset.manual_dir=/no/such/folder: no "
+     'such directory'),
+    (['--dataset_config=configs/synthetic.py:smoke',
+      '--set=model.dropout_rate=1.5'],
+     "error: unit 'evolve': config.model.dropout_rate=1.5 is out of range"),
+    (['--dataset_config=configs/synthetic.py:smoke', '--set=seed=two'],
+     "error: 'seed=two': seed holds an integer"),
+])
+def test_ablations_cli_checks_before_any_unit_starts(tmp_path, args,
+                                                     message):
+  proc = subprocess.run(
+      [sys.executable, '-m', 'experiments.ablations',
+       f'--root={tmp_path / "root"}', *args],
+      capture_output=True, text=True, check=False, timeout=120)
+  assert proc.returncode == 1, proc.stderr
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith(message), lines
+  assert not (tmp_path / 'root').exists()
 
 
 def _entry(name, status='done', mode='train_and_eval', **metrics):

@@ -35,7 +35,8 @@ import math
 import os
 import re
 import sys
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import (Any, Dict, Iterable, List, Mapping, Optional, Sequence,
+                    Tuple)
 
 from airstreams_jax import errors
 
@@ -210,6 +211,73 @@ def apply_overrides(config, overrides: Mapping[str, Any]) -> None:
     if last not in parent:
       raise KeyError(key)
     parent[last] = value
+
+
+def parse_override(config, text: str) -> Tuple[str, Any]:
+  """'KEY=VALUE' as main's --config.KEY=VALUE sets it: read as KEY's type.
+
+  For command lines that give every unit the same override (e.g.
+  `experiments.ablations --set=dataset.manual_dir=/data/hmdb51`).
+
+  Raises:
+    errors.ConfigError: no '=', a key the config lacks, a group of keys, or
+      a value that is not of the key's type (the message names the key).
+  """
+  key, sep, value_text = text.partition('=')
+  key = key.strip()
+  if not sep or not key:
+    raise errors.ConfigError(f'{text!r}: give KEY=VALUE, e.g. '
+                             'dataset.manual_dir=/data/hmdb51.')
+  parent = config
+  *path, last = key.split('.')
+  for part in path:
+    if not hasattr(parent, 'keys') or part not in parent:
+      raise errors.ConfigError(f'{text!r}: unknown config key {key!r}; check '
+                               'its spelling against the config.')
+    parent = parent[part]
+  if not hasattr(parent, 'keys') or last not in parent:
+    raise errors.ConfigError(f'{text!r}: unknown config key {key!r}; check '
+                             'its spelling against the config.')
+  current = parent[last]
+  if hasattr(current, 'keys'):
+    raise errors.ConfigError(
+        f'{text!r}: {key} is a group of keys; set one of them, e.g. '
+        f'{key}.{next(iter(current.keys()), "KEY")}=VALUE.')
+  try:
+    return key, _parse_like(current, value_text)
+  except (ValueError, SyntaxError):
+    kind = _KINDS.get(type(current), f'a {type(current).__name__}')
+    raise errors.ConfigError(
+        f'{text!r}: {key} holds {kind} (now {flag_value(current)}); give '
+        'a value of that kind.') from None
+
+
+_KINDS = {bool: 'true or false', int: 'an integer', float: 'a number',
+          tuple: 'a tuple, e.g. (1, 2)', list: 'a tuple, e.g. (1, 2)'}
+
+
+def _parse_like(current: Any, text: str) -> Any:
+  """`text` as a value of `current`'s type (raises ValueError otherwise)."""
+  if isinstance(current, bool):
+    lowered = text.strip().lower()
+    if lowered not in ('true', 'false'):
+      raise ValueError(text)
+    return lowered == 'true'
+  if isinstance(current, int):
+    return int(text)
+  if isinstance(current, float):
+    return float(text)
+  if isinstance(current, str):
+    return text
+  if isinstance(current, (tuple, list)):
+    value = ast.literal_eval(text)
+    if not isinstance(value, (tuple, list)):
+      raise ValueError(text)
+    return tuple(value)
+  try:  # None and other values: a Python literal, else the text itself.
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
 
 
 def flag_value(value: Any) -> str:

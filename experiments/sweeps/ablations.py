@@ -26,7 +26,11 @@ Arguments (comma-separated key=value):
   evaluations     weightings the evolution evaluates; 0 = the config's
   proxy_steps     steps of each proxy training; 0 = the config's
   data_dir        dataset.data_dir of every unit; '' = the config's
+Any other key every unit needs (a real dataset's manual_dir, a teacher):
+`python -m experiments.ablations --set=dataset.manual_dir=DIR`.
 """
+
+from typing import Any, Mapping, Optional
 
 from airstreams_jax.launch import sweep
 from configs import base
@@ -54,11 +58,16 @@ def get_sweep(arg=None):
 
 
 def units(dataset_config: str, *, seeds: int = 3, steps: int = 0,
-          evaluations: int = 0, proxy_steps: int = 0, data_dir: str = ''):
-  """The ablation units of a dataset config (see the module docstring)."""
+          evaluations: int = 0, proxy_steps: int = 0, data_dir: str = '',
+          overrides: Optional[Mapping[str, Any]] = None):
+  """The ablation units of a dataset config (see the module docstring);
+  `overrides` (`--config.*` values by dotted key, e.g. the dataset's
+  manual_dir) go to every unit."""
   if seeds < 1:
     raise ValueError(f'seeds={seeds}; give at least 1.')
-  common = {'dataset.data_dir': data_dir} if data_dir else {}
+  common = dict(overrides or {})
+  if data_dir:
+    common['dataset.data_dir'] = data_dir
   # Table 3 compares weightings of the full model, whatever streams or
   # gradient mode the dataset config's own arguments chose.
   full_model = {'model.streams': STREAMS['all'],
