@@ -21,8 +21,8 @@ unit that `--config.KEY=VALUE`):
       --seeds=3 --root=workdirs/hmdb51_tables --parallel=8 --gpus_per_unit=1 \
       --set=dataset.manual_dir=/data/hmdb51 --data_dir=/data/tfds
 
-The dataset and the config values are checked (a missing manual_dir, a
-misspelt key, a value out of range) before any unit starts.
+The config values and the dataset are checked (a missing or empty
+manual_dir, a misspelt key, a value out of range) before any unit starts.
 """
 
 if __name__ == '__main__':
@@ -213,41 +213,91 @@ def write_tables(root: str, record: Dict[str, Any], title: str = '') -> str:
 
 
 def sweep_arg() -> str:
-  """This run as the sweep file's argument (for the record)."""
+  """This run as the sweep file's argument (for the record; the --set
+  overrides are in each unit's entry)."""
   parts = [f'dataset_config={_DATASET_CONFIG.value}',
            f'seeds={_SEEDS.value}', f'steps={_STEPS.value}',
            f'evaluations={_EVALUATIONS.value}',
            f'proxy_steps={_PROXY_STEPS.value}']
   if _DATA_DIR.value:
     parts.append(f'data_dir={_DATA_DIR.value}')
-  return ','.join(parts) + ''.join(f' --set={s}' for s in _SET.value)
+  return ','.join(parts)
+
+
+def parse_sets(dataset_config: str, texts: Sequence[str]) -> Dict[str, Any]:
+  """The --set values, each read as its key's type in the dataset config.
+
+  Raises:
+    errors.ConfigError: the config fails to load, a bad or repeated --set.
+  """
+  if not texts:
+    return {}
+  try:
+    config = sweep_lib.load_config(dataset_config)
+  except errors.ConfigError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise errors.ConfigError(
+        f'--dataset_config={dataset_config} fails to load: '
+        f'{type(e).__name__}: {e}') from None
+  overrides = {}
+  for text in texts:
+    key, value = sweep_lib.parse_override(config, text)
+    if key in overrides:
+      raise errors.ConfigError(f'--set={key} is given twice; give it once.')
+    overrides[key] = value
+  return overrides
+
+
+def _as_ablation_flags(message: str) -> str:
+  """main's flag names in a message, as this command's."""
+  return message.replace('--config.dataset.data_dir', '--data_dir').replace(
+      '--config.', '--set=')
 
 
 def check_before_start(units: Sequence[sweep_lib.Unit]) -> None:
-  """Each distinct training config's values and dataset, checked before any
-  unit starts (a missing manual_dir would otherwise fail every unit in turn).
+  """Each distinct unit config's values, and each distinct dataset (that it
+  can be made and, if not built yet, that its local copy lists videos),
+  checked before any unit starts: a missing or empty manual_dir would
+  otherwise fail every unit in turn.
 
   Raises:
-    errors.ConfigError: naming the unit and what to fix.
+    errors.ConfigError: naming the unit (or the dataset) and what to fix.
   """
-  checked = set()
+  configs_seen, datasets_seen = set(), set()
   for unit in units:
     config = sweep_lib.load_config(unit.config)
-    sweep_lib.apply_overrides(config, {
-        k: sweep_lib.resolve(sweep_lib.normalise(v), '/root')
-        for k, v in sweep_lib.flatten(unit.overrides).items()
-        if k != 'loss_weights_file'})  # The evolution writes it later.
-    key = config.to_json()
-    if key in checked:
-      continue
-    checked.add(key)
     try:
-      config_checks.check_values(config)
-      builders.make_builder(config.dataset)
+      sweep_lib.apply_overrides(config, {
+          k: sweep_lib.resolve(sweep_lib.normalise(v), '/root')
+          for k, v in sweep_lib.flatten(unit.overrides).items()
+          if k != 'loss_weights_file'})  # The evolution writes it later.
+    except (KeyError, TypeError) as e:
+      raise errors.ConfigError(f'unit {unit.name!r}: {e}') from None
+    key = config.to_json()
+    if key not in configs_seen:
+      configs_seen.add(key)
+      try:
+        config_checks.check_values(config)
+      except errors.ConfigError as e:
+        raise errors.ConfigError(
+            f'unit {unit.name!r}: {_as_ablation_flags(str(e))}') from None
+    dataset_key = config.dataset.to_json()
+    if dataset_key in datasets_seen:
+      continue
+    datasets_seen.add(dataset_key)
+    try:
+      builder = builders.make_builder(config.dataset)
+      if not builder.is_prepared() and hasattr(builder, 'check_manual_dir'):
+        builder.check_manual_dir()
     except errors.ConfigError as e:
-      hint = (' (here every unit\'s --config.KEY=VALUE is --set=KEY=VALUE)'
-              if '--config.' in str(e) else '')
-      raise errors.ConfigError(f'unit {unit.name!r}: {e}{hint}') from None
+      raise errors.ConfigError(
+          f'dataset {config.dataset.name!r}: {_as_ablation_flags(str(e))}'
+      ) from None
+    except Exception as e:  # pylint: disable=broad-except
+      raise errors.ConfigError(
+          f'dataset {config.dataset.name!r} cannot be opened: '
+          f'{type(e).__name__}: {e}') from None
 
 
 def main(argv):
@@ -267,9 +317,7 @@ def main(argv):
     return
   arg = sweep_arg()
   try:
-    config = sweep_lib.load_config(_DATASET_CONFIG.value)
-    overrides = dict(sweep_lib.parse_override(config, text)
-                     for text in _SET.value)
+    overrides = parse_sets(_DATASET_CONFIG.value, _SET.value)
     units = sweep_lib.check(ablation_sweep.units(
         _DATASET_CONFIG.value, seeds=_SEEDS.value, steps=_STEPS.value,
         evaluations=_EVALUATIONS.value, proxy_steps=_PROXY_STEPS.value,

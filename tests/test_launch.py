@@ -393,6 +393,15 @@ def test_parse_override_reads_the_keys_type():
                     'model.streams': ('rgb', 'flow'),
                     'dataset.teacher': 'a=b'}
   assert isinstance(parsed['dataset.image_size'], int)
+  # Typed placeholders (None until set) are read as their declared type,
+  # as main's flags read them.
+  folder = sweep.load_config('configs/video_folder.py')
+  assert sweep.parse_override(
+      folder, 'dataset.teacher_options.cache_dir=123') == (
+          'dataset.teacher_options.cache_dir', '123')
+  key, value = sweep.parse_override(
+      folder, 'dataset.teacher_options.input_range=(0, 1)')
+  assert value == (0, 1)
   # What it parsed passes the sweep's own check of keys and types.
   sweep.check([sweep.Unit(SMOKE, parsed, name='u')])
 
@@ -426,26 +435,46 @@ def test_ablation_overrides_reach_every_unit():
     # A real dataset without its local copy: one line naming the flag, not
     # 31 failing units.
     (['--dataset_config=configs/hmdb51.py:split=1'],
-     "error: unit 'evolve': Dataset 'hmdb51' reads a local copy: set "
-     '--config.dataset.manual_dir=DIR'),
+     "error: dataset 'hmdb51': Dataset 'hmdb51' reads a local copy: set "
+     '--set=dataset.manual_dir=DIR (and --data_dir for the built dataset).'),
     (['--dataset_config=configs/video_folder.py:smoke',
       '--set=dataset.manual_dir=/no/such/folder'],
-     "error: unit 'evolve': --config.dataset.manual_dir=/no/such/folder: no "
-     'such directory'),
+     "error: dataset 'video_folder': --set=dataset.manual_dir=/no/such/folder:"
+     ' no such directory'),
+    # An existing folder without videos: the listing, not the build, says so.
+    (['--dataset_config=configs/video_folder.py:smoke',
+      '--set=dataset.manual_dir={empty}'],
+     "error: dataset 'video_folder': video_folder: {empty} has no split "
+     'folders'),
     (['--dataset_config=configs/synthetic.py:smoke',
       '--set=model.dropout_rate=1.5'],
      "error: unit 'evolve': config.model.dropout_rate=1.5 is out of range"),
     (['--dataset_config=configs/synthetic.py:smoke', '--set=seed=two'],
      "error: 'seed=two': seed holds an integer"),
+    # Keys the sweep sets per unit would silently lose to the sweep's values.
+    (['--dataset_config=configs/synthetic.py:smoke', '--set=seed=3'],
+     'error: --set=seed: the sweep sets it per unit; use --seeds.'),
+    (['--dataset_config=configs/synthetic.py:smoke',
+      '--set=loss_weights.rgb=2.0'],
+     'error: --set=loss_weights.rgb: the sweep sets it per unit; '),
+    (['--dataset_config=configs/synthetic.py:smoke',
+      '--set=dataset.image_size=24', '--set=dataset.image_size=28'],
+     'error: --set=dataset.image_size is given twice; give it once.'),
+    (['--dataset_config=configs/synthetic.py:distractors=x'],
+     "error: unit 'evolve': config 'configs/synthetic.py:distractors=x' fails "
+     'to load: ValueError'),
 ])
 def test_ablations_cli_checks_before_any_unit_starts(tmp_path, args,
                                                      message):
+  (tmp_path / 'empty').mkdir()
+  args = [a.format(empty=tmp_path / 'empty') for a in args]
   proc = subprocess.run(
       [sys.executable, '-m', 'experiments.ablations',
        f'--root={tmp_path / "root"}', *args],
       capture_output=True, text=True, check=False, timeout=120)
   assert proc.returncode == 1, proc.stderr
   lines = proc.stderr.strip().splitlines()
+  message = message.format(empty=tmp_path / 'empty')
   assert len(lines) == 1 and lines[0].startswith(message), lines
   assert not (tmp_path / 'root').exists()
 

@@ -540,6 +540,22 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder):
           f'{self.MANUAL_DOWNLOAD_INSTRUCTIONS or ""}'.strip())
     return manual_dir
 
+  def check_manual_dir(self) -> None:
+    """Lists the local copy and checks the listing as a build would, without
+    decoding anything (names and file sizes), so that a launcher can refuse
+    a folder that cannot make this dataset before any run starts.
+
+    Raises:
+      errors.ConfigError: no such directory, expected files missing, no
+        classes or an empty split.
+    """
+    manual_dir = self._manual_dir
+    if not manual_dir or not os.path.isdir(manual_dir):
+      raise errors.ConfigError(
+          f'manual_dir {manual_dir!r} is not a directory; '
+          f'{self.MANUAL_DOWNLOAD_INSTRUCTIONS or ""}'.strip())
+    self._check_listing(self._list_videos(manual_dir))
+
   def _check_listing(self, listing: VideoListing) -> None:
     """Raises ConfigError for a listing that cannot make a dataset."""
     num_classes = len(listing.class_names)

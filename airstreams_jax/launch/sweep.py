@@ -243,38 +243,44 @@ def parse_override(config, text: str) -> Tuple[str, Any]:
     raise errors.ConfigError(
         f'{text!r}: {key} is a group of keys; set one of them, e.g. '
         f'{key}.{next(iter(current.keys()), "KEY")}=VALUE.')
+  # A typed placeholder (None now, e.g. a teacher option) has a declared
+  # type, which main's --config flags parse by too.
+  kind = type(current)
+  if current is None and hasattr(parent, 'get_type'):
+    kind = parent.get_type(last)
   try:
-    return key, _parse_like(current, value_text)
+    return key, _parse_as(kind, value_text)
   except (ValueError, SyntaxError):
-    kind = _KINDS.get(type(current), f'a {type(current).__name__}')
+    name = _KINDS.get(kind, f'a {kind.__name__}')
     raise errors.ConfigError(
-        f'{text!r}: {key} holds {kind} (now {flag_value(current)}); give '
+        f'{text!r}: {key} holds {name} (now {flag_value(current)}); give '
         'a value of that kind.') from None
 
 
 _KINDS = {bool: 'true or false', int: 'an integer', float: 'a number',
-          tuple: 'a tuple, e.g. (1, 2)', list: 'a tuple, e.g. (1, 2)'}
+          str: 'a string', tuple: "a tuple, e.g. ('rgb', 'flow')",
+          list: "a tuple, e.g. ('rgb', 'flow')"}
 
 
-def _parse_like(current: Any, text: str) -> Any:
-  """`text` as a value of `current`'s type (raises ValueError otherwise)."""
-  if isinstance(current, bool):
+def _parse_as(kind: type, text: str) -> Any:
+  """`text` as a value of type `kind` (raises ValueError otherwise)."""
+  if kind is bool:
     lowered = text.strip().lower()
     if lowered not in ('true', 'false'):
       raise ValueError(text)
     return lowered == 'true'
-  if isinstance(current, int):
+  if kind is int:
     return int(text)
-  if isinstance(current, float):
+  if kind is float:
     return float(text)
-  if isinstance(current, str):
+  if kind is str:
     return text
-  if isinstance(current, (tuple, list)):
+  if kind in (tuple, list):
     value = ast.literal_eval(text)
     if not isinstance(value, (tuple, list)):
       raise ValueError(text)
     return tuple(value)
-  try:  # None and other values: a Python literal, else the text itself.
+  try:  # An untyped None: a Python literal, else the text itself.
     return ast.literal_eval(text)
   except (ValueError, SyntaxError):
     return text

@@ -40,6 +40,19 @@ MERGED_ONLY_WEIGHTS = dict(rgb=0.0, flow=0.0, semantic=0.0, merged=1.0,
 STREAMS = {'rgb': ('rgb',), 'sem': ('rgb', 'semantic'),
            'flow': ('rgb', 'flow'), 'all': ('rgb', 'flow', 'semantic')}
 EVOLVE_UNIT = 'evolve'
+# Keys the sweep sets per unit, which an override for every unit would
+# silently lose to (or replace in some units only), and what sets them.
+SWEEP_KEYS = {
+    'seed': 'use --seeds', 'num_train_steps': 'use --steps',
+    'evolution.num_evaluations': 'use --evaluations',
+    'evolution.proxy_steps': 'use --proxy_steps',
+    'dataset.data_dir': 'use --data_dir',
+    'model.streams': 'the ablation settings choose the streams',
+    'model.stop_gradient': 'the ablation settings choose stop or propagate',
+    'loss_weights': 'Table 3\'s settings choose the weights; the fixed ones '
+                    'are the dataset config\'s own',
+    'loss_weights_file': 'the evolved units read the evolution\'s',
+}
 
 
 def parse(arg):
@@ -65,6 +78,12 @@ def units(dataset_config: str, *, seeds: int = 3, steps: int = 0,
   manual_dir) go to every unit."""
   if seeds < 1:
     raise ValueError(f'seeds={seeds}; give at least 1.')
+  for key in overrides or {}:
+    owner = next((k for k in SWEEP_KEYS if key == k or key.startswith(k + '.')),
+                 None)
+    if owner:
+      raise ValueError(f'--set={key}: the sweep sets it per unit; '
+                       f'{SWEEP_KEYS[owner]}.')
   common = dict(overrides or {})
   if data_dir:
     common['dataset.data_dir'] = data_dir
