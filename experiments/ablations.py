@@ -300,6 +300,21 @@ def check_before_start(units: Sequence[sweep_lib.Unit]) -> None:
           f'{type(e).__name__}: {e}') from None
 
 
+def checked_units(dataset_config: str, sets: Sequence[str] = (),
+                  **sweep_options) -> List[sweep_lib.Unit]:
+  """The sweep's units for these flags, every check done (`--set` values,
+  unit keys, config values, the dataset) and nothing started.
+
+  Raises:
+    errors.ConfigError, ValueError: one line naming the problem and the fix.
+  """
+  overrides = parse_sets(dataset_config, sets)
+  units = sweep_lib.check(ablation_sweep.units(
+      dataset_config, overrides=overrides, **sweep_options))
+  check_before_start(units)
+  return units
+
+
 def main(argv):
   cli.setup_logging()
   if len(argv) > 1:
@@ -317,12 +332,10 @@ def main(argv):
     return
   arg = sweep_arg()
   try:
-    overrides = parse_sets(_DATASET_CONFIG.value, _SET.value)
-    units = sweep_lib.check(ablation_sweep.units(
-        _DATASET_CONFIG.value, seeds=_SEEDS.value, steps=_STEPS.value,
-        evaluations=_EVALUATIONS.value, proxy_steps=_PROXY_STEPS.value,
-        data_dir=_DATA_DIR.value, overrides=overrides))
-    check_before_start(units)
+    units = checked_units(
+        _DATASET_CONFIG.value, _SET.value, seeds=_SEEDS.value,
+        steps=_STEPS.value, evaluations=_EVALUATIONS.value,
+        proxy_steps=_PROXY_STEPS.value, data_dir=_DATA_DIR.value)
   except (errors.ConfigError, ValueError) as e:
     sys.exit(f'error: {e}')
   started = time.time()

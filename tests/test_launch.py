@@ -431,51 +431,54 @@ def test_ablation_overrides_reach_every_unit():
     assert unit.overrides['dataset.data_dir'] == '/d'
 
 
-@pytest.mark.parametrize('args, message', [
+@pytest.mark.parametrize('config, sets, message', [
     # A real dataset without its local copy: one line naming the flag, not
     # 31 failing units.
-    (['--dataset_config=configs/hmdb51.py:split=1'],
-     "error: dataset 'hmdb51': Dataset 'hmdb51' reads a local copy: set "
+    ('configs/hmdb51.py:split=1', [],
+     "dataset 'hmdb51': Dataset 'hmdb51' reads a local copy: set "
      '--set=dataset.manual_dir=DIR (and --data_dir for the built dataset).'),
-    (['--dataset_config=configs/video_folder.py:smoke',
-      '--set=dataset.manual_dir=/no/such/folder'],
-     "error: dataset 'video_folder': --set=dataset.manual_dir=/no/such/folder:"
-     ' no such directory'),
+    ('configs/video_folder.py:smoke',
+     ['dataset.manual_dir=/no/such/folder'],
+     "dataset 'video_folder': --set=dataset.manual_dir=/no/such/folder: no "
+     'such directory'),
     # An existing folder without videos: the listing, not the build, says so.
-    (['--dataset_config=configs/video_folder.py:smoke',
-      '--set=dataset.manual_dir={empty}'],
-     "error: dataset 'video_folder': video_folder: {empty} has no split "
-     'folders'),
-    (['--dataset_config=configs/synthetic.py:smoke',
-      '--set=model.dropout_rate=1.5'],
-     "error: unit 'evolve': config.model.dropout_rate=1.5 is out of range"),
-    (['--dataset_config=configs/synthetic.py:smoke', '--set=seed=two'],
-     "error: 'seed=two': seed holds an integer"),
+    ('configs/video_folder.py:smoke', ['dataset.manual_dir={empty}'],
+     "dataset 'video_folder': video_folder: {empty} has no split folders"),
+    ('configs/synthetic.py:smoke', ['model.dropout_rate=1.5'],
+     "unit 'evolve': config.model.dropout_rate=1.5 is out of range"),
+    ('configs/synthetic.py:smoke', ['seed=two'],
+     "'seed=two': seed holds an integer"),
     # Keys the sweep sets per unit would silently lose to the sweep's values.
-    (['--dataset_config=configs/synthetic.py:smoke', '--set=seed=3'],
-     'error: --set=seed: the sweep sets it per unit; use --seeds.'),
-    (['--dataset_config=configs/synthetic.py:smoke',
-      '--set=loss_weights.rgb=2.0'],
-     'error: --set=loss_weights.rgb: the sweep sets it per unit; '),
-    (['--dataset_config=configs/synthetic.py:smoke',
-      '--set=dataset.image_size=24', '--set=dataset.image_size=28'],
-     'error: --set=dataset.image_size is given twice; give it once.'),
-    (['--dataset_config=configs/synthetic.py:distractors=x'],
-     "error: unit 'evolve': config 'configs/synthetic.py:distractors=x' fails "
-     'to load: ValueError'),
+    ('configs/synthetic.py:smoke', ['seed=3'],
+     '--set=seed: the sweep sets it per unit; use --seeds.'),
+    ('configs/synthetic.py:smoke', ['loss_weights.rgb=2.0'],
+     '--set=loss_weights.rgb: the sweep sets it per unit; '),
+    ('configs/synthetic.py:smoke',
+     ['dataset.image_size=24', 'dataset.image_size=28'],
+     '--set=dataset.image_size is given twice; give it once.'),
+    ('configs/synthetic.py:distractors=x', [],
+     "unit 'evolve': config 'configs/synthetic.py:distractors=x' fails to "
+     'load: ValueError'),
 ])
-def test_ablations_cli_checks_before_any_unit_starts(tmp_path, args,
-                                                     message):
+def test_ablations_check_everything_before_any_unit_starts(
+    tmp_path, config, sets, message):
   (tmp_path / 'empty').mkdir()
-  args = [a.format(empty=tmp_path / 'empty') for a in args]
+  sets = [s.format(empty=tmp_path / 'empty') for s in sets]
+  with pytest.raises((errors.ConfigError, ValueError)) as raised:
+    ablations.checked_units(config, sets, seeds=1)
+  assert str(raised.value).startswith(
+      message.format(empty=tmp_path / 'empty')), str(raised.value)
+
+
+def test_ablations_cli_stops_in_one_line_before_any_unit(tmp_path):
   proc = subprocess.run(
       [sys.executable, '-m', 'experiments.ablations',
-       f'--root={tmp_path / "root"}', *args],
+       f'--root={tmp_path / "root"}', '--dataset_config=configs/hmdb51.py'],
       capture_output=True, text=True, check=False, timeout=120)
   assert proc.returncode == 1, proc.stderr
-  lines = proc.stderr.strip().splitlines()
-  message = message.format(empty=tmp_path / 'empty')
-  assert len(lines) == 1 and lines[0].startswith(message), lines
+  assert proc.stderr.strip().splitlines() == [
+      "error: dataset 'hmdb51': Dataset 'hmdb51' reads a local copy: set "
+      '--set=dataset.manual_dir=DIR (and --data_dir for the built dataset).']
   assert not (tmp_path / 'root').exists()
 
 
