@@ -26,8 +26,7 @@ import numpy as np
 from airstreams_jax.data import synthetic_generator
 from airstreams_jax.teachers import oracle
 
-_ROOT = flags.DEFINE_string('root', None, 'Folder to write (created).',
-                            required=True)
+_ROOT = flags.DEFINE_string('root', None, 'Folder to write (created).')
 _NUM_TRAIN = flags.DEFINE_integer('num_train', 512, 'Training videos.')
 _NUM_TEST = flags.DEFINE_integer('num_test', 128, 'Test videos.')
 _NUM_CLASSES = flags.DEFINE_integer('num_classes', 6, 'Action classes.')
@@ -96,4 +95,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  # Required only as a script: other experiments import write_mp4.
+  flags.mark_flag_as_required('root')
   app.run(main)

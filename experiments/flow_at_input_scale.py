@@ -1,0 +1,115 @@
+r"""How well the untrained flow layer sees the actor's motion, per input path.
+
+  python -m experiments.flow_at_input_scale [--clips=64]
+
+The representation-flow layer at its initial (TV-L1) constants, on the frames
+that the model gets from two input paths of the same synthetic clips:
+  synthetic     configs/synthetic.py: generated at 32 px, 10 frames, the
+                model reads 8 consecutive frames;
+  folder        configs/video_folder.py as the folder tables ran it:
+                `make_video_folder`'s 96-px, 16-frame clips, downscaled to a
+                48-px short side, every 2nd frame (frame_stride 2), the
+                central 32-px crop;
+  folder_h264   the same after an H.264 round trip (libx264, CRF 18), as the
+                folder dataset stores them;
+  folder_stride1  the folder path with frame_stride 1.
+For each, the actor's displacement between the frames the layer compares
+and the share of actor pixels whose flow points within 45 degrees of the
+true motion (the evaluation's flow direction accuracy). A folder dataset has
+no true flow, so its runs cannot report this; this script recomputes it
+from the generator.
+"""
+
+import os
+import tempfile
+
+from absl import app
+from absl import flags
+import av
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from airstreams_jax import metrics
+from airstreams_jax.data import synthetic_generator as generator
+from airstreams_jax.models import rep_flow
+from experiments import make_video_folder
+
+_CLIPS = flags.DEFINE_integer('clips', 64, 'Clips per input path.')
+
+
+def _downscale2(x: np.ndarray) -> np.ndarray:
+  """2x2 area average over the two axes after the leading one."""
+  t, h, w = x.shape[:3]
+  return x.reshape(t, h // 2, 2, w // 2, 2, *x.shape[3:]).mean(axis=(2, 4))
+
+
+def _h264_round_trip(video: np.ndarray) -> np.ndarray:
+  with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, 'clip.mp4')
+    make_video_folder.write_mp4(path, video, fps=8)
+    with av.open(path) as container:
+      return np.stack([f.to_ndarray(format='rgb24')
+                       for f in container.decode(video=0)])
+
+
+def _center(x: np.ndarray, size: int) -> np.ndarray:
+  top, left = (x.shape[1] - size) // 2, (x.shape[2] - size) // 2
+  return x[:, top:top + size, left:left + size]
+
+
+def model_input(clip, path: str):
+  """Frames [T, 32, 32, 3] (float), actor flow [T-1, 32, 32, 2] in model
+  pixels between compared frames, actor mask [T-1, 32, 32]."""
+  video = clip['video'].astype(np.float32)
+  flow = clip['flow'].astype(np.float32)
+  actor = clip['masks'] == generator.label_category(clip['label'])
+  if path == 'synthetic':
+    return video[:8], flow[:7], actor[:7]
+  stride = 1 if path == 'folder_stride1' else 2
+  if path == 'folder_h264':
+    video = _h264_round_trip(clip['video']).astype(np.float32)
+  frames = _center(_downscale2(video), 32)[::stride][:8]
+  # The actor (and the pan) move uniformly: `stride` frames' displacement is
+  # `stride` times one frame's, halved by the downscale.
+  step = _center(_downscale2(flow * stride) / 2, 32)[::stride][
+      :len(frames) - 1]
+  moving = _center(_downscale2(actor[:-1].astype(np.float32)), 32)
+  moving = (moving[::stride][:len(frames) - 1] == 1)
+  return frames, step, moving
+
+
+def direction_accuracy(path: str, num_clips: int, seed: int = 0):
+  rng = np.random.default_rng(seed)
+  layer = rep_flow.RepresentationFlow(num_iter=10, bottleneck=1)
+  frames, flows, masks = [], [], []
+  for i in range(num_clips):
+    size, length = (32, 10) if path == 'synthetic' else (96, 16)
+    clip = generator.generate_clip(rng, i % 6, length, size)
+    f, u, m = model_input(clip, path)
+    frames.append(f)
+    flows.append(u)
+    masks.append(m)
+  x = jnp.asarray(np.stack(frames))
+  params = layer.init(jax.random.PRNGKey(0), x[:1])
+  learned = np.asarray(jax.jit(layer.apply)(params, x))[:, :-1]
+  true_flow = np.stack(flows)
+  moving = np.stack(masks)
+  sums = metrics.flow_sums(jnp.asarray(learned[..., :2]),
+                           jnp.asarray(true_flow), jnp.asarray(moving))
+  pixels = float(sums['flow_pixels'])
+  speed = np.abs(true_flow[moving]).max(axis=-1).mean()
+  return float(sums['flow_direction_hits']) / pixels, speed, int(pixels)
+
+
+def main(argv):
+  del argv
+  print(f'{"input path":16s} {"actor px/step":>13s} {"direction acc.":>14s}'
+        f' {"pixels":>7s}')
+  for path in ('synthetic', 'folder', 'folder_h264', 'folder_stride1'):
+    accuracy, speed, pixels = direction_accuracy(path, _CLIPS.value)
+    print(f'{path:16s} {speed:13.2f} {100 * accuracy:13.1f}% {pixels:7d}')
+
+
+if __name__ == '__main__':
+  app.run(main)
