@@ -43,10 +43,13 @@ from absl import flags
 from airstreams_jax import cli
 from airstreams_jax import errors
 from airstreams_jax.data import builders
+from airstreams_jax.evolution import proxies
 from airstreams_jax.launch import local
 from airstreams_jax.launch import record as record_lib
 from airstreams_jax.launch import sweep as sweep_lib
 from airstreams_jax.training import config_checks
+from airstreams_jax.training import optim
+from airstreams_jax.training import train
 from experiments import sweep_tables
 from experiments.sweeps import ablations as ablation_sweep
 
@@ -255,6 +258,20 @@ def _as_ablation_flags(message: str) -> str:
       '--config.', '--set=')
 
 
+def _check_unit_config(config, mode: str) -> None:
+  """What main checks of a unit's config before any data work, except the
+  mesh (the launcher's process does not see a unit's devices)."""
+  config_checks.check_values(config)
+  train.read_loss_weights(config)
+  try:
+    optim.make_optimizer(config.optimizer, config.num_train_steps)
+    optim.make_schedule(config.optimizer, config.num_train_steps)
+  except ValueError as e:
+    raise errors.ConfigError(str(e)) from None
+  if mode == 'evolve':
+    proxies.check_evolution(config)
+
+
 def check_before_start(units: Sequence[sweep_lib.Unit]) -> None:
   """Each distinct unit config's values, and each distinct dataset (that it
   can be made and, if not built yet, that its local copy lists videos),
@@ -274,11 +291,11 @@ def check_before_start(units: Sequence[sweep_lib.Unit]) -> None:
           if k != 'loss_weights_file'})  # The evolution writes it later.
     except (KeyError, TypeError) as e:
       raise errors.ConfigError(f'unit {unit.name!r}: {e}') from None
-    key = config.to_json()
+    key = (unit.mode, config.to_json())
     if key not in configs_seen:
       configs_seen.add(key)
       try:
-        config_checks.check_values(config)
+        _check_unit_config(config, unit.mode)
       except errors.ConfigError as e:
         raise errors.ConfigError(
             f'unit {unit.name!r}: {_as_ablation_flags(str(e))}') from None

@@ -446,6 +446,12 @@ def test_ablation_overrides_reach_every_unit():
      "dataset 'video_folder': video_folder: {empty} has no split folders"),
     ('configs/synthetic.py:smoke', ['model.dropout_rate=1.5'],
      "unit 'evolve': config.model.dropout_rate=1.5 is out of range"),
+    # The evolution's own limits, before the training units start too.
+    ('configs/synthetic.py:smoke', ['evolution.population_size=9'],
+     "unit 'evolve': config.evolution.num_evaluations=8 must be >= "
+     'population_size=9'),
+    ('configs/synthetic.py:smoke', ['optimizer.name=adamax'],
+     "unit 'evolve': config.optimizer.name='adamax' is unknown"),
     ('configs/synthetic.py:smoke', ['seed=two'],
      "'seed=two': seed holds an integer"),
     # Keys the sweep sets per unit would silently lose to the sweep's values.
