@@ -1,6 +1,6 @@
 r"""How well the untrained flow layer sees the actor's motion, per input path.
 
-  python -m experiments.flow_at_input_scale [--clips=64]
+  python -m experiments.flow_at_input_scale [--clips=64] [--workdirs=W1,W2]
 
 The representation-flow layer at its initial (TV-L1) constants, on the frames
 that the model gets from two input paths of the same synthetic clips:
@@ -36,6 +36,9 @@ from airstreams_jax.models import rep_flow
 from experiments import make_video_folder
 
 _CLIPS = flags.DEFINE_integer('clips', 64, 'Clips per input path.')
+_WORKDIRS = flags.DEFINE_list(
+    'workdirs', [], 'Trained runs whose flow layer to measure too.')
+PATHS = ('synthetic', 'folder', 'folder_h264', 'folder_stride1')
 
 
 def _downscale2(x: np.ndarray) -> np.ndarray:
@@ -79,9 +82,14 @@ def model_input(clip, path: str):
   return frames, step, moving
 
 
-def direction_accuracy(path: str, num_clips: int, seed: int = 0):
+def direction_accuracy(path: str, num_clips: int, seed: int = 0,
+                       flow_config=None, flow_params=None):
+  """(direction accuracy, mean actor speed in px/step, scored pixels) of the
+  flow layer (`flow_config`, default 10 iterations, at `flow_params`,
+  default the initial TV-L1 values) on `path`'s frames."""
   rng = np.random.default_rng(seed)
-  layer = rep_flow.RepresentationFlow(num_iter=10, bottleneck=1)
+  layer = rep_flow.RepresentationFlow(
+      **dict(flow_config or dict(num_iter=10, bottleneck=1)))
   frames, flows, masks = [], [], []
   for i in range(num_clips):
     size, length = (32, 10) if path == 'synthetic' else (96, 16)
@@ -92,6 +100,8 @@ def direction_accuracy(path: str, num_clips: int, seed: int = 0):
     masks.append(m)
   x = jnp.asarray(np.stack(frames))
   params = layer.init(jax.random.PRNGKey(0), x[:1])
+  if flow_params is not None:
+    params = {'params': flow_params}
   learned = np.asarray(jax.jit(layer.apply)(params, x))[:, :-1]
   true_flow = np.stack(flows)
   moving = np.stack(masks)
@@ -102,13 +112,28 @@ def direction_accuracy(path: str, num_clips: int, seed: int = 0):
   return float(sums['flow_direction_hits']) / pixels, speed, int(pixels)
 
 
+def _trained_flow_layer(workdir: str):
+  # Imported here: loading a run pulls in the whole training stack.
+  from airstreams_jax.training import trained_run  # pylint: disable=g-import-not-at-top
+  run = trained_run.TrainedRun.load(workdir)
+  if 'flow_layer' not in run.variables['params']:
+    raise SystemExit(f'error: {workdir} has no flow stream.')
+  return run.config.model.flow, run.variables['params']['flow_layer']
+
+
 def main(argv):
   del argv
-  print(f'{"input path":16s} {"actor px/step":>13s} {"direction acc.":>14s}'
-        f' {"pixels":>7s}')
-  for path in ('synthetic', 'folder', 'folder_h264', 'folder_stride1'):
-    accuracy, speed, pixels = direction_accuracy(path, _CLIPS.value)
-    print(f'{path:16s} {speed:13.2f} {100 * accuracy:13.1f}% {pixels:7d}')
+  layers = [('untrained (TV-L1)', None, None)] + [
+      (w, *_trained_flow_layer(w)) for w in _WORKDIRS.value]
+  print(f'{"flow layer":40s} {"input path":16s} {"actor px/step":>13s} '
+        f'{"direction acc.":>14s}')
+  for name, flow_config, flow_params in layers:
+    for path in PATHS:
+      accuracy, speed, _ = direction_accuracy(
+          path, _CLIPS.value, flow_config=flow_config,
+          flow_params=flow_params)
+      print(f'{name[-40:]:40s} {path:16s} {speed:13.2f} '
+            f'{100 * accuracy:13.1f}%')
 
 
 if __name__ == '__main__':
