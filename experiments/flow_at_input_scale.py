@@ -33,7 +33,7 @@ import numpy as np
 from airstreams_jax import metrics
 from airstreams_jax.data import synthetic_generator as generator
 from airstreams_jax.models import rep_flow
-from experiments import make_video_folder
+from experiments import video_files
 
 _CLIPS = flags.DEFINE_integer('clips', 64, 'Clips per input path.')
 _WORKDIRS = flags.DEFINE_list(
@@ -50,7 +50,7 @@ def _downscale2(x: np.ndarray) -> np.ndarray:
 def _h264_round_trip(video: np.ndarray) -> np.ndarray:
   with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, 'clip.mp4')
-    make_video_folder.write_mp4(path, video, fps=8)
+    video_files.write_mp4(path, video, fps=8)
     with av.open(path) as container:
       return np.stack([f.to_ndarray(format='rgb24')
                        for f in container.decode(video=0)])

@@ -20,13 +20,14 @@ import os
 
 from absl import app
 from absl import flags
-import av
 import numpy as np
 
 from airstreams_jax.data import synthetic_generator
 from airstreams_jax.teachers import oracle
+from experiments import video_files
 
-_ROOT = flags.DEFINE_string('root', None, 'Folder to write (created).')
+_ROOT = flags.DEFINE_string('root', None, 'Folder to write (created).',
+                            required=True)
 _NUM_TRAIN = flags.DEFINE_integer('num_train', 512, 'Training videos.')
 _NUM_TEST = flags.DEFINE_integer('num_test', 128, 'Test videos.')
 _NUM_CLASSES = flags.DEFINE_integer('num_classes', 6, 'Action classes.')
@@ -41,20 +42,6 @@ _ERODE = flags.DEFINE_integer('oracle_erode_px', 0,
                               'Teacher shrinks objects by this many pixels.')
 
 _SPLITS = (('train', 0), ('test', 1))
-
-
-def write_mp4(path: str, video: np.ndarray, fps: int) -> None:
-  """Writes uint8 [T, H, W, 3] frames as an H.264 mp4 (even sides)."""
-  with av.open(path, 'w') as container:
-    stream = container.add_stream('libx264', rate=fps)
-    stream.width, stream.height = video.shape[2], video.shape[1]
-    stream.pix_fmt = 'yuv420p'
-    stream.options = {'crf': '18'}
-    for frame in video:
-      for packet in stream.encode(av.VideoFrame.from_ndarray(frame, 'rgb24')):
-        container.mux(packet)
-    for packet in stream.encode():
-      container.mux(packet)
 
 
 def write_folder(root: str, *, num_train: int, num_test: int,
@@ -75,7 +62,7 @@ def write_folder(root: str, *, num_train: int, num_test: int,
       folder = os.path.join(root, split, names[clip['label']])
       os.makedirs(folder, exist_ok=True)
       stem = os.path.join(folder, key)
-      write_mp4(stem + '.mp4', clip['video'], fps)
+      video_files.write_mp4(stem + '.mp4', clip['video'], fps)
       np.savez_compressed(
           stem + '.masks.npz',
           masks=teacher.corrupt(clip['masks'], (split_index, index)))
@@ -95,6 +82,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  # Required only as a script: other experiments import write_mp4.
-  flags.mark_flag_as_required('root')
   app.run(main)
