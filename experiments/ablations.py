@@ -39,16 +39,17 @@ from typing import Any, Dict, List, Sequence
 
 from absl import app
 from absl import flags
+import jax
+import numpy as np
 
 from airstreams_jax import cli
 from airstreams_jax import errors
+from airstreams_jax import mesh as mesh_lib
 from airstreams_jax.data import builders
 from airstreams_jax.evolution import proxies
 from airstreams_jax.launch import local
 from airstreams_jax.launch import record as record_lib
 from airstreams_jax.launch import sweep as sweep_lib
-from airstreams_jax.training import config_checks
-from airstreams_jax.training import optim
 from airstreams_jax.training import train
 from experiments import sweep_tables
 from experiments.sweeps import ablations as ablation_sweep
@@ -259,15 +260,13 @@ def _as_ablation_flags(message: str) -> str:
 
 
 def _check_unit_config(config, mode: str) -> None:
-  """What main checks of a unit's config before any data work, except the
-  mesh (the launcher's process does not see a unit's devices)."""
-  config_checks.check_values(config)
-  train.read_loss_weights(config)
-  try:
-    optim.make_optimizer(config.optimizer, config.num_train_steps)
-    optim.make_schedule(config.optimizer, config.num_train_steps)
-  except ValueError as e:
-    raise errors.ConfigError(str(e)) from None
+  """What main checks of a unit's config before any data work (train's
+  check_config), on a one-device mesh: the launcher's process does not see
+  a unit's devices, so the batch's divisibility by them is left to the
+  unit."""
+  one_device = jax.sharding.Mesh(np.array(jax.devices()[:1]),
+                                 (mesh_lib.DATA_AXIS,))
+  train.check_config(config, one_device, make_builder=False)
   if mode == 'evolve':
     proxies.check_evolution(config)
 

@@ -3,13 +3,15 @@ r"""How well the untrained flow layer sees the actor's motion, per input path.
   python -m experiments.flow_at_input_scale [--clips=64] [--workdirs=W1,W2]
 
 The representation-flow layer at its initial (TV-L1) constants, on the frames
-that the model gets from two input paths of the same synthetic clips:
+that the model gets from two input paths of synthetic clips (different draws
+of the generator: 32 px without a camera pan, 96 px with a 1-px pan):
   synthetic     configs/synthetic.py: generated at 32 px, 10 frames, the
                 model reads 8 consecutive frames;
   folder        configs/video_folder.py as the folder tables ran it:
-                `make_video_folder`'s 96-px, 16-frame clips, downscaled to a
-                48-px short side, every 2nd frame (frame_stride 2), the
-                central 32-px crop;
+                `make_video_folder`'s 96-px, 16-frame clips, stored at a
+                48-px short side, the evaluation's centre clip of 8 frames
+                at frame_stride 2 and its centre view (the whole square
+                48-px frame) resized to 32 px, by the pipeline's own ops;
   folder_h264   the same after an H.264 round trip (libx264, CRF 18), as the
                 folder dataset stores them;
   folder_stride1  the folder path with frame_stride 1.
@@ -29,9 +31,11 @@ import av
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tensorflow as tf
 
 from airstreams_jax import metrics
 from airstreams_jax.data import synthetic_generator as generator
+from airstreams_jax.data import video_ops
 from airstreams_jax.models import rep_flow
 from experiments import video_files
 
@@ -56,14 +60,11 @@ def _h264_round_trip(video: np.ndarray) -> np.ndarray:
                        for f in container.decode(video=0)])
 
 
-def _center(x: np.ndarray, size: int) -> np.ndarray:
-  top, left = (x.shape[1] - size) // 2, (x.shape[2] - size) // 2
-  return x[:, top:top + size, left:left + size]
-
-
 def model_input(clip, path: str):
   """Frames [T, 32, 32, 3] (float), actor flow [T-1, 32, 32, 2] in model
-  pixels between compared frames, actor mask [T-1, 32, 32]."""
+  pixels between compared frames, actor mask [T-1, 32, 32]; the folder
+  paths through the evaluation pipeline's own ops (`video_ops`: the centre
+  clip, the centre view of the stored 48-px frame resized to 32)."""
   video = clip['video'].astype(np.float32)
   flow = clip['flow'].astype(np.float32)
   actor = clip['masks'] == generator.label_category(clip['label'])
@@ -72,14 +73,21 @@ def model_input(clip, path: str):
   stride = 1 if path == 'folder_stride1' else 2
   if path == 'folder_h264':
     video = _h264_round_trip(clip['video']).astype(np.float32)
-  frames = _center(_downscale2(video), 32)[::stride][:8]
-  # The actor (and the pan) move uniformly: `stride` frames' displacement is
-  # `stride` times one frame's, halved by the downscale.
-  step = _center(_downscale2(flow * stride) / 2, 32)[::stride][
-      :len(frames) - 1]
-  moving = _center(_downscale2(actor[:-1].astype(np.float32)), 32)
-  moving = (moving[::stride][:len(frames) - 1] == 1)
-  return frames, step, moving
+  # Stored as the builder stores them: a 48-px short side (an area
+  # average), uint8.
+  stored = np.round(_downscale2(video)).astype(np.uint8)
+  # The actor and the pan move uniformly: `stride` frames' displacement is
+  # `stride` times one frame's; halved on the 48-px grid.
+  step = _downscale2(flow * stride) / 2
+  whole_actor = (_downscale2(actor.astype(np.float32)) == 1).astype(np.uint8)
+  idx = video_ops.view_clip_indices(len(stored), 8, stride, 1)[0].numpy()
+  box = video_ops.view_crop_boxes(tf.constant(stored.shape[1:3]), 1)[0]
+  frames = video_ops.resize_video(tf.constant(stored[idx]), box, 32).numpy()
+  pairs = idx[:-1]
+  true_flow = video_ops.resize_flow(tf.constant(step[pairs]), box, 32).numpy()
+  moving = video_ops.resize_masks(tf.constant(whole_actor[pairs]), box,
+                                  32).numpy() == 1
+  return frames.astype(np.float32), true_flow, moving
 
 
 def direction_accuracy(path: str, num_clips: int, seed: int = 0,

@@ -8,7 +8,11 @@ without a real dataset:
   python -m experiments.make_video_folder --root=/tmp/synthetic_folder
   python -m airstreams_jax.main --config=configs/video_folder.py \
       --workdir=workdirs/folder --config.dataset.manual_dir=/tmp/synthetic_folder \
-      --config.dataset.teacher=files
+      --config.dataset.teacher=files --config.dataset.random_flip=false
+
+Half of the classes are "moves left" and "moves right", so flipping clips
+(the real-video configs' default) would show the opposite motion under the
+same label: turn it off, as configs/synthetic.py does.
 
 Every video gets `<stem>.masks.npz` (the `files` teacher's format: uint8
 [T, h, w] class ids), the generator's true masks or, with the oracle's

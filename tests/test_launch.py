@@ -452,6 +452,9 @@ def test_ablation_overrides_reach_every_unit():
      'population_size=9'),
     ('configs/synthetic.py:smoke', ['optimizer.name=adamax'],
      "unit 'evolve': config.optimizer.name='adamax' is unknown"),
+    # train.validate_config's checks too (here: the merge block).
+    ('configs/synthetic.py:smoke', ['model.merge_after=9'],
+     "unit 'evolve': config.model.merge_after"),
     ('configs/synthetic.py:smoke', ['seed=two'],
      "'seed=two': seed holds an integer"),
     # Keys the sweep sets per unit would silently lose to the sweep's values.
