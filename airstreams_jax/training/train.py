@@ -10,6 +10,7 @@ import functools
 import json
 import math
 import os
+import re
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -218,6 +219,9 @@ def setup(config, mesh: Optional[jax.sharding.Mesh] = None) -> Setup:
         f'{"multi" if meta.multi_label else "single"}-label; set '
         f'--config.model.multi_label={meta.multi_label}.')
   _check_best_metric(config.best_metric, meta)
+  warning = flip_warning(config.dataset.random_flip, meta.class_names)
+  if warning:
+    logging.warning(warning)
   return model_setup(config, checked, meta)
 
 
@@ -238,6 +242,27 @@ def model_setup(config, checked: CheckedConfig,
       state_shapes, mesh, config.sharding_rules)
   return Setup(config, mesh, builder, meta, model, tx, schedule, state_shapes,
                state_sharding, loss_weights)
+
+
+# Class-name words whose meaning a left-right flip of the clip reverses.
+_MIRRORED_WORDS = ('left', 'right')
+
+
+def flip_warning(random_flip: bool, class_names) -> str:
+  """A warning when training flips clips whose class names say left or
+  right (a flipped clip then shows the opposite motion under the same
+  label, and the direction cannot be learned); '' otherwise."""
+  if not random_flip:
+    return ''
+  named = [n for n in class_names
+           if set(re.split(r'[^a-z]+', str(n).lower())) & set(_MIRRORED_WORDS)]
+  if not named:
+    return ''
+  return (f'config.dataset.random_flip is on, but class names say left or '
+          f'right ({", ".join(named[:3])}{", ..." if len(named) > 3 else ""})'
+          ': a flipped clip shows the opposite direction under the same '
+          'label; set --config.dataset.random_flip=false if direction '
+          'matters.')
 
 
 def _check_best_metric(metric: str, meta: builders.DatasetMeta) -> None:
