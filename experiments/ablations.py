@@ -280,14 +280,15 @@ def check_before_start(units: Sequence[sweep_lib.Unit]) -> None:
   Raises:
     errors.ConfigError: naming the unit (or the dataset) and what to fix.
   """
-  configs_seen, datasets_seen = set(), set()
+  loaded, configs_seen, datasets_seen = {}, set(), set()
   for unit in units:
-    config = sweep_lib.load_config(unit.config)
+    if unit.config not in loaded:  # sweep.check has loaded each once.
+      loaded[unit.config] = sweep_lib.load_config(unit.config)
+    config = loaded[unit.config].copy_and_resolve_references()
+    overrides = sweep_lib.resolved_overrides(unit, '/root')
+    overrides.pop('loss_weights_file', None)  # The evolution writes it later.
     try:
-      sweep_lib.apply_overrides(config, {
-          k: sweep_lib.resolve(sweep_lib.normalise(v), '/root')
-          for k, v in sweep_lib.flatten(unit.overrides).items()
-          if k != 'loss_weights_file'})  # The evolution writes it later.
+      sweep_lib.apply_overrides(config, overrides)
     except (KeyError, TypeError) as e:
       raise errors.ConfigError(f'unit {unit.name!r}: {e}') from None
     key = (unit.mode, config.to_json())

@@ -306,14 +306,21 @@ def resolve(value: Any, root: str) -> Any:
   return _WORKDIR_REF.sub(lambda m: os.path.join(root, m.group(1)), value)
 
 
+def resolved_overrides(unit: Unit, root: str) -> Dict[str, Any]:
+  """The unit's overrides by dotted key, as config values, with `{workdir:NAME}`
+  resolved under `root`."""
+  return {k: resolve(normalise(v), root)
+          for k, v in flatten(unit.overrides).items()}
+
+
 def command(unit: Unit, root: str) -> List[str]:
   """The `airstreams_jax.main` command line of a unit."""
   args = [sys.executable, '-m', 'airstreams_jax.main',
           f'--config={unit.config}',
           f'--workdir={os.path.join(root, unit_name(unit))}',
           f'--mode={unit.mode}']
-  args += [f'--config.{k}={flag_value(resolve(normalise(v), root))}'
-           for k, v in flatten(unit.overrides).items()]
+  args += [f'--config.{k}={flag_value(v)}'
+           for k, v in resolved_overrides(unit, root).items()]
   return args
 
 
@@ -376,8 +383,7 @@ def _check_overrides(units: Sequence[Unit]) -> None:
     config = configs[unit.config].copy_and_resolve_references()
     _check_values(unit, config)
     try:
-      apply_overrides(config, {k: resolve(normalise(v), '/root')
-                               for k, v in flatten(unit.overrides).items()})
+      apply_overrides(config, resolved_overrides(unit, '/root'))
     except KeyError as e:
       raise errors.ConfigError(
           f'unit {unit.name!r}: unknown config key {e.args[0]!r} in '
