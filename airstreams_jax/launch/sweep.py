@@ -202,15 +202,24 @@ def apply_overrides(config, overrides: Mapping[str, Any]) -> None:
     TypeError: a value of the wrong type for its key.
   """
   for key, value in flatten(overrides).items():
-    parent = config
-    *path, last = key.split('.')
-    for i, part in enumerate(path):
-      if part not in parent:
-        raise KeyError('.'.join(path[:i + 1]))
-      parent = parent[part]
-    if last not in parent:
-      raise KeyError(key)
+    parent, last = _parent_of(config, key)
     parent[last] = value
+
+
+def _parent_of(config, key: str) -> Tuple[Any, str]:
+  """The group holding dotted `key`, and the key's last part.
+
+  Raises:
+    KeyError: the first prefix of `key` that the config does not have.
+  """
+  parent = config
+  parts = key.split('.')
+  for i, part in enumerate(parts):
+    if not hasattr(parent, 'keys') or part not in parent:
+      raise KeyError('.'.join(parts[:i + 1]))
+    if i < len(parts) - 1:
+      parent = parent[part]
+  return parent, parts[-1]
 
 
 def parse_override(config, text: str) -> Tuple[str, Any]:
@@ -228,16 +237,11 @@ def parse_override(config, text: str) -> Tuple[str, Any]:
   if not sep or not key:
     raise errors.ConfigError(f'{text!r}: give KEY=VALUE, e.g. '
                              'dataset.manual_dir=/data/hmdb51.')
-  parent = config
-  *path, last = key.split('.')
-  for part in path:
-    if not hasattr(parent, 'keys') or part not in parent:
-      raise errors.ConfigError(f'{text!r}: unknown config key {key!r}; check '
-                               'its spelling against the config.')
-    parent = parent[part]
-  if not hasattr(parent, 'keys') or last not in parent:
+  try:
+    parent, last = _parent_of(config, key)
+  except KeyError:
     raise errors.ConfigError(f'{text!r}: unknown config key {key!r}; check '
-                             'its spelling against the config.')
+                             'its spelling against the config.') from None
   current = parent[last]
   if hasattr(current, 'keys'):
     raise errors.ConfigError(
