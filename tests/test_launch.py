@@ -86,6 +86,9 @@ def test_command_flags_parse_back_to_the_overridden_config(tmp_path):
      "unit 'typo': unknown config key 'model.strems'"),
     ([sweep.Unit(SMOKE, {'modle': {'streams': ('rgb',)}}, name='typo2')],
      "unit 'typo2': unknown config key 'modle'"),
+    # A key below a value, not a group: named like any unknown key.
+    ([sweep.Unit(SMOKE, {'num_train_steps.max': 8}, name='leaf')],
+     "unit 'leaf': unknown config key 'num_train_steps.max'"),
     ([sweep.Unit(SMOKE, {'num_train_steps': 'many'}, name='type')],
      "unit 'type': Could not override field 'num_train_steps'"),
     ([sweep.Unit(SMOKE, name='a'), sweep.Unit(SMOKE, name='a')],
@@ -410,6 +413,7 @@ def test_parse_override_reads_the_keys_type():
     ('dataset.image_size', 'give KEY=VALUE'),
     ('dataset.imagesize=3', "unknown config key 'dataset.imagesize'"),
     ('datasets.image_size=3', "unknown config key 'datasets.image_size'"),
+    ('seed.max=3', "unknown config key 'seed.max'"),
     ('dataset.image_size=3.5', 'holds an integer (now 32)'),
     ('model.stop_gradient=yes', 'holds true or false'),
     ('model.streams=rgb', 'holds a tuple'),
