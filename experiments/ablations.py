@@ -282,7 +282,8 @@ def check_before_start(units: Sequence[sweep_lib.Unit]) -> None:
   """
   loaded, configs_seen, datasets_seen = {}, set(), set()
   for unit in units:
-    if unit.config not in loaded:  # sweep.check has loaded each once.
+    # Each file loaded once, as sweep.check does (it keeps its copies).
+    if unit.config not in loaded:
       loaded[unit.config] = sweep_lib.load_config(unit.config)
     config = loaded[unit.config].copy_and_resolve_references()
     overrides = sweep_lib.resolved_overrides(unit, '/root')

@@ -107,9 +107,8 @@ def direction_accuracy(path: str, num_clips: int, seed: int = 0,
     flows.append(u)
     masks.append(m)
   x = jnp.asarray(np.stack(frames))
-  params = layer.init(jax.random.PRNGKey(0), x[:1])
-  if flow_params is not None:
-    params = {'params': flow_params}
+  params = ({'params': flow_params} if flow_params is not None
+            else layer.init(jax.random.PRNGKey(0), x[:1]))
   learned = np.asarray(jax.jit(layer.apply)(params, x))[:, :-1]
   true_flow = np.stack(flows)
   moving = np.stack(masks)
