@@ -282,16 +282,9 @@ def check_before_start(units: Sequence[sweep_lib.Unit]) -> None:
   """
   loaded, configs_seen, datasets_seen = {}, set(), set()
   for unit in units:
-    # Each file loaded once, as sweep.check does (it keeps its copies).
-    if unit.config not in loaded:
-      loaded[unit.config] = sweep_lib.load_config(unit.config)
-    config = loaded[unit.config].copy_and_resolve_references()
-    overrides = sweep_lib.resolved_overrides(unit, '/root')
-    overrides.pop('loss_weights_file', None)  # The evolution writes it later.
-    try:
-      sweep_lib.apply_overrides(config, overrides)
-    except (KeyError, TypeError) as e:
-      raise errors.ConfigError(f'unit {unit.name!r}: {e}') from None
+    # The evolution unit writes loss_weights_file later.
+    config = sweep_lib.unit_config(unit, loaded,
+                                   leave_out=('loss_weights_file',))
     key = (unit.mode, config.to_json())
     if key not in configs_seen:
       configs_seen.add(key)

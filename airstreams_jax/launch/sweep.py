@@ -373,27 +373,53 @@ def check(units: Sequence[Unit]) -> List[Unit]:
 
 
 def _check_overrides(units: Sequence[Unit]) -> None:
-  configs = {}
+  loaded = {}
   for unit in units:
-    if unit.config not in configs:
-      try:
-        configs[unit.config] = load_config(unit.config)
-      except errors.ConfigError as e:
-        raise errors.ConfigError(f'unit {unit.name!r}: {e}') from None
-      except Exception as e:  # pylint: disable=broad-except
-        raise errors.ConfigError(
-            f'unit {unit.name!r}: config {unit.config!r} fails to load: '
-            f'{type(e).__name__}: {e}') from None
-    config = configs[unit.config].copy_and_resolve_references()
-    _check_values(unit, config)
+    _check_values(unit, _loaded_config(unit, loaded))
+    unit_config(unit, loaded)
+
+
+def unit_config(unit: Unit, loaded: Dict[str, Any], root: str = '/root',
+                leave_out: Sequence[str] = ()):
+  """A copy of the unit's config with its overrides applied, as its main
+  will see it (`{workdir:NAME}` resolved under `root`).
+
+  Args:
+    unit: a named unit.
+    loaded: config files already loaded, by --config value; filled in, so
+      that a sweep loads each file once.
+    root: the sweep's root.
+    leave_out: override keys not to apply (e.g. a file another unit writes).
+
+  Raises:
+    errors.ConfigError: naming the unit and the config file or key to fix.
+  """
+  config = _loaded_config(unit, loaded).copy_and_resolve_references()
+  overrides = resolved_overrides(unit, root)
+  for key in leave_out:
+    overrides.pop(key, None)
+  try:
+    apply_overrides(config, overrides)
+  except KeyError as e:
+    raise errors.ConfigError(
+        f'unit {unit.name!r}: unknown config key {e.args[0]!r} in '
+        f'{unit.config}; check its spelling against the config.') from None
+  except TypeError as e:
+    raise errors.ConfigError(f'unit {unit.name!r}: {e}') from None
+  return config
+
+
+def _loaded_config(unit: Unit, loaded: Dict[str, Any]):
+  if unit.config not in loaded:
     try:
-      apply_overrides(config, resolved_overrides(unit, '/root'))
-    except KeyError as e:
-      raise errors.ConfigError(
-          f'unit {unit.name!r}: unknown config key {e.args[0]!r} in '
-          f'{unit.config}; check its spelling against the config.') from None
-    except TypeError as e:
+      loaded[unit.config] = load_config(unit.config)
+    except errors.ConfigError as e:
       raise errors.ConfigError(f'unit {unit.name!r}: {e}') from None
+    except Exception as e:  # pylint: disable=broad-except
+      raise errors.ConfigError(
+          f'unit {unit.name!r}: config {unit.config!r} fails to load: '
+          f'{type(e).__name__}: {e}') from None
+  return loaded[unit.config]
 
 
 def _empty_dicts(overrides: Mapping[str, Any], prefix: str = '') -> List[str]:
