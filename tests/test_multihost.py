@@ -2,6 +2,7 @@
 
 import glob
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -71,26 +72,54 @@ def _wait(procs):
   return None
 
 
-def test_two_processes_match_one_process(tmp_path, data_dir):
-  single = str(tmp_path / 'one_process')
-  failure = _wait([_launch(single, 8, data_dir)])
-  assert failure is None, failure
+def _read_stderr(proc):
+  """(a list that a thread fills with the process's stderr lines, the
+  thread)."""
+  lines = []
+  reader = threading.Thread(
+      target=lambda: lines.extend(l.rstrip() for l in proc.stderr),
+      daemon=True)
+  reader.start()
+  return lines, reader
 
-  # Process 0 finds another run building the dataset (it holds the build
-  # lock for 45 s) while process 1 waits for the dataset: they reach their
-  # first collective 45 s apart, more than the 30 s in which the CPU
-  # collectives (gloo) expect a peer. Under load, compiling at different
+
+def test_two_processes_match_one_process(tmp_path, data_dir):
+  # Process 0 finds another run building the dataset (the test holds the
+  # build lock for at least 45 s) while process 1 waits for the dataset: they
+  # reach their first collective 45 s apart, more than the 30 s in which the
+  # CPU collectives (gloo) expect a peer. Under load, compiling at different
   # paces did the same and made the run fail and abort (SIGABRT) at times.
   config = synthetic_config.get_config('smoke')
   config.dataset.data_dir = data_dir
+  # The one-process reference trains during those 45 s: the lock is taken
+  # once it has passed its own dataset check, and kept until it has
+  # finished, so that it never compiles while the two processes do.
+  single = str(tmp_path / 'one_process')
+  reference = _launch(single, 8, data_dir)
+  lines, reader = _read_stderr(reference)
+  deadline = time.monotonic() + 600
+  # Its log line once the dataset is there (and the lock about to be freed).
+  ready = re.compile(r'^\S+ (Dataset|Built) ')
+  while not any(ready.match(l) for l in lines):
+    assert reference.poll() is None and time.monotonic() < deadline, lines
+    time.sleep(0.05)
   double = str(tmp_path / 'two_processes')
   address = f'127.0.0.1:{_free_port()}'
   with builders.build_lock(builders.make_builder(config.dataset).data_dir):
+    started = time.monotonic()
     procs = [_launch(double, 4, data_dir,
                      [f'--coordinator_address={address}',
                       '--num_processes=2', f'--process_id={i}'])
              for i in range(2)]
-    time.sleep(45)
+    reference.wait(timeout=1200)
+    time.sleep(max(0., 45 - (time.monotonic() - started)))
+  reader.join(timeout=10)
+  reference.stdout.close()
+  if reference.returncode:
+    for proc in procs:
+      proc.kill()
+      proc.communicate()
+  assert reference.returncode == 0, '\n'.join(lines[-30:])
   failure = _wait(procs)
   assert failure is None, failure
 
@@ -118,11 +147,7 @@ def _kill_at_step_3(tmp_path, data_dir, victim: int):
                     '--config.checkpoint_every_steps=400'])
            for i in range(2)]
   survivor = procs[1 - victim]
-  lines = []
-  reader = threading.Thread(
-      target=lambda: lines.extend(l.rstrip() for l in survivor.stderr),
-      daemon=True)
-  reader.start()
+  lines, reader = _read_stderr(survivor)
   deadline = time.monotonic() + 600
   while not any(' step 3/400: loss ' in line for line in lines):
     assert survivor.poll() is None and time.monotonic() < deadline, lines
