@@ -54,24 +54,6 @@ def _launch(workdir, devices, data_dir, extra=()):
       text=True)
 
 
-def _wait(procs):
-  """Waits for every process; on the first failure ends the others too.
-
-  Returns:
-    None if all succeeded, else (returncode, the informative stderr lines).
-  """
-  for proc in procs:
-    _, err = proc.communicate(timeout=1200)
-    if proc.returncode:
-      for other in procs:
-        other.kill()
-        other.communicate()
-      lines = [line for line in err.splitlines()
-               if 'Error' in line or 'error:' in line or 'Traceback' in line]
-      return proc.returncode, '\n'.join(lines[:20]) + '\n' + err[-2000:]
-  return None
-
-
 def _read_stderr(proc):
   """(a list that a thread fills with the process's stderr lines, the
   thread)."""
@@ -83,45 +65,77 @@ def _read_stderr(proc):
   return lines, reader
 
 
+def _wait_for_line(proc, lines, pattern: str, seconds: float = 600) -> None:
+  """Waits until the process has logged a console line matching `pattern`
+  (after its 'HH:MM:SS ' time stamp); fails if it exits or time runs out."""
+  found = re.compile(r'^\d\d:\d\d:\d\d ' + pattern)
+  deadline = time.monotonic() + seconds
+  while not any(found.match(line) for line in lines):
+    assert proc.poll() is None and time.monotonic() < deadline, lines[-30:]
+    time.sleep(0.05)
+
+
+def _end(procs) -> None:
+  """Kills and reaps whichever of the processes still run."""
+  for proc in procs:
+    if proc.poll() is None:
+      proc.kill()
+    proc.wait()
+
+
+def _failure(proc, lines):
+  """None if the process succeeded, else (returncode, its informative stderr
+  lines)."""
+  if not proc.returncode:
+    return None
+  informative = [line for line in lines
+                 if 'Error' in line or 'error:' in line or 'Traceback' in line]
+  return proc.returncode, '\n'.join(informative[:20] + lines[-30:])
+
+
 def test_two_processes_match_one_process(tmp_path, data_dir):
   # Process 0 finds another run building the dataset (the test holds the
-  # build lock for at least 45 s) while process 1 waits for the dataset: they
-  # reach their first collective 45 s apart, more than the 30 s in which the
-  # CPU collectives (gloo) expect a peer. Under load, compiling at different
-  # paces did the same and made the run fail and abort (SIGABRT) at times.
+  # build lock) while process 1 waits for the dataset: the lock is freed 45 s
+  # after process 1 has started, so that they reach their first collective at
+  # least 45 s apart, more than the 30 s in which the CPU collectives (gloo)
+  # expect a peer. Under load, compiling at different paces did the same and
+  # made the run fail and abort (SIGABRT) at times.
   config = synthetic_config.get_config('smoke')
   config.dataset.data_dir = data_dir
   # The one-process reference trains during those 45 s: the lock is taken
   # once it has passed its own dataset check, and kept until it has
   # finished, so that it never compiles while the two processes do.
   single = str(tmp_path / 'one_process')
-  reference = _launch(single, 8, data_dir)
-  lines, reader = _read_stderr(reference)
-  deadline = time.monotonic() + 600
-  # Its log line once the dataset is there (and the lock about to be freed).
-  ready = re.compile(r'^\S+ (Dataset|Built) ')
-  while not any(ready.match(l) for l in lines):
-    assert reference.poll() is None and time.monotonic() < deadline, lines
-    time.sleep(0.05)
   double = str(tmp_path / 'two_processes')
   address = f'127.0.0.1:{_free_port()}'
-  with builders.build_lock(builders.make_builder(config.dataset).data_dir):
-    started = time.monotonic()
-    procs = [_launch(double, 4, data_dir,
-                     [f'--coordinator_address={address}',
-                      '--num_processes=2', f'--process_id={i}'])
-             for i in range(2)]
-    reference.wait(timeout=1200)
-    time.sleep(max(0., 45 - (time.monotonic() - started)))
-  reader.join(timeout=10)
-  reference.stdout.close()
-  if reference.returncode:
-    for proc in procs:
-      proc.kill()
-      proc.communicate()
-  assert reference.returncode == 0, '\n'.join(lines[-30:])
-  failure = _wait(procs)
-  assert failure is None, failure
+  reference = _launch(single, 8, data_dir)
+  procs = [reference]
+  try:
+    reference_lines, reference_reader = _read_stderr(reference)
+    # Its log line once the dataset is there (and the lock about to be
+    # freed).
+    _wait_for_line(reference, reference_lines, '(Dataset|Built) ')
+    with builders.build_lock(builders.make_builder(config.dataset).data_dir):
+      pair = [_launch(double, 4, data_dir,
+                      [f'--coordinator_address={address}',
+                       '--num_processes=2', f'--process_id={i}'])
+              for i in range(2)]
+      procs += pair
+      pair_lines = [_read_stderr(proc) for proc in pair]
+      # Process 1 logs its devices just before it waits for the dataset.
+      _wait_for_line(pair[1], pair_lines[1][0], 'JAX devices: ')
+      waiting_since = time.monotonic()
+      reference.wait(timeout=1200)
+      reference_reader.join(timeout=10)
+      assert reference.returncode == 0, _failure(reference, reference_lines)
+      time.sleep(max(0., 45 - (time.monotonic() - waiting_since)))
+    for proc, (lines, reader) in zip(pair, pair_lines):
+      proc.wait(timeout=1200)
+      reader.join(timeout=10)
+      failure = _failure(proc, lines)
+      assert failure is None, failure
+  finally:
+    _end(procs)
 
   one, two = _train_losses(single), _train_losses(double)
   assert sorted(one) == sorted(two) == [1, 2, 3]
@@ -147,18 +161,16 @@ def _kill_at_step_3(tmp_path, data_dir, victim: int):
                     '--config.checkpoint_every_steps=400'])
            for i in range(2)]
   survivor = procs[1 - victim]
-  lines, reader = _read_stderr(survivor)
-  deadline = time.monotonic() + 600
-  while not any(' step 3/400: loss ' in line for line in lines):
-    assert survivor.poll() is None and time.monotonic() < deadline, lines
-    time.sleep(0.05)
-  procs[victim].kill()  # Dies in the middle of training.
-  killed_at = time.monotonic()
-  survivor.wait(timeout=300)
-  waited = time.monotonic() - killed_at
-  reader.join(timeout=10)
-  procs[victim].communicate()
-  survivor.stdout.close()
+  try:
+    lines, reader = _read_stderr(survivor)
+    _wait_for_line(survivor, lines, 'step 3/400: loss ')
+    procs[victim].kill()  # Dies in the middle of training.
+    killed_at = time.monotonic()
+    survivor.wait(timeout=300)
+    waited = time.monotonic() - killed_at
+    reader.join(timeout=10)
+  finally:
+    _end(procs)
   return survivor.returncode, waited, lines
 
 
