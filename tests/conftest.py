@@ -50,12 +50,12 @@ _GROUP_OF_MODULE = {'test_fault_injection.py': 'smoke_main_run'}
 _LONGEST_GROUPS_FIRST = (
     'smoke_main_run',  # ~650 s
     'test_evolution.py',  # ~400 s
-    'test_launch.py',  # ~280 s
-    'test_multihost.py',  # ~250 s
+    'test_launch.py',  # ~300 s
+    'test_multihost.py',  # ~300 s
     'sharded_step',  # ~230 s
     'test_model.py',  # ~230 s
     'test_notebook.py',  # ~185 s
-    'non_finite_step',  # ~150 s
+    'non_finite_step',  # ~85 s
 )
 
 
