@@ -76,11 +76,13 @@ def _wait_for_line(proc, lines, pattern: str, seconds: float = 600) -> None:
 
 
 def _end(procs) -> None:
-  """Kills and reaps whichever of the processes still run."""
+  """Kills and reaps whichever of the processes still run, and closes their
+  stdout (never read; stderr belongs to its reader thread)."""
   for proc in procs:
     if proc.poll() is None:
       proc.kill()
     proc.wait()
+    proc.stdout.close()
 
 
 def _failure(proc, lines):
