@@ -234,6 +234,10 @@ def get_config():
       # products, fast on XLA:CPU), 'xla' (XLA's convolutions: GPU, TPU) or
       # 'auto' (im2col on CPU, else xla). Same values (models/tvn.py).
       conv_gradients='auto',
+      # The 1x1 convolutions: 'matmul' (matrix products, fast on XLA:CPU),
+      # 'conv' (convolutions) or 'auto' (matmul on CPU, else conv). Same
+      # parameters and values (models/pointwise_conv.py).
+      pointwise_convs='auto',
       # presmooth_sigma: a fixed Gaussian blur before the TV-L1 iterations
       # (rep_flow.RepresentationFlow); 0 = none, as the paper.
       flow=dict(num_iter=20, bottleneck=1, presmooth_sigma=0.0),

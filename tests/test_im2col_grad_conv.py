@@ -12,6 +12,7 @@ from airstreams_jax.models import im2col_grad_conv
 from airstreams_jax.models import tvn
 from configs import base
 from configs import synthetic
+from tests import conv_checks
 
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 
@@ -32,26 +33,8 @@ def float64():
 def test_values_and_gradients_are_the_plain_convolutions(
     float64, shape, kernel, strides, padding):
   del float64
-  rng = np.random.default_rng(0)
-  x = jnp.asarray(rng.standard_normal(shape))
-  w = jnp.asarray(rng.standard_normal(kernel))
-
-  def plain(x, w):
-    return jax.lax.conv_general_dilated(x, w, strides, padding,
-                                        dimension_numbers=_NHWC)
-
-  def ours(x, w):
-    return im2col_grad_conv.conv(x, w, strides, padding,
-                                 dimension_numbers=_NHWC)
-  np.testing.assert_allclose(ours(x, w), plain(x, w), rtol=1e-12)
-  probe = jnp.asarray(rng.standard_normal(plain(x, w).shape))
-  for f in (plain, ours):
-    assert jax.grad(lambda x, w, f=f: jnp.sum(f(x, w) * probe))(x, w).shape == (
-        x.shape)
-  grads = [jax.grad(lambda x, w, f=f: jnp.sum(f(x, w) * probe),
-                    argnums=(0, 1))(x, w) for f in (plain, ours)]
-  for want, got in zip(*grads):
-    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+  conv_checks.assert_matches_the_plain_convolution(
+      im2col_grad_conv.conv, shape, kernel, strides, padding, _NHWC)
 
 
 def test_other_convolutions_are_left_to_xla(float64):

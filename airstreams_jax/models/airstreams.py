@@ -80,6 +80,9 @@ class AIRStreams(nn.Module):
       towers' strided spatial convolutions compute their gradients as
       matrix products (`tvn.TVNBlock`); `build_model` turns it on for the
       CPU backend.
+    pointwise_matmul: the towers' and the DRN's 1x1 convolutions run as
+      matrix products (`pointwise_conv`); `build_model` turns it on for the
+      CPU backend.
   """
   num_classes: int
   num_seg_classes: int
@@ -97,6 +100,7 @@ class AIRStreams(nn.Module):
   dropout_rate: float = 0.5
   dtype: Any = jnp.float32
   im2col_grads: bool = False
+  pointwise_matmul: bool = False
 
   def gradient_cut(self, representation: str) -> bool:
     """Whether the action losses do not reach this representation's net."""
@@ -134,6 +138,7 @@ class AIRStreams(nn.Module):
           self.num_seg_classes, widths=tuple(self.seg_widths),
           output_stride=self.seg_output_stride,
           decoder_features=self.seg_decoder_features, dtype=self.dtype,
+          pointwise_matmul=self.pointwise_matmul,
           name='segmentation_net')(x.reshape(b * t, h, w, c), train)
       # Back to the frame resolution: the semantic tower mirrors the RGB tower
       # and the pixelwise loss compares with masks at the frame resolution.
@@ -170,25 +175,24 @@ class AIRStreams(nn.Module):
     im2col = self.im2col_grads and video.shape[2] >= tvn.IM2COL_MIN_SIZE
     lower = tuple(self.tower[:self.merge_after])
     upper = tuple(self.tower[self.merge_after:])
+    stage = functools.partial(tvn.TowerStage, dtype=self.dtype,
+                              im2col_grads=im2col,
+                              pointwise_matmul=self.pointwise_matmul)
     outputs = {}
     inputs = self._stream_inputs(preprocess_video(video, self.dtype), train,
                                  outputs)
     features = {
-        s: tvn.TowerStage(lower, self.dtype, im2col,
-                          name=f'{s}_tower_lower')(
-            inputs[s], train) for s in STREAMS if s in inputs}
+        s: stage(lower, name=f'{s}_tower_lower')(inputs[s], train)
+        for s in STREAMS if s in inputs}
 
     merged = sum(features.values()) / len(features)
-    merged = tvn.TowerStage(upper, self.dtype, im2col,
-                            name='merged_tower')(
-        merged, train)
+    merged = stage(upper, name='merged_tower')(merged, train)
     logits = {'merged': tvn.ClassificationHead(
         self.num_classes, self.dropout_rate, self.dtype,
         name='merged_head')(merged, train)}
     if stream_heads:
       for s, f in features.items():
-        f = tvn.TowerStage(upper, self.dtype, im2col,
-                           name=f'{s}_tower_upper')(f, train)
+        f = stage(upper, name=f'{s}_tower_upper')(f, train)
         logits[s] = tvn.ClassificationHead(
             self.num_classes, self.dropout_rate, self.dtype,
             name=f'{s}_head')(f, train)
@@ -203,7 +207,21 @@ def _flow_of_flow_kwargs(model_config) -> Optional[Dict[str, Any]]:
   return {k: v for k, v in options.items() if k != 'enabled'}
 
 
+# ('auto', the form elsewhere, the form on the CPU backend).
 CONV_GRADIENTS = ('auto', 'xla', 'im2col')
+POINTWISE_CONVS = ('auto', 'conv', 'matmul')
+
+
+def _form(model_config, key: str, choices: Sequence[str]) -> str:
+  """`model_config[key]` (one of `choices`, 'auto' when missing) with
+  'auto' resolved for the default backend."""
+  value = model_config.get(key, 'auto')
+  if value not in choices:
+    raise ValueError(f'config.model.{key}={value!r} is unknown; use one of '
+                     f'{choices}.')
+  if value == 'auto':
+    value = choices[2] if jax.default_backend() == 'cpu' else choices[1]
+  return value
 
 
 def build_model(model_config, *, num_classes: int,
@@ -213,15 +231,14 @@ def build_model(model_config, *, num_classes: int,
   `model.conv_gradients` 'auto' (the default) computes the towers' strided
   convolution gradients as matrix products on the CPU backend ('im2col',
   where XLA:CPU's own forms are slow) and as XLA's convolutions elsewhere
-  ('xla'); see `tvn.TVNBlock`.
+  ('xla'); see `tvn.TVNBlock`. `model.pointwise_convs` 'auto' (the default)
+  runs the 1x1 convolutions as matrix products on the CPU backend
+  ('matmul', `pointwise_conv`) and as convolutions elsewhere ('conv', not
+  measured there). Neither changes the parameters.
   """
   dtype = jnp.dtype(model_config.dtype)
-  conv_gradients = model_config.get('conv_gradients', 'auto')
-  if conv_gradients not in CONV_GRADIENTS:
-    raise ValueError(f'config.model.conv_gradients={conv_gradients!r} is '
-                     f'unknown; use one of {CONV_GRADIENTS}.')
-  if conv_gradients == 'auto':
-    conv_gradients = 'im2col' if jax.default_backend() == 'cpu' else 'xla'
+  conv_gradients = _form(model_config, 'conv_gradients', CONV_GRADIENTS)
+  pointwise_convs = _form(model_config, 'pointwise_convs', POINTWISE_CONVS)
   return AIRStreams(
       num_classes=num_classes,
       num_seg_classes=num_seg_classes,
@@ -238,4 +255,5 @@ def build_model(model_config, *, num_classes: int,
       seg_decoder_features=model_config.seg.get('decoder_features', 0),
       dropout_rate=model_config.dropout_rate,
       dtype=dtype,
-      im2col_grads=conv_gradients == 'im2col')
+      im2col_grads=conv_gradients == 'im2col',
+      pointwise_matmul=pointwise_convs == 'matmul')

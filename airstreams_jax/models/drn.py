@@ -28,6 +28,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from airstreams_jax.models import pointwise_conv
+
 _conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
 # (stride, dilation) of conv4_x and conv5_x for each output stride.
@@ -50,6 +52,7 @@ class BasicBlock(nn.Module):
   stride: int = 1
   dilation: int = 1
   dtype: Any = jnp.float32
+  pointwise_matmul: bool = False  # See `DilatedResNet18`.
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
@@ -63,6 +66,8 @@ class BasicBlock(nn.Module):
     if x.shape[-1] != self.filters or self.stride != 1:
       x = nn.Conv(self.filters, (1, 1), strides=(self.stride, self.stride),
                   use_bias=False, kernel_init=_conv_init, dtype=self.dtype,
+                  conv_general_dilated=(pointwise_conv.conv
+                                        if self.pointwise_matmul else None),
                   name='proj')(x)
       x = _bn(train, self.dtype)(x)
     return nn.relu(x + y)
@@ -78,17 +83,25 @@ class DilatedResNet18(nn.Module):
     decoder_features: 0 (the paper): logits at `output_stride`. Otherwise
       the width of an upsampling head whose logits are at the input
       resolution (see the module docstring).
+    pointwise_matmul: the 1x1 convolutions run as matrix products
+      (`pointwise_conv`; same parameters and values, faster on XLA:CPU).
   """
   num_classes: int
   widths: Sequence[int] = (64, 128, 256, 512)
   output_stride: int = 16
   decoder_features: int = 0
   dtype: Any = jnp.float32
+  pointwise_matmul: bool = False
+
+  def _pointwise(self):
+    return pointwise_conv.conv if self.pointwise_matmul else None
 
   def _conv_bn_relu(self, x, features: int, kernel: int, train: bool,
                     name: str) -> jnp.ndarray:
     x = nn.Conv(features, (kernel, kernel), padding='SAME', use_bias=False,
-                kernel_init=_conv_init, dtype=self.dtype, name=name)(x)
+                kernel_init=_conv_init, dtype=self.dtype,
+                conv_general_dilated=self._pointwise() if kernel == 1 else None,
+                name=name)(x)
     return nn.relu(_bn(train, self.dtype)(x))
 
   def _decode(self, x, skips, train: bool) -> jnp.ndarray:
@@ -121,8 +134,8 @@ class DilatedResNet18(nn.Module):
     stages = ((1, 1), (2, 1)) + _LATE_STAGES[self.output_stride]
     for i, (width, (stride, dilation)) in enumerate(zip(self.widths, stages)):
       x = BasicBlock(width, stride, dilation, self.dtype,
-                     name=f'conv{i + 2}_1')(x, train)
-      x = BasicBlock(width, 1, dilation, self.dtype,
+                     self.pointwise_matmul, name=f'conv{i + 2}_1')(x, train)
+      x = BasicBlock(width, 1, dilation, self.dtype, self.pointwise_matmul,
                      name=f'conv{i + 2}_2')(x, train)
       if i == 0:
         skips.append(x)  # conv2_x, stride 4.
@@ -130,5 +143,6 @@ class DilatedResNet18(nn.Module):
     if self.decoder_features:
       x = self._decode(x, skips + [images], train)
     logits = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype,
+                     conv_general_dilated=self._pointwise(),
                      name='classifier')(x)
     return logits.astype(jnp.float32)

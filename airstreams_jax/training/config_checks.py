@@ -85,6 +85,10 @@ def check_values(config) -> None:
     _require(config, 'model.conv_gradients',
              lambda v: v in airstreams.CONV_GRADIENTS,
              f'one of {airstreams.CONV_GRADIENTS}')
+  if 'pointwise_convs' in config.model:  # Configs of runs before it existed.
+    _require(config, 'model.pointwise_convs',
+             lambda v: v in airstreams.POINTWISE_CONVS,
+             f'one of {airstreams.POINTWISE_CONVS}')
   for key in ('model.flow.num_iter', 'model.flow.bottleneck',
               'model.flow_of_flow.num_iter', 'model.flow_of_flow.bottleneck',
               'model.flow_of_flow.features'):
