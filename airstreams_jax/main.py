@@ -20,6 +20,7 @@ if __name__ == '__main__':
   # Before anything else loads TensorFlow, whose native start-up lines would
   # come first on the console (and before a one-line error).
   from airstreams_jax import cli as _cli  # pylint: disable=g-import-not-at-top
+  _cli.use_huge_pages()  # Re-runs the process first where it helps.
   _cli.quiet_tensorflow_import()
 
 from absl import app  # pylint: disable=g-import-not-at-top

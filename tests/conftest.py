@@ -10,6 +10,8 @@ import subprocess
 import sys
 import tempfile
 
+from airstreams_jax import cli
+
 # The 8 fake devices are threads of one process; on a loaded machine one
 # can be starved past the 40 s XLA:CPU gives a collective before it aborts
 # the process (a notebook kernel died that way, with two other trainings
@@ -24,6 +26,10 @@ os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
                       os.path.join(tempfile.gettempdir(),
                                    'airstreams_jax_test_jit_cache'))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+# Huge pages for the host buffers, as the entry points get them
+# (`cli.use_huge_pages`): the pytest-xdist workers, started after this runs,
+# and every `main` they start inherit the setting.
+os.environ.update(cli.huge_pages_environment(os.environ) or {})
 
 import pytest  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top

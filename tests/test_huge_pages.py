@@ -1,0 +1,97 @@
+"""Huge pages for the host buffers (`cli.use_huge_pages`): when the entry
+points re-run themselves with glibc's tunable, that they do so once and keep
+their PID and arguments, and that the tunable does cut the page faults of
+large allocations on this machine."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from airstreams_jax import cli
+
+_MADVISE = 'always [madvise] never\n'
+_GLIBC = ('glibc', '2.36')
+
+
+def test_the_tunable_is_added_where_glibc_and_the_kernel_support_it():
+  env = cli.huge_pages_environment({'PATH': '/bin'}, _MADVISE, _GLIBC)
+  assert env == {'PATH': '/bin', 'GLIBC_TUNABLES': cli.HUGE_PAGES_TUNABLE}
+  # Other tunables are kept.
+  env = cli.huge_pages_environment(
+      {'GLIBC_TUNABLES': 'glibc.malloc.arena_max=2'}, '[always] madvise never',
+      _GLIBC)
+  assert env['GLIBC_TUNABLES'] == (
+      f'glibc.malloc.arena_max=2:{cli.HUGE_PAGES_TUNABLE}')
+
+
+@pytest.mark.parametrize('environ,thp,libc', [
+    # The user's own choice (the way to opt out), or already re-run.
+    ({'GLIBC_TUNABLES': 'glibc.malloc.hugetlb=0'}, _MADVISE, _GLIBC),
+    ({'GLIBC_TUNABLES': cli.HUGE_PAGES_TUNABLE}, _MADVISE, _GLIBC),
+    ({}, 'always madvise [never]\n', _GLIBC),  # Off in the kernel.
+    ({}, '', _GLIBC),
+    ({}, _MADVISE, ('glibc', '2.31')),  # Before the tunable existed.
+    ({}, _MADVISE, ('musl', '1.2')),
+])
+def test_nothing_changes_where_it_would_not_help(environ, thp, libc):
+  assert cli.huge_pages_environment(environ, thp, libc) is None
+
+
+_PROBE = r'''
+import ctypes, os, resource, sys
+sys.stdout.write(f'start {os.getpid()} {sys.argv[1:]}\n')
+from airstreams_jax import cli
+cli.use_huge_pages()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+for _ in range(3):  # Mapped, touched and freed each time, as XLA's buffers.
+  block = libc.malloc(256 << 20)
+  ctypes.memset(block, 1, 256 << 20)
+  libc.free(block)
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+print(f'ran {os.getpid()} {os.environ.get("GLIBC_TUNABLES")} {faults}')
+'''
+
+
+def _probe(env):
+  result = subprocess.run([sys.executable, '-c', _PROBE, 'a', '--b=c'],
+                          env=env, capture_output=True, text=True,
+                          timeout=120, check=True)
+  return result.stdout.split('\n')
+
+
+def test_an_entry_point_reruns_itself_once_with_the_tunable():
+  env = {k: v for k, v in os.environ.items() if k != 'GLIBC_TUNABLES'}
+  if cli.huge_pages_environment(env) is None:
+    pytest.skip('no transparent huge pages or glibc >= 2.35 here')
+  lines = _probe(env)
+  # Started twice (the second time with the tunable), same PID and
+  # arguments, then ran once.
+  pid = lines[0].split()[1]
+  assert lines[:2] == [f"start {pid} ['a', '--b=c']"] * 2
+  _, ran_pid, tunables, faults = lines[2].split()
+  assert (ran_pid, tunables) == (pid, cli.HUGE_PAGES_TUNABLE)
+  # Opted out: one start, and 3 x 256 MiB of 4 KiB pages faulted in, where
+  # huge pages need a few hundred faults.
+  lines = _probe(dict(env, GLIBC_TUNABLES='glibc.malloc.hugetlb=0'))
+  assert lines[0].startswith('start') and lines[1].startswith('ran')
+  opted_out_faults = int(lines[1].split()[3])
+  assert opted_out_faults > 3 * (256 << 20) // 4096 * 0.9
+  assert int(faults) < opted_out_faults / 20
+
+
+def test_the_test_workers_run_with_it():
+  """conftest.py sets it before pytest-xdist starts its workers (with -n 0
+  the tests run in the pytest process, started without it)."""
+  if 'PYTEST_XDIST_WORKER' not in os.environ:
+    pytest.skip('not a pytest-xdist worker')
+  env = {k: v for k, v in os.environ.items() if k != 'GLIBC_TUNABLES'}
+  if cli.huge_pages_environment(env) is None:
+    pytest.skip('no transparent huge pages or glibc >= 2.35 here')
+  assert cli.HUGE_PAGES_TUNABLE in os.environ.get('GLIBC_TUNABLES', '')
+  with open(f'/proc/{os.getpid()}/environ', 'rb') as f:  # Since exec.
+    assert cli.HUGE_PAGES_TUNABLE.encode() in f.read()
