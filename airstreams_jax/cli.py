@@ -3,6 +3,7 @@ pages for the host buffers, a quiet TensorFlow start-up, and the console /
 log-file split of a run's logging."""
 
 import importlib
+import importlib.util
 import logging
 import os
 import platform
@@ -126,6 +127,32 @@ def huge_pages_environment(environ: Mapping[str, str],
   return env
 
 
+# Set in the re-run process: if something strips GLIBC_TUNABLES on the way
+# (a secure-mode interpreter, a wrapper that cleans the environment), the
+# process still re-runs only once.
+_RERUN_MARKER = 'AIRSTREAMS_JAX_HUGE_PAGES_RERUN'
+
+
+def _started_as_main_file() -> bool:
+  """Whether this interpreter was started to run the `__main__` module's
+  file (`python -m pkg.mod` or `python path/mod.py`), not a host that runs
+  it inside (IPython's `%run`, a debugger, `python -c`, a script on stdin),
+  which re-running would replace."""
+  main_file = getattr(sys.modules.get('__main__'), '__file__', None)
+  args = sys.orig_argv[1:]
+  if not main_file or not args:
+    return False
+  if '-m' in args:
+    name = args[args.index('-m') + 1:][:1]
+    spec = importlib.util.find_spec(name[0]) if name else None
+    if spec and spec.submodule_search_locations:  # A package: its __main__.
+      spec = importlib.util.find_spec(name[0] + '.__main__')
+    return bool(spec and spec.origin and os.path.samefile(spec.origin,
+                                                          main_file))
+  paths = [a for a in args if os.path.isfile(a)]
+  return bool(paths) and os.path.samefile(paths[0], main_file)
+
+
 def use_huge_pages() -> None:
   """Re-runs this command with glibc's huge pages on, where that helps.
 
@@ -134,13 +161,23 @@ def use_huge_pages() -> None:
   starts, so the process replaces itself (`os.execve`: same PID, arguments
   and environment plus the tunable) before it has loaded or computed
   anything. Child processes inherit the setting. See
-  `huge_pages_environment` for when it does nothing.
+  `huge_pages_environment` for when it does nothing; it also does nothing
+  when the module runs inside another program (`_started_as_main_file`) and
+  carries on without huge pages if the re-run cannot start.
   """
+  if os.environ.get(_RERUN_MARKER) or not _started_as_main_file():
+    return
   env = huge_pages_environment(os.environ)
-  if env is not None:
-    sys.stdout.flush()
-    sys.stderr.flush()
+  if env is None:
+    return
+  env[_RERUN_MARKER] = '1'
+  for stream in (sys.stdout, sys.stderr):
+    if stream is not None:
+      stream.flush()
+  try:
     os.execve(sys.executable, [sys.executable] + sys.orig_argv[1:], env)
+  except OSError:
+    pass
 
 
 def quiet_tensorflow_import() -> None:

@@ -31,9 +31,10 @@ repository: fetch it, and write its `(mask1^1) & (mask2^1)` as
 `(~mask1) & (~mask2)` for current PyTorch) against ours.
 
 Every figure is the median of `--rounds` timed rounds after a warm-up; one
-round times `--steps` calls. The goals of GitHub issue 12 are checked at the
-end. Takes about 20 minutes on 2 CPU cores (`--quick`: about 6, fewer
-rounds, a smaller matmul and evolution K = 1, 2 only).
+round gives each side an untimed call, to settle after the other side ran
+(`alternate`), then times `--steps` calls. The goals of GitHub issue 12 are
+checked at the end. Takes about 25 minutes on 2 CPU cores (`--quick`: about
+8, fewer rounds, a smaller matmul and evolution K = 1, 2 only).
 """
 
 if __name__ == '__main__':
@@ -115,7 +116,7 @@ def alternate(fns: Mapping[str, Callable[[], Any]], rounds: int,
 
   Each function is called once first (warm-up: allocations, caches, lazy
   compilation), then every round gives each function in turn one untimed
-  call and times `calls` more, so a change of load on a shared machine
+  call (when there are several) and times `calls` more, so a change of load on a shared machine
   affects all of them alike. The untimed call lets a side settle after the
   other ran: our paper-scale step took 2.6 s a step run after run, but
   4.1-5.8 s right after a step of the PyTorch twin (whose memory the kernel
@@ -127,7 +128,8 @@ def alternate(fns: Mapping[str, Callable[[], Any]], rounds: int,
   times = {name: [] for name in fns}
   for _ in range(rounds):
     for name, fn in fns.items():
-      fn()
+      if len(fns) > 1:  # Alone, nothing ran in between to settle from.
+        fn()
       start = time.perf_counter()
       for _ in range(calls):
         fn()

@@ -131,8 +131,10 @@ class TVNBlock(nn.Module):
                     strides=(self.stride, self.stride), padding='SAME',
                     feature_group_count=groups, use_bias=False,
                     dtype=self.dtype, kernel_init=_conv_init,
-                    # See `TVNBlock.im2col_grads`.
+                    # See `TVNBlock.im2col_grads`; a 1x1 kernel (a strided
+                    # subsampling) is a matrix product.
                     conv_general_dilated=(
+                        pointwise if spec.kernel == 1 else
                         im2col_grad_conv.conv
                         if self.im2col_grads and self.stride > 1 else None),
                     name='spatial_conv')(x)
@@ -153,7 +155,8 @@ class TVNBlock(nn.Module):
       if spec.temporal == '1d':
         x = nn.Conv(spec.filters, window, strides=strides, padding='SAME',
                     use_bias=False, dtype=self.dtype, kernel_init=_conv_init,
-                    name='temporal_conv')(x)
+                    # Only a 1-frame kernel (temporal_kernel=1) is affected.
+                    conv_general_dilated=pointwise, name='temporal_conv')(x)
         x = nn.relu(_batch_norm(train, self.dtype)(x))
       else:
         pool = nn.max_pool if spec.temporal == 'maxpool' else nn.avg_pool

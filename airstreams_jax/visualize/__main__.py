@@ -24,6 +24,7 @@ if __name__ == '__main__':
   # Before anything loads TensorFlow: its native start-up lines stay off the
   # console (and from in front of a one-line error).
   from airstreams_jax import cli as _cli  # pylint: disable=g-import-not-at-top
+  _cli.use_huge_pages()  # Re-runs the process first where it helps.
   _cli.quiet_tensorflow_import()
 
 import os
