@@ -116,12 +116,13 @@ def alternate(fns: Mapping[str, Callable[[], Any]], rounds: int,
 
   Each function is called once first (warm-up: allocations, caches, lazy
   compilation), then every round gives each function in turn one untimed
-  call (when there are several) and times `calls` more, so a change of load on a shared machine
-  affects all of them alike. The untimed call lets a side settle after the
-  other ran: our paper-scale step took 2.6 s a step run after run, but
-  4.1-5.8 s right after a step of the PyTorch twin (whose memory the kernel
-  had to hand back), while the twin's was the same either way; timing the
-  first call of each turn measured that hand-over, not the step.
+  call (when there are several) and times `calls` more, so a change of
+  load on a shared machine affects all of them alike. The untimed call lets
+  a side settle after the other ran: our paper-scale step took 2.6 s a step
+  run after run, but 4.1-5.8 s right after a step of the PyTorch twin (whose
+  memory the kernel had to hand back), while the twin's was the same either
+  way; timing the first call of each turn measured that hand-over, not the
+  step.
   """
   for fn in fns.values():
     fn()

@@ -66,8 +66,8 @@ class BasicBlock(nn.Module):
     if x.shape[-1] != self.filters or self.stride != 1:
       x = nn.Conv(self.filters, (1, 1), strides=(self.stride, self.stride),
                   use_bias=False, kernel_init=_conv_init, dtype=self.dtype,
-                  conv_general_dilated=(pointwise_conv.conv
-                                        if self.pointwise_matmul else None),
+                  conv_general_dilated=pointwise_conv.conv_if(
+                      self.pointwise_matmul),
                   name='proj')(x)
       x = _bn(train, self.dtype)(x)
     return nn.relu(x + y)
@@ -93,14 +93,12 @@ class DilatedResNet18(nn.Module):
   dtype: Any = jnp.float32
   pointwise_matmul: bool = False
 
-  def _pointwise(self):
-    return pointwise_conv.conv if self.pointwise_matmul else None
-
   def _conv_bn_relu(self, x, features: int, kernel: int, train: bool,
                     name: str) -> jnp.ndarray:
     x = nn.Conv(features, (kernel, kernel), padding='SAME', use_bias=False,
                 kernel_init=_conv_init, dtype=self.dtype,
-                conv_general_dilated=self._pointwise() if kernel == 1 else None,
+                conv_general_dilated=pointwise_conv.conv_if(
+                    self.pointwise_matmul),
                 name=name)(x)
     return nn.relu(_bn(train, self.dtype)(x))
 
@@ -143,6 +141,7 @@ class DilatedResNet18(nn.Module):
     if self.decoder_features:
       x = self._decode(x, skips + [images], train)
     logits = nn.Conv(self.num_classes, (1, 1), dtype=self.dtype,
-                     conv_general_dilated=self._pointwise(),
+                     conv_general_dilated=pointwise_conv.conv_if(
+                         self.pointwise_matmul),
                      name='classifier')(x)
     return logits.astype(jnp.float32)

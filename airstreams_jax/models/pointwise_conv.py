@@ -17,7 +17,7 @@ kernel without padding, dilation or feature groups goes to
 (tests/test_pointwise_conv.py).
 """
 
-from typing import Any, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 from jax import lax
 import jax.numpy as jnp
@@ -67,3 +67,10 @@ def conv(lhs: jnp.ndarray, rhs: jnp.ndarray, window_strides: Sequence[int],
   kernel = rhs.reshape(rhs.shape[-2:])
   return lax.dot_general(lhs, kernel, (((lhs.ndim - 1,), (0,)), ((), ())),
                          precision=precision)
+
+
+def conv_if(enabled: bool) -> Optional[Callable[..., jnp.ndarray]]:
+  """`conv` for `flax.linen.Conv(conv_general_dilated=...)` when enabled,
+  else None (flax's default, `lax.conv_general_dilated`). Safe to pass to
+  any convolution: only 1x1 kernels change form."""
+  return conv if enabled else None

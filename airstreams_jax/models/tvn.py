@@ -113,7 +113,7 @@ class TVNBlock(nn.Module):
     spec = self.spec
     residual = x
     b, t, h, w, c = x.shape
-    pointwise = pointwise_conv.conv if self.pointwise_matmul else None
+    pointwise = pointwise_conv.conv_if(self.pointwise_matmul)
 
     # Spatial op, applied to every frame independently as 2-D convolutions
     # over [B*T, H, W, C]: XLA:CPU runs them ~1.6x faster than the equivalent

@@ -81,14 +81,11 @@ def check_values(config) -> None:
   _require(config, 'model.dropout_rate', lambda v: 0 <= v < 1, 'a value in '
            '[0, 1)')
   _require(config, 'model.dtype', lambda v: v in DTYPES, f'one of {DTYPES}')
-  if 'conv_gradients' in config.model:  # Configs of runs before it existed.
-    _require(config, 'model.conv_gradients',
-             lambda v: v in airstreams.CONV_GRADIENTS,
-             f'one of {airstreams.CONV_GRADIENTS}')
-  if 'pointwise_convs' in config.model:  # Configs of runs before it existed.
-    _require(config, 'model.pointwise_convs',
-             lambda v: v in airstreams.POINTWISE_CONVS,
-             f'one of {airstreams.POINTWISE_CONVS}')
+  for key, choices in (('conv_gradients', airstreams.CONV_GRADIENTS),
+                       ('pointwise_convs', airstreams.POINTWISE_CONVS)):
+    if key in config.model:  # Configs of runs before it existed.
+      _require(config, f'model.{key}', lambda v, c=choices: v in c,
+               f'one of {choices}')
   for key in ('model.flow.num_iter', 'model.flow.bottleneck',
               'model.flow_of_flow.num_iter', 'model.flow_of_flow.bottleneck',
               'model.flow_of_flow.features'):
