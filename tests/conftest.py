@@ -117,7 +117,10 @@ def smoke_main_run(tmp_path_factory, data_dir):
        '--config=configs/synthetic.py:smoke', f'--workdir={workdir}',
        f'--config.dataset.data_dir={data_dir}'],
       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'), capture_output=True,
+      # JAX_LOG_COMPILES: main.log names every program compiled (the
+      # end-to-end test checks that each step compiles once).
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', JAX_LOG_COMPILES='1'),
+      capture_output=True,
       text=True, timeout=900, check=False)
   if proc.returncode:
     raise AssertionError(f'main failed:\n{proc.stderr[-5000:]}')

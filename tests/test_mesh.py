@@ -1,5 +1,8 @@
 """Sharding rules: which arrays split over which mesh axes."""
 
+import concurrent.futures
+import threading
+
 import jax
 import numpy as np
 import pytest
@@ -48,3 +51,34 @@ def test_bad_rules_are_rejected():
     sharding.check_rules((('kernel', ('tensor',)),), _mesh())
   with pytest.raises(ValueError, match='bad regex'):
     sharding.check_rules((('kernel(', ('model',)),), _mesh())
+
+
+def test_compile_ahead_is_reused_by_the_call_and_its_error_surfaces_there():
+  traces = []
+
+  def scaled_sum(x, w):
+    # Runs once per trace.
+    traces.append((x.shape, threading.current_thread().name))
+    return (x * w).sum(), x + 1
+
+  mesh = mesh_lib.make_mesh((('data', -1),))
+  rows = mesh_lib.data_sharding(mesh)
+  fn = mesh_lib.CompiledTogether(jax.jit(
+      scaled_sum, in_shardings=(rows, mesh_lib.replicated(mesh)),
+      donate_argnums=0), 'scaled sum')
+  x = jax.device_put(np.arange(16.0, dtype=np.float32).reshape(8, 2), rows)
+  w = jax.device_put(np.float32(2.0), mesh_lib.replicated(mesh))
+  with concurrent.futures.ThreadPoolExecutor(
+      1, thread_name_prefix='ahead') as executor:
+    fn.compile_ahead(executor,
+                     jax.ShapeDtypeStruct((8, 2), np.float32, sharding=rows),
+                     w)
+    total, _ = fn(x, w)
+    assert float(total) == 240.0
+    # Traced (and compiled) once, on the worker; the call reused it.
+    assert traces == [((8, 2), 'ahead_0')]
+    # A failure of the compile ahead is raised by the call that needed it.
+    fn.compile_ahead(executor, jax.ShapeDtypeStruct((8, 2), np.float32),
+                     jax.ShapeDtypeStruct((3,), np.float32))
+    with pytest.raises((TypeError, ValueError), match='broadcast'):
+      fn(jax.device_put(np.ones((8, 2), np.float32), rows), w)

@@ -119,6 +119,7 @@ def test_main_smoke_end_to_end_then_resume(tmp_path, data_dir,
   assert 'merged top-1' in proc.stdout
   assert 'JAX devices: 8' in proc.stderr  # The batch is split 8 ways.
   _check_console(proc.stderr, os.path.join(workdir, 'main.log'))
+  _check_compiled_once(os.path.join(smoke_main_run[0], 'main.log'))
   with open(os.path.join(workdir, 'eval_results.json')) as f:
     results = json.load(f)
   assert results['step'] == 8
@@ -263,6 +264,17 @@ def _check_console(console: str, log_file: str) -> None:
   # Everything, in absl's format: the scalar writer's lines included.
   assert re.search(r'^I\d{4} .*logging_writer.py.*train/loss=', logged, re.M)
   assert 'step 8/8: loss' in logged
+
+
+def _check_compiled_once(log_file: str) -> None:
+  """Each step was compiled once, ahead, on the compile thread: the calls
+  found it in jit's cache (a shape, dtype or sharding of the abstract
+  arguments that differed from the real ones would lower it again, and JAX,
+  logging compiles (the fixture's JAX_LOG_COMPILES), would log it twice)."""
+  with open(log_file) as f:
+    logged = f.read()
+  for step in ('train_step', 'eval_step', 'sample_step'):
+    assert logged.count(f'Compiling jit({step})') == 1, step
 
 
 def _check_export(workdir, directory, video_path, predicted):

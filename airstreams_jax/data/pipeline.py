@@ -253,6 +253,17 @@ def global_batches(ds: tf.data.Dataset,
     yield mesh_lib.global_batch(local, sharding)
 
 
+def global_batch_spec(ds: tf.data.Dataset, global_batch_size: int,
+                      sharding: jax.sharding.NamedSharding
+                      ) -> Dict[str, jax.ShapeDtypeStruct]:
+  """The shapes of the global batches `global_batches(ds, sharding)` yields,
+  without reading any (for compiling the steps ahead)."""
+  return {key: jax.ShapeDtypeStruct(
+      (global_batch_size,) + tuple(spec.shape[1:]),
+      spec.dtype.as_numpy_dtype, sharding=sharding)
+          for key, spec in ds.element_spec.items()}
+
+
 def local_batch_size(global_batch_size: int) -> int:
   """This process's share of a global batch."""
   count = jax.process_count()

@@ -4,6 +4,7 @@ Library functions, callable from `main`, a test or a notebook. The steps in
 `steps.py` are jitted here once, with explicit shardings and the state donated.
 """
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -12,7 +13,7 @@ import math
 import os
 import re
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -496,6 +497,48 @@ def flow_layer_scalars(params: Any) -> Dict[str, float]:
   return scalars
 
 
+@contextlib.contextmanager
+def _compile_worker() -> Iterator[concurrent.futures.Executor]:
+  """One thread that compiles steps ahead of their first call."""
+  executor = concurrent.futures.ThreadPoolExecutor(
+      1, thread_name_prefix='compile_ahead')
+  try:
+    yield executor
+  finally:
+    # When training stops early, queued compiles are dropped rather than
+    # waited for (one under way ends on its own).
+    executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _compile_ahead(s: Setup, executor: concurrent.futures.Executor,
+                   train_fn: mesh_lib.CompiledTogether,
+                   eval_fn: mesh_lib.CompiledTogether,
+                   sample_fn: mesh_lib.CompiledTogether, state_spec: Any,
+                   loss_weights: jax.Array, latest_step: Optional[int]) -> None:
+  """Queues the compiles a run will need on `executor`: the train and sample
+  steps unless the latest checkpoint is already the last step, then the eval
+  step. The batch shapes come from the pipelines' element specs (building a
+  tf.data pipeline reads nothing)."""
+  config = s.config
+  if (latest_step or 0) < config.num_train_steps:
+    train_spec = pipeline.global_batch_spec(
+        pipeline.make_train_dataset(
+            s.builder, config.dataset,
+            local_batch_size=pipeline.local_batch_size(config.batch_size),
+            seed=config.seed, process_index=jax.process_index(),
+            process_count=jax.process_count()),
+        config.batch_size, s.batch_sharding)
+    train_fn.compile_ahead(executor, state_spec, train_spec, loss_weights)
+  eval_ds, _ = pipeline.make_eval_dataset(
+      s.builder, config.dataset,
+      local_batch_size=pipeline.local_batch_size(config.eval_batch_size),
+      process_index=jax.process_index(), process_count=jax.process_count())
+  eval_fn.compile_ahead(executor, state_spec, pipeline.global_batch_spec(
+      eval_ds, config.eval_batch_size, s.batch_sharding))
+  if (latest_step or 0) < config.num_train_steps:
+    sample_fn.compile_ahead(executor, state_spec, train_spec)
+
+
 def train_and_evaluate(config, workdir: str,
                        mesh: Optional[jax.sharding.Mesh] = None
                        ) -> Dict[str, Any]:
@@ -518,46 +561,53 @@ def train_and_evaluate(config, workdir: str,
   manager = checkpointing.make_manager(workdir, keep=config.keep_checkpoints,
                                        best_metric=config.best_metric)
 
-  state = checkpointing.restore_latest(
-      manager, checkpointing.abstract_like(s.state_shapes, s.state_sharding))
-  if state is None:
-    state = create_state(s)
-    logging.info('Initialised a new state: %d parameters.',
-                 sum(x.size for x in jax.tree.leaves(s.state_shapes.params)))
-    if config.init_from:
-      state = initialise_from(s, state, config.init_from)
-  start_step = int(eval_lib.to_host(state.step))
-  if start_step:
-    logging.info('Resumed from the checkpoint of step %d in %s.', start_step,
-                 workdir)
-
+  state_spec = checkpointing.abstract_like(s.state_shapes, s.state_sharding)
   loss_weights = jax.device_put(s.loss_weights, s.replicated)
   # Compiled by every process before any runs them (multi-host runs).
   train_fn = mesh_lib.CompiledTogether(jit_train_step(s), 'train step')
   eval_fn = mesh_lib.CompiledTogether(jit_eval_step(s), 'eval step')
   sample_fn = mesh_lib.CompiledTogether(jit_sample_step(s), 'sample step')
-  train_ds = pipeline.make_train_dataset(
-      s.builder, config.dataset,
-      local_batch_size=pipeline.local_batch_size(config.batch_size),
-      # A resumed run continues the stream exactly where it stopped.
-      seed=config.seed, start_step=start_step,
-      process_index=jax.process_index(),
-      process_count=jax.process_count())
-  train_iter = pipeline.global_batches(train_ds, s.batch_sharding)
-
-  report = periodic_actions.ReportProgress(
-      num_train_steps=config.num_train_steps, writer=writer,
-      every_steps=config.log_every_steps, every_secs=None)
-  results, accumulated, unchecked = None, None, None
-  if start_step < config.num_train_steps:
-    logging.info('Training steps %d-%d; the first one compiles the step.',
-                 start_step + 1, config.num_train_steps)
-  # Share of the training wall time spent waiting for the input pipeline,
-  # per logging interval (TensorBoard's train/data_wait_fraction).
-  data_wait, interval_start = 0.0, time.monotonic()
   # However training ends (finished, a non-finite step, an exception), the
   # asynchronous save in flight completes before the function returns.
-  with metric_writers.ensure_flushes(writer), contextlib.closing(manager):
+  with metric_writers.ensure_flushes(writer), contextlib.closing(manager), \
+      _compile_worker() as compiler:
+    # The steps compile on a worker thread while the state is initialised
+    # or restored (the eval and sample steps while training begins).
+    _compile_ahead(s, compiler, train_fn, eval_fn, sample_fn, state_spec,
+                   loss_weights, latest_step=manager.latest_step())
+    state = checkpointing.restore_latest(manager, state_spec)
+    if state is None:
+      state = create_state(s)
+      logging.info(
+          'Initialised a new state: %d parameters.',
+          sum(x.size for x in jax.tree.leaves(s.state_shapes.params)))
+      if config.init_from:
+        state = initialise_from(s, state, config.init_from)
+    start_step = int(eval_lib.to_host(state.step))
+    if start_step:
+      logging.info('Resumed from the checkpoint of step %d in %s.',
+                   start_step, workdir)
+
+    train_ds = pipeline.make_train_dataset(
+        s.builder, config.dataset,
+        local_batch_size=pipeline.local_batch_size(config.batch_size),
+        # A resumed run continues the stream exactly where it stopped.
+        seed=config.seed, start_step=start_step,
+        process_index=jax.process_index(),
+        process_count=jax.process_count())
+    train_iter = pipeline.global_batches(train_ds, s.batch_sharding)
+
+    report = periodic_actions.ReportProgress(
+        num_train_steps=config.num_train_steps, writer=writer,
+        every_steps=config.log_every_steps, every_secs=None)
+    results, accumulated, unchecked = None, None, None
+    if start_step < config.num_train_steps:
+      logging.info('Training steps %d-%d; the first waits for the train step '
+                   'to compile.',
+                   start_step + 1, config.num_train_steps)
+    # Share of the training wall time spent waiting for the input pipeline,
+    # per logging interval (TensorBoard's train/data_wait_fraction).
+    data_wait, interval_start = 0.0, time.monotonic()
     for step in range(start_step + 1, config.num_train_steps + 1):
       with report.timed('data', wait_jax_async_dispatch=False):
         waited_from = time.monotonic()
@@ -587,7 +637,8 @@ def train_and_evaluate(config, workdir: str,
         values.update(flow_layer_scalars(state.params))
         values['data_wait_fraction'] = data_wait / max(
             time.monotonic() - interval_start, 1e-9)
-        writer.write_scalars(step, {f'train/{k}': v for k, v in values.items()})
+        writer.write_scalars(step,
+                             {f'train/{k}': v for k, v in values.items()})
         logging.info('%s', _losses_line(step, config.num_train_steps, values))
         accumulated = None
       if evaluated:
