@@ -7,7 +7,9 @@ r"""Parameters and FLOPs of an AIRStreams config, per stream and in total.
 Everything is per clip: batch 1, input `[1, dataset.num_frames,
 dataset.image_size, dataset.image_size, 3]` uint8. Training counts the forward
 and backward pass of the loss (every stream, every head, the segmentation
-loss) in train mode, without the optimiser update; inference counts
+loss) in train mode as the trainer runs it: the heads whose λ in the config is
+0 (the paper's flow and semantic heads) forward only, their losses not
+differentiated; without the optimiser update. Inference counts
 `model.apply(..., train=False, stream_heads=False)`, the pruned RGB-only
 network whose merged head is the prediction. The report ends with four lines
 for scripts:
@@ -341,8 +343,10 @@ def _parts(streams: Sequence[str]) -> Dict[str, Tuple[str, ...]]:
   return parts
 
 
-def _training_loss_grad(model: nn.Module, multi_label: bool):
-  """Forward+backward of the training loss, as in `steps.train_step`."""
+def _training_loss_grad(model: nn.Module, multi_label: bool,
+                        untrained: Sequence[str]):
+  """Forward+backward of the training loss, as in `steps.train_step` (the
+  trainer's: `untrained` are the losses whose λ is 0)."""
   def loss_grad(params, batch_stats, batch, loss_weights):
     def loss_fn(params):
       outputs, updates = model.apply(
@@ -350,16 +354,19 @@ def _training_loss_grad(model: nn.Module, multi_label: bool):
           train=True, rngs={'dropout': jax.random.key(0)},
           mutable=['batch_stats'])
       loss, _ = losses.total_loss(outputs, batch, loss_weights,
-                                  multi_label=multi_label)
+                                  multi_label=multi_label,
+                                  untrained=untrained)
       return loss, updates['batch_stats']
     return jax.grad(loss_fn, has_aux=True)(params)
   return loss_grad
 
 
 def _child_costs(model: nn.Module, variables: Mapping[str, Any],
-                 children: Mapping[str, Tuple[nn.Module, Any]]
+                 children: Mapping[str, Tuple[nn.Module, Any]],
+                 untrained: Sequence[str]
                  ) -> Dict[str, Tuple[Cost, Optional[Cost]]]:
-  """{sub-module name: (training cost, inference cost or None)}."""
+  """{sub-module name: (training cost, inference cost or None)}; the tails
+  (upper tower, head) of the `untrained` heads run forward only."""
   params = variables['params']
   # What the model's backward pass differentiates: the parameters of every
   # module the losses reach, and every input computed from parameters (all
@@ -375,6 +382,9 @@ def _child_costs(model: nn.Module, variables: Mapping[str, Any],
                 'semantic_tower_lower': reached('semantic')}
   stream_tails = {f'{s}_{kind}' for s in airstreams.STREAMS
                   for kind in ('tower_upper', 'head')}
+  for head in untrained:  # Their losses are not differentiated.
+    for tail in (f'{head}_tower_upper', f'{head}_tower', f'{head}_head'):
+      grad_params[tail] = grad_input[tail] = False
   # Same computation, same cost: the stream tails and the merged tail are the
   # same modules on the same input, so each is traced once.
   cache = {}
@@ -444,8 +454,11 @@ def model_costs(config, num_classes: int, num_seg_classes: int
       else jax.ShapeDtypeStruct((1,), jnp.int32))}
   if 'semantic' in model.streams:
     batch['masks'] = jax.ShapeDtypeStruct(input_shape[:-1], jnp.uint8)
+  # The trainer's step: the losses with λ = 0 are not differentiated.
+  untrained = losses.untrained_losses(losses.loss_weights_vector(
+      config.loss_weights, config.get('loss_weights_file', '')))
   train = function_cost(
-      _training_loss_grad(model, multi_label), params,
+      _training_loss_grad(model, multi_label, untrained), params,
       variables.get('batch_stats', {}), batch,
       jax.ShapeDtypeStruct((len(losses.LOSS_NAMES),), jnp.float32),
       count_macs=False)
@@ -455,7 +468,7 @@ def model_costs(config, num_classes: int, num_seg_classes: int
                        stream_heads=False)['logits']['merged']
   inference = function_cost(infer, variables, video)
 
-  child_costs = _child_costs(model, variables, children)
+  child_costs = _child_costs(model, variables, children, untrained)
   parts = {}
   for part, modules in _parts(model.streams).items():
     infer_costs = [child_costs[m][1] for m in modules]

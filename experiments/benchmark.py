@@ -219,7 +219,10 @@ def jax_train_step(s: train.Setup, batch_np: Mapping[str, np.ndarray],
   batch = jax.device_put(dict(batch_np), s.batch_sharding)
   weights = jax.device_put(s.loss_weights, s.replicated)
   start = time.perf_counter()
-  step = train.jit_train_step(s).lower(state, batch, weights).compile()
+  # The trainer's step: the run's own λ every call, the zero ones'
+  # gradients skipped.
+  step = train.jit_train_step(s, weights_fixed=True).lower(
+      state, batch, weights).compile()
   compile_s = time.perf_counter() - start
   holder = {'state': state}
 

@@ -388,13 +388,22 @@ LOSS_NAMES = ('rgb', 'flow', 'semantic', 'merged', 'interm')
 
 
 def total_loss(outputs, labels, masks, loss_weights: Sequence[float]):
-  """The weighted sum of the head losses and the segmentation loss."""
+  """The weighted sum of the head losses and the segmentation loss.
+
+  A term whose weight is 0 is computed but detached, as ours
+  (`losses.total_loss(untrained=...)`): autograd skips the heads only it
+  reaches rather than back-propagating zeros through them.
+  """
   weights = dict(zip(LOSS_NAMES, loss_weights))
-  loss = sum(weights[name] * F.cross_entropy(logits, labels)
+
+  def weighted(name, term):
+    return weights[name] * (term if weights[name] else term.detach())
+
+  loss = sum(weighted(name, F.cross_entropy(logits, labels))
              for name, logits in outputs['logits'].items())
   if 'seg_logits' in outputs:
-    loss = loss + weights['interm'] * F.cross_entropy(
-        outputs['seg_logits'], masks.flatten(0, 1).long())
+    loss = loss + weighted('interm', F.cross_entropy(
+        outputs['seg_logits'], masks.flatten(0, 1).long()))
   return loss
 
 

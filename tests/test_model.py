@@ -32,8 +32,12 @@ def _video(seed=0):
       0, 256, VIDEO_SHAPE, dtype=np.uint8))
 
 
-@functools.lru_cache(maxsize=None)
 def _variables(stop_gradient=False, stop_gradient_at=('flow', 'semantic')):
+  return _cached_variables(stop_gradient, stop_gradient_at)
+
+
+@functools.lru_cache(maxsize=None)  # Positional: one compile per model.
+def _cached_variables(stop_gradient, stop_gradient_at):
   model = _model(stop_gradient=stop_gradient,
                  stop_gradient_at=stop_gradient_at)
   return model, jax.jit(functools.partial(model.init, train=False))(
@@ -88,20 +92,31 @@ def test_rgb_only_inference_equals_training_merged_and_is_cheaper():
           0.9 * full.cost_analysis()['flops'])
 
 
-def _action_loss_grads(model, variables):
-  """Parameter gradients of the action losses alone (λ_interm = 0: the
-  segmentation loss would reach the DRN anyway)."""
-  weights = jnp.asarray([1.0, 1.0, 1.0, 1.0, 0.0])
+@functools.lru_cache(maxsize=None)
+def _loss_and_grads(stop_gradient=False, stop_gradient_at=('flow', 'semantic'),
+                    untrained=()):
+  """The jitted (loss, terms), parameter gradients of `_variables`' model on
+  a fixed batch, for weights given at the call."""
+  model, variables = _variables(stop_gradient, stop_gradient_at)
   batch = {'label': jnp.asarray([1, 3]),
-           'masks': jnp.zeros(VIDEO_SHAPE[:4], jnp.uint8)}
+           'masks': jnp.ones(VIDEO_SHAPE[:4], jnp.uint8)}
 
-  def loss_fn(p):
+  def loss_fn(p, weights):
     out, _ = model.apply({'params': p,
                           'batch_stats': variables['batch_stats']},
                          _video(2), train=True, mutable=['batch_stats'],
                          rngs={'dropout': jax.random.PRNGKey(1)})
-    return losses.total_loss(out, batch, weights, multi_label=False)[0]
-  return jax.jit(jax.grad(loss_fn))(variables['params'])
+    return losses.total_loss(out, batch, weights, multi_label=False,
+                             untrained=untrained)
+  return jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
+
+
+def _action_loss_grads(stop_gradient, stop_gradient_at):
+  """Parameter gradients of the action losses alone (λ_interm = 0: the
+  segmentation loss would reach the DRN anyway)."""
+  _, variables = _variables(stop_gradient, stop_gradient_at)
+  return _loss_and_grads(stop_gradient, stop_gradient_at)(
+      variables['params'], jnp.asarray([1.0, 1.0, 1.0, 1.0, 0.0]))[1]
 
 
 @pytest.mark.parametrize('stop_gradient,stop_at', [
@@ -109,8 +124,7 @@ def _action_loss_grads(model, variables):
     (True, ('flow',))])
 def test_action_gradients_reach_flow_and_segmentation_unless_stopped(
     stop_gradient, stop_at):
-  model, variables = _variables(stop_gradient, stop_at)
-  g = _action_loss_grads(model, variables)
+  g = _action_loss_grads(stop_gradient, stop_at)
   for part, name in (('flow_layer', 'flow'), ('segmentation_net', 'semantic')):
     norm = sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(g[part]))
     if stop_gradient and name in stop_at:
@@ -120,6 +134,33 @@ def test_action_gradients_reach_flow_and_segmentation_unless_stopped(
   # The towers learn in both modes.
   assert sum(float(jnp.abs(x).sum())
              for x in jax.tree.leaves(g['rgb_tower_lower'])) > 0
+
+
+def test_untrained_losses_skip_their_backward_with_the_same_gradients():
+  """λ_flow = λ_sem = 0 (the paper's weights): leaving those losses out of
+  differentiation gives the gradients of multiplying them by 0, with less
+  work (the flow and semantic tails' backward passes are gone)."""
+  _, variables = _variables()
+  params = variables['params']
+  weights = jnp.asarray([1.0, 0.0, 0.0, 1.0, 1.0])
+  assert losses.untrained_losses(weights) == ('flow', 'semantic')
+  # The zeroing function is the one the test above compiled.
+  zeroed = _loss_and_grads()
+  skipped = _loss_and_grads(untrained=('flow', 'semantic'))
+  assert (skipped.lower(params, weights).cost_analysis()['flops'] <
+          0.97 * zeroed.lower(params, weights).cost_analysis()['flops'])
+  (loss_z, terms_z), grad_z = zeroed(params, weights)
+  (loss_s, terms_s), grad_s = skipped(params, weights)
+  assert float(loss_s) == float(loss_z)
+  for name in losses.LOSS_NAMES:  # Every term is still computed.
+    assert float(terms_s[name]) == float(terms_z[name]), name
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(grad_z),
+                          jax.tree.leaves(grad_s)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9,
+                               err_msg=jax.tree_util.keystr(path))
+  for tail in ('flow_tower_upper', 'flow_head', 'semantic_tower_upper',
+               'semantic_head'):
+    assert not any(np.any(x) for x in jax.tree.leaves(grad_s[tail])), tail
 
 
 def test_scale_gradient_is_identity_forward_and_scales_backward():

@@ -179,6 +179,25 @@ def test_parts_add_up_to_the_total(smoke_costs, key):
         'semantic_tower_upper+head']
 
 
+def test_training_counts_no_backward_for_heads_with_zero_weight(smoke_costs):
+  """The smoke config has the paper's weights (λ_flow = λ_sem = 0): the
+  trainer does not differentiate those losses, and the count follows it."""
+  config, paper = smoke_costs
+  assert config.loss_weights.flow == config.loss_weights.semantic == 0.0
+  config = config.copy_and_resolve_references()
+  config.loss_weights.update(base.UNIFORM_LOSS_WEIGHTS)
+  uniform = model_info.model_costs(
+      config, *model_info.default_class_counts(config.dataset))
+  assert paper['train_flops'] < uniform['train_flops']
+  assert paper['inference_flops'] == uniform['inference_flops']
+  for part in ('flow_tower_upper+head', 'semantic_tower_upper+head'):
+    assert (paper['parts'][part]['train_flops'] <
+            0.6 * uniform['parts'][part]['train_flops']), part
+  for part in ('rgb_tower_upper+head', 'merged_tower+head'):
+    assert (paper['parts'][part]['train_flops'] ==
+            uniform['parts'][part]['train_flops']), part
+
+
 def test_cli_ends_with_the_four_summary_lines(cli_smoke, smoke_costs):
   _, costs = smoke_costs
   stdout, stderr = cli_smoke.communicate(timeout=600)

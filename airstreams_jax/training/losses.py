@@ -9,8 +9,9 @@ candidate weightings during evolution.
 """
 
 import json
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Sequence, Tuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -60,8 +61,16 @@ def segmentation_loss(seg_logits: jnp.ndarray,
       seg_logits, masks.astype(jnp.int32)).mean()
 
 
+def untrained_losses(loss_weights: np.ndarray) -> Tuple[str, ...]:
+  """The names whose weight is 0 in a run's fixed `[5]` weights (the paper's
+  weights: 'flow' and 'semantic'), for `total_loss(untrained=...)`."""
+  return tuple(name for name, weight in zip(LOSS_NAMES, loss_weights)
+               if float(weight) == 0.0)
+
+
 def total_loss(outputs: Mapping[str, Any], batch: Mapping[str, jnp.ndarray],
-               loss_weights: jnp.ndarray, *, multi_label: bool
+               loss_weights: jnp.ndarray, *, multi_label: bool,
+               untrained: Sequence[str] = ()
                ) -> Tuple[jnp.ndarray, Dict[str, jnp.ndarray]]:
   """Weighted sum of the stream, merged and segmentation losses.
 
@@ -70,6 +79,12 @@ def total_loss(outputs: Mapping[str, Any], batch: Mapping[str, jnp.ndarray],
     batch: with 'label' and, when the semantic stream is on, 'masks'.
     loss_weights: `[5]` array in `LOSS_NAMES` order.
     multi_label: sigmoid CE instead of softmax CE for the action heads.
+    untrained: names whose weight is 0 in every call (a run's fixed weights,
+      `untrained_losses`): their terms are computed and reported but not
+      differentiated, so the backward pass skips what only they reach (under
+      the paper's weights the flow and semantic streams' upper towers and
+      heads) instead of multiplying its gradients by 0. Same loss, same
+      gradients. Empty when the weights vary (evolution).
 
   Returns:
     (total loss, the unweighted term of each name; absent streams give 0).
@@ -79,6 +94,7 @@ def total_loss(outputs: Mapping[str, Any], batch: Mapping[str, jnp.ndarray],
     terms[name] = classification_loss(logits, batch['label'], multi_label)
   if 'seg_logits' in outputs:
     terms['interm'] = segmentation_loss(outputs['seg_logits'], batch['masks'])
-  total = sum(loss_weights[i] * terms[name]
+  total = sum(loss_weights[i] * (jax.lax.stop_gradient(terms[name])
+                                 if name in untrained else terms[name])
               for i, name in enumerate(LOSS_NAMES))
   return total, terms

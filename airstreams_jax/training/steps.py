@@ -1,7 +1,7 @@
 """Pure train, eval and predict steps. No jit here: `train.py` jits them once
 with explicit shardings; dependencies are keyword-only, bound with partial."""
 
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +16,8 @@ from airstreams_jax.training.train_state import TrainState
 
 def train_step(state: TrainState, batch: Mapping[str, jnp.ndarray],
                loss_weights: jnp.ndarray, *, model, tx, schedule,
-               metrics_cls: type, multi_label: bool
+               metrics_cls: type, multi_label: bool,
+               untrained_losses: Sequence[str] = ()
                ) -> Tuple[TrainState, clu_metrics.Collection]:
   """One optimisation step on a global batch.
 
@@ -30,6 +31,8 @@ def train_step(state: TrainState, batch: Mapping[str, jnp.ndarray],
     schedule: the learning-rate schedule (for logging only).
     metrics_cls: `metrics.train_metrics()`.
     multi_label: sigmoid instead of softmax CE.
+    untrained_losses: names whose λ is 0 in every call (see
+      `losses.total_loss`): their gradients are skipped, not zeroed.
 
   Returns:
     The new state and this step's metrics.
@@ -41,7 +44,8 @@ def train_step(state: TrainState, batch: Mapping[str, jnp.ndarray],
         {'params': params, 'batch_stats': state.batch_stats}, batch['video'],
         train=True, rngs={'dropout': dropout_rng}, mutable=['batch_stats'])
     loss, terms = losses.total_loss(outputs, batch, loss_weights,
-                                    multi_label=multi_label)
+                                    multi_label=multi_label,
+                                    untrained=untrained_losses)
     return loss, (terms, outputs['logits'], updates['batch_stats'])
 
   (loss, (terms, logits, batch_stats)), grads = jax.value_and_grad(

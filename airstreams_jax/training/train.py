@@ -309,17 +309,29 @@ def initialise_from(s: Setup, state: state_lib.TrainState,
                        batch_stats=merged['batch_stats'])
 
 
-def train_step_fn(s: Setup) -> Callable[..., Any]:
-  """`steps.train_step` bound to the setup's model, optimiser and metrics."""
+def train_step_fn(s: Setup, weights_fixed: bool = False
+                  ) -> Callable[..., Any]:
+  """`steps.train_step` bound to the setup's model, optimiser and metrics.
+
+  With `weights_fixed`, every call must pass `s.loss_weights` (the trainer
+  does): the losses whose λ is 0 there are then not differentiated (see
+  `losses.total_loss`), which under the paper's weights skips the flow and
+  semantic streams' upper towers and heads in the backward pass. Without it
+  any weights may be passed (the evolution's candidates).
+  """
   return functools.partial(
       steps.train_step, model=s.model, tx=s.tx, schedule=s.schedule,
       metrics_cls=metrics_lib.train_metrics(),
-      multi_label=s.meta.multi_label)
+      multi_label=s.meta.multi_label,
+      untrained_losses=(losses.untrained_losses(s.loss_weights)
+                        if weights_fixed else ()))
 
 
-def jit_train_step(s: Setup) -> Callable[..., Any]:
-  """The train step, compiled once: state donated, batch split on 'data'."""
-  return jax.jit(train_step_fn(s),
+def jit_train_step(s: Setup, weights_fixed: bool = False
+                   ) -> Callable[..., Any]:
+  """The train step, compiled once: state donated, batch split on 'data';
+  `weights_fixed` as in `train_step_fn`."""
+  return jax.jit(train_step_fn(s, weights_fixed),
                  in_shardings=(s.state_sharding, s.batch_sharding,
                                s.replicated),
                  out_shardings=(s.state_sharding, s.replicated),
@@ -564,7 +576,8 @@ def train_and_evaluate(config, workdir: str,
   state_spec = checkpointing.abstract_like(s.state_shapes, s.state_sharding)
   loss_weights = jax.device_put(s.loss_weights, s.replicated)
   # Compiled by every process before any runs them (multi-host runs).
-  train_fn = mesh_lib.CompiledTogether(jit_train_step(s), 'train step')
+  train_fn = mesh_lib.CompiledTogether(
+      jit_train_step(s, weights_fixed=True), 'train step')
   eval_fn = mesh_lib.CompiledTogether(jit_eval_step(s), 'eval step')
   sample_fn = mesh_lib.CompiledTogether(jit_sample_step(s), 'sample step')
   # However training ends (finished, a non-finite step, an exception), the
