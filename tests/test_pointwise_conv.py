@@ -32,14 +32,19 @@ def float64():
     ((1, 4, 6, 6, 3), (1, 1, 1, 3, 8), (1, 1, 1), 'SAME', _NDHWC),
     ((2, 3, 7, 5, 4), (1, 1, 1, 4, 6), (1, 2, 2), 'SAME', _NDHWC),
     ((1, 6, 6, 2), (1, 1, 2, 3), (1, 1), ((0, 0), (0, 0)), _NHWC),
+    ((2, 5, 6, 7), (1, 1, 7, 3), (1, 1), 'SAME', _NHWC),  # A plain product.
+    ((1, 3, 5, 6, 9), (1, 1, 1, 9, 4), (1, 2, 1), 'SAME', _NDHWC),
 ])
 def test_values_and_gradients_are_the_plain_convolutions(
     float64, shape, kernel, strides, padding, numbers):
   del float64
   program = conv_checks.assert_matches_the_plain_convolution(
       pointwise_conv.conv, shape, kernel, strides, padding, numbers)
-  # A matrix product, not a convolution, in our program.
+  # A matrix product, not a convolution, in our program; with few input
+  # channels one whose kernel gradient is a reduction per input channel.
   assert 'dot_general' in program and 'conv_general_dilated' not in program
+  few = kernel[-2] <= pointwise_conv.FEW_INPUT_CHANNELS
+  assert ('custom_vjp_call' in program) == few
 
 
 @pytest.mark.parametrize('kernel,kwargs', [
