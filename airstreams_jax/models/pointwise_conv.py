@@ -66,47 +66,55 @@ def conv(lhs: jnp.ndarray, rhs: jnp.ndarray, window_strides: Sequence[int],
     lhs = lhs[(slice(None),) + tuple(slice(None, None, s)
                                      for s in window_strides)]
   kernel = rhs.reshape(rhs.shape[-2:])
-  if kernel.shape[0] <= FEW_INPUT_CHANNELS:
-    return _few_inputs_product(lhs, kernel)
-  return lax.dot_general(lhs, kernel, (((lhs.ndim - 1,), (0,)), ((), ())),
-                         precision=precision)
+  if precision is not None:
+    return lax.dot_general(lhs, kernel, (((lhs.ndim - 1,), (0,)), ((), ())),
+                           precision=precision)
+  return _product(lhs, kernel)
 
 
 # The kernel gradient of `x @ kernel` sums x[p, i] * dy[p, o] over every
 # position p. As a `dot_general`, XLA:CPU first copies dy to feature-major
-# ([C_out, P]), and that transposing copy runs slowly at full resolution: in
-# the paper-scale step the towers' first 1x1 convolutions (2 flow or teacher
-# channels, 3 colours in; 64 out at 112 px) spent 700 ms of a 3.2 s step in
-# three such copies (the copy of the flow tower's alone took 278 ms, the
-# same values written unpermuted 11 ms). With this few input channels the
-# kernel gradient is instead one reduction over the positions per input
-# channel, on dy as it is.
+# ([C_out, P]), fusing dy's producer (the BatchNorm backward) into that
+# transposing copy, which its loop emitter runs slowly: in the paper-scale
+# step the towers' first 1x1 convolutions (2 flow or teacher channels, 3
+# colours in; 64 out at 112 px) spent 700 ms of a 3.2 s step in three such
+# copies (the flow tower's alone took 278 ms, the same values written
+# unpermuted 11 ms), the 64-channel ones at 56 px 30-45 ms each. So the
+# backward pass below computes the kernel gradient of a convolution with
+# this few input channels as one reduction over the positions per input
+# channel, on dy as it is (paper step 2.94 -> 2.50 s), and otherwise
+# materialises dy unpermuted first, leaving XLA a plain copy to transpose
+# (2.54 -> 2.43 s; both alternating in one process, README "Performance").
 FEW_INPUT_CHANNELS = 4
 
 
 @jax.custom_vjp
-def _few_inputs_product(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
+def _product(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
   return lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
 
 
-def _few_inputs_product_fwd(x, kernel):
-  return _few_inputs_product(x, kernel), (x, kernel)
+def _product_fwd(x, kernel):
+  return _product(x, kernel), (x, kernel)
 
 
-def _few_inputs_product_bwd(residuals, dy):
+def _product_bwd(residuals, dy):
   x, kernel = residuals
-  d_x = lax.dot_general(dy, kernel, (((dy.ndim - 1,), (1,)), ((), ())))
   positions = tuple(range(x.ndim - 1))
-  # Accumulated in at least float32 (bfloat16 compute), as a matrix
-  # product's.
-  accumulate = jnp.promote_types(jnp.result_type(x, dy), jnp.float32)
-  d_kernel = jnp.stack([
-      jnp.sum(x[..., i:i + 1] * dy, axis=positions, dtype=accumulate)
-      for i in range(kernel.shape[0])])
-  return d_x.astype(x.dtype), d_kernel.astype(kernel.dtype)
+  if kernel.shape[0] <= FEW_INPUT_CHANNELS:
+    # Accumulated in at least float32 (bfloat16 compute), as a matrix
+    # product's.
+    accumulate = jnp.promote_types(jnp.result_type(x, dy), jnp.float32)
+    d_kernel = jnp.stack([
+        jnp.sum(x[..., i:i + 1] * dy, axis=positions, dtype=accumulate)
+        for i in range(kernel.shape[0])]).astype(kernel.dtype)
+  else:
+    dy = lax.optimization_barrier(dy)
+    d_kernel = lax.dot_general(x, dy, ((positions, positions), ((), ())))
+  d_x = lax.dot_general(dy, kernel, (((dy.ndim - 1,), (1,)), ((), ())))
+  return d_x.astype(x.dtype), d_kernel
 
 
-_few_inputs_product.defvjp(_few_inputs_product_fwd, _few_inputs_product_bwd)
+_product.defvjp(_product_fwd, _product_bwd)
 
 
 def conv_if(enabled: bool) -> Optional[Callable[..., jnp.ndarray]]:
