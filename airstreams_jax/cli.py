@@ -236,6 +236,11 @@ class _ConsoleFilter(logging.Filter):
   def filter(self, record: logging.LogRecord) -> bool:
     if getattr(record, FILE_ONLY, False):
       return False
+    # asyncio's "Task exception was never retrieved": Orbax's background
+    # writes that failed after the run's error (a full disk) was reported in
+    # one line; collected while the process ends, they would print after it.
+    if record.name == 'asyncio':
+      return False
     if record.levelno >= logging.ERROR or _is_ours(record):
       return True
     return record.getMessage().startswith(_PROGRESS_PREFIX)

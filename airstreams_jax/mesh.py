@@ -4,6 +4,7 @@ keeping the processes of a multi-host run in step."""
 import concurrent.futures
 from typing import Any, Callable, Mapping, Sequence, Tuple
 
+from absl import logging
 import jax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
@@ -100,17 +101,26 @@ class CompiledTogether:
     XLA compiles with the GIL released, so the caller meanwhile initialises
     or restores the state on the other cores: on 2 CPU cores the train
     step's compile (1.4 cores) and the state's initialisation (1.3) overlap.
-    The first call waits for the compile (re-raising its error) and finds
-    the program in jit's cache; `abstract_args` must be
-    `jax.ShapeDtypeStruct`s (or arrays) with exactly the shapes, dtypes and
-    shardings of the real arguments, or that call compiles anew.
+    The first call waits for the compile and finds the program in jit's
+    cache; `abstract_args` must be `jax.ShapeDtypeStruct`s (or arrays) with
+    exactly the shapes, dtypes and shardings of the real arguments, or that
+    call compiles anew. A compile ahead that fails is logged as a warning
+    and left to the call, which compiles for its real arguments (raising
+    there if they fail too): a wrong guess of the arguments costs time, not
+    the run. A compile under way when the caller stops (an error, Ctrl-C)
+    still runs to its end before the interpreter exits.
     """
     self._ahead.append(executor.submit(
         lambda: self._fn.lower(*abstract_args).compile()))
 
   def __call__(self, *args):
     while self._ahead:
-      self._ahead.pop(0).result()
+      try:
+        self._ahead.pop(0).result()
+      except Exception as e:  # pylint: disable=broad-except
+        logging.warning('Compiling the %s ahead failed (%s: %s); it '
+                        'compiles at its first call instead.', self._name,
+                        type(e).__name__, e)
     if jax.process_count() > 1:
       leaves, tree = jax.tree.flatten(args)
       signature = (tree, tuple((np.shape(x), str(getattr(x, 'dtype', type(x))))

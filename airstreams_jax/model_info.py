@@ -455,8 +455,12 @@ def model_costs(config, num_classes: int, num_seg_classes: int
   if 'semantic' in model.streams:
     batch['masks'] = jax.ShapeDtypeStruct(input_shape[:-1], jnp.uint8)
   # The trainer's step: the losses with λ = 0 are not differentiated.
-  untrained = losses.untrained_losses(losses.loss_weights_vector(
-      config.loss_weights, config.get('loss_weights_file', '')))
+  try:
+    weights = losses.loss_weights_vector(
+        config.loss_weights, config.get('loss_weights_file', ''))
+  except (OSError, ValueError) as e:  # A missing or malformed weights file.
+    raise errors.ConfigError(f'config.loss_weights: {e}') from None
+  untrained = losses.untrained_losses(weights)
   train = function_cost(
       _training_loss_grad(model, multi_label, untrained), params,
       variables.get('batch_stats', {}), batch,

@@ -32,14 +32,11 @@ def _video(seed=0):
       0, 256, VIDEO_SHAPE, dtype=np.uint8))
 
 
-def _variables(stop_gradient=False, stop_gradient_at=('flow', 'semantic')):
-  return _cached_variables(stop_gradient, stop_gradient_at)
-
-
-@functools.lru_cache(maxsize=None)  # Positional: one compile per model.
-def _cached_variables(stop_gradient, stop_gradient_at):
-  model = _model(stop_gradient=stop_gradient,
-                 stop_gradient_at=stop_gradient_at)
+@functools.lru_cache(maxsize=None)
+def _variables():
+  """The smoke model and its initial variables (the gradient options,
+  `stop_gradient` and `grad_scale`, do not change the parameters)."""
+  model = _model()
   return model, jax.jit(functools.partial(model.init, train=False))(
       {'params': jax.random.PRNGKey(0)}, _video())
 
@@ -93,11 +90,12 @@ def test_rgb_only_inference_equals_training_merged_and_is_cheaper():
 
 
 @functools.lru_cache(maxsize=None)
-def _loss_and_grads(stop_gradient=False, stop_gradient_at=('flow', 'semantic'),
-                    untrained=()):
-  """The jitted (loss, terms), parameter gradients of `_variables`' model on
-  a fixed batch, for weights given at the call."""
-  model, variables = _variables(stop_gradient, stop_gradient_at)
+def _loss_and_grads(overrides=(), untrained=()):
+  """The jitted (loss, terms), parameter gradients of `_model(**overrides)`
+  (same parameters as `_variables()`'s) on a fixed batch, for weights given
+  at the call."""
+  model = _model(**dict(overrides))
+  _, variables = _variables()
   batch = {'label': jnp.asarray([1, 3]),
            'masks': jnp.ones(VIDEO_SHAPE[:4], jnp.uint8)}
 
@@ -111,11 +109,11 @@ def _loss_and_grads(stop_gradient=False, stop_gradient_at=('flow', 'semantic'),
   return jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
 
 
-def _action_loss_grads(stop_gradient, stop_gradient_at):
+def _action_loss_grads(**overrides):
   """Parameter gradients of the action losses alone (λ_interm = 0: the
   segmentation loss would reach the DRN anyway)."""
-  _, variables = _variables(stop_gradient, stop_gradient_at)
-  return _loss_and_grads(stop_gradient, stop_gradient_at)(
+  _, variables = _variables()
+  return _loss_and_grads(tuple(sorted(overrides.items())))(
       variables['params'], jnp.asarray([1.0, 1.0, 1.0, 1.0, 0.0]))[1]
 
 
@@ -124,7 +122,9 @@ def _action_loss_grads(stop_gradient, stop_gradient_at):
     (True, ('flow',))])
 def test_action_gradients_reach_flow_and_segmentation_unless_stopped(
     stop_gradient, stop_at):
-  g = _action_loss_grads(stop_gradient, stop_at)
+  g = _action_loss_grads(**(
+      dict(stop_gradient=True, stop_gradient_at=stop_at) if stop_gradient
+      else {}))
   for part, name in (('flow_layer', 'flow'), ('segmentation_net', 'semantic')):
     norm = sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(g[part]))
     if stop_gradient and name in stop_at:
@@ -177,10 +177,9 @@ def test_scale_gradient_is_identity_forward_and_scales_backward():
 def test_grad_scale_scales_what_the_action_losses_send_to_the_representations():
   """grad_scale=s: the flow layer's and segmentation net's gradients from the
   action losses are s times those of propagation; s=0 stops them."""
-  _, variables = _variables()
 
   def grads(**overrides):
-    return _action_loss_grads(_model(**overrides), variables)
+    return _action_loss_grads(**overrides)
 
   # (stop_gradient=True gives zeros here: the test above.)
   full, quarter, zero = (grads(), grads(grad_scale=0.25),

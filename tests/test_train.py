@@ -270,11 +270,18 @@ def _check_compiled_once(log_file: str) -> None:
   """Each step was compiled once, ahead, on the compile thread: the calls
   found it in jit's cache (a shape, dtype or sharding of the abstract
   arguments that differed from the real ones would lower it again, and JAX,
-  logging compiles (the fixture's JAX_LOG_COMPILES), would log it twice)."""
+  logging compiles (the fixture's JAX_LOG_COMPILES), would log it twice).
+  absl's lines carry the thread id: not the main thread's."""
   with open(log_file) as f:
     logged = f.read()
+
+  def thread_of(text):
+    return re.search(rf'^\S+ \S+ (\d+) .*{re.escape(text)}', logged,
+                     re.M).group(1)
+  main_thread = thread_of('Initialised a new state')
   for step in ('train_step', 'eval_step', 'sample_step'):
     assert logged.count(f'Compiling jit({step})') == 1, step
+    assert thread_of(f'Compiling jit({step})') != main_thread, step
 
 
 def _check_export(workdir, directory, video_path, predicted):

@@ -104,12 +104,14 @@ def _product_bwd(residuals, dy):
     # Accumulated in at least float32 (bfloat16 compute), as a matrix
     # product's.
     accumulate = jnp.promote_types(jnp.result_type(x, dy), jnp.float32)
+    wide_dy = dy.astype(accumulate)
     d_kernel = jnp.stack([
-        jnp.sum(x[..., i:i + 1] * dy, axis=positions, dtype=accumulate)
+        jnp.sum(x[..., i:i + 1].astype(accumulate) * wide_dy, axis=positions)
         for i in range(kernel.shape[0])]).astype(kernel.dtype)
   else:
     dy = lax.optimization_barrier(dy)
     d_kernel = lax.dot_general(x, dy, ((positions, positions), ((), ())))
+    d_kernel = d_kernel.astype(kernel.dtype)
   d_x = lax.dot_general(dy, kernel, (((dy.ndim - 1,), (1,)), ((), ())))
   return d_x.astype(x.dtype), d_kernel
 

@@ -84,7 +84,9 @@ def total_loss(outputs: Mapping[str, Any], batch: Mapping[str, jnp.ndarray],
       differentiated, so the backward pass skips what only they reach (under
       the paper's weights the flow and semantic streams' upper towers and
       heads) instead of multiplying its gradients by 0. Same loss, same
-      gradients. Empty when the weights vary (evolution).
+      gradients (but a non-finite gradient of such a term, which times 0
+      was NaN, is no longer computed; the terms are still checked). Empty
+      when the weights vary (evolution).
 
   Returns:
     (total loss, the unweighted term of each name; absent streams give 0).
