@@ -525,12 +525,15 @@ def _compile_worker() -> Iterator[concurrent.futures.Executor]:
 def _compile_ahead(s: Setup, executor: concurrent.futures.Executor,
                    train_fn: mesh_lib.CompiledTogether,
                    eval_fn: mesh_lib.CompiledTogether,
-                   sample_fn: mesh_lib.CompiledTogether, state_spec: Any,
-                   loss_weights: jax.Array, latest_step: Optional[int]) -> None:
-  """Queues the compiles a run will need on `executor`: the train and sample
-  steps unless the latest checkpoint is already the last step, then the eval
-  step. The batch shapes come from the pipelines' element specs (building a
-  tf.data pipeline reads nothing)."""
+                   state_spec: Any, loss_weights: jax.Array,
+                   latest_step: Optional[int]) -> None:
+  """Queues the compile the run needs first on `executor`: the train step,
+  or the eval step when the latest checkpoint is already the last step. The
+  batch shapes come from the pipelines' element specs (building a tf.data
+  pipeline reads nothing). The eval and sample steps of a training run
+  compile at their first call: a compile still under way when training
+  fails (a full disk) would keep the process alive past its one-line error
+  while Orbax's failed background writes print theirs."""
   config = s.config
   if (latest_step or 0) < config.num_train_steps:
     train_spec = pipeline.global_batch_spec(
@@ -541,14 +544,14 @@ def _compile_ahead(s: Setup, executor: concurrent.futures.Executor,
             process_count=jax.process_count()),
         config.batch_size, s.batch_sharding)
     train_fn.compile_ahead(executor, state_spec, train_spec, loss_weights)
-  eval_ds, _ = pipeline.make_eval_dataset(
-      s.builder, config.dataset,
-      local_batch_size=pipeline.local_batch_size(config.eval_batch_size),
-      process_index=jax.process_index(), process_count=jax.process_count())
-  eval_fn.compile_ahead(executor, state_spec, pipeline.global_batch_spec(
-      eval_ds, config.eval_batch_size, s.batch_sharding))
-  if (latest_step or 0) < config.num_train_steps:
-    sample_fn.compile_ahead(executor, state_spec, train_spec)
+  else:
+    eval_ds, _ = pipeline.make_eval_dataset(
+        s.builder, config.dataset,
+        local_batch_size=pipeline.local_batch_size(config.eval_batch_size),
+        process_index=jax.process_index(),
+        process_count=jax.process_count())
+    eval_fn.compile_ahead(executor, state_spec, pipeline.global_batch_spec(
+        eval_ds, config.eval_batch_size, s.batch_sharding))
 
 
 def train_and_evaluate(config, workdir: str,
@@ -584,10 +587,10 @@ def train_and_evaluate(config, workdir: str,
   # asynchronous save in flight completes before the function returns.
   with metric_writers.ensure_flushes(writer), contextlib.closing(manager), \
       _compile_worker() as compiler:
-    # The steps compile on a worker thread while the state is initialised
-    # or restored (the eval and sample steps while training begins).
-    _compile_ahead(s, compiler, train_fn, eval_fn, sample_fn, state_spec,
-                   loss_weights, latest_step=manager.latest_step())
+    # The first step compiles on a worker thread while the state is
+    # initialised or restored.
+    _compile_ahead(s, compiler, train_fn, eval_fn, state_spec, loss_weights,
+                   latest_step=manager.latest_step())
     state = checkpointing.restore_latest(manager, state_spec)
     if state is None:
       state = create_state(s)
