@@ -230,9 +230,10 @@ def get_config():
       tower=RESNET18_LIKE_TOWER,
       dropout_rate=0.5,
       dtype='float32',
-      # The towers' strided convolutions' gradients: 'im2col' (matrix
-      # products, fast on XLA:CPU), 'xla' (XLA's convolutions: GPU, TPU) or
-      # 'auto' (im2col on CPU, else xla). Same values (models/tvn.py).
+      # The gradients of the towers' strided and temporal convolutions:
+      # 'im2col' (matrix products, fast on XLA:CPU), 'xla' (XLA's
+      # convolutions: GPU, TPU) or 'auto' (im2col on CPU, else xla). Same
+      # values (models/tvn.py).
       conv_gradients='auto',
       # The 1x1 convolutions: 'matmul' (matrix products, fast on XLA:CPU),
       # 'conv' (convolutions) or 'auto' (matmul on CPU, else conv). Same

@@ -29,6 +29,9 @@ def float64():
     ((1, 9, 10, 2), (5, 3, 2, 3), (2, 3), 'VALID'),
     ((1, 8, 8, 3), (3, 3, 3, 4), (1, 1), ((1, 2), (0, 1))),
     ((3, 7, 7, 2), (1, 1, 2, 8), (2, 2), 'SAME'),  # A projection.
+    # TVN's temporal convolutions: (k, 1) over [B, T, H*W, C].
+    ((2, 5, 12, 4), (3, 1, 4, 6), (1, 1), 'SAME'),
+    ((1, 7, 9, 3), (3, 1, 3, 5), (2, 1), 'SAME'),  # Temporal stride 2.
 ])
 def test_values_and_gradients_are_the_plain_convolutions(
     float64, shape, kernel, strides, padding):
@@ -66,6 +69,12 @@ def test_a_towers_gradients_do_not_depend_on_the_choice():
     # custom_vjp in the program).
     program = str(jax.make_jaxpr(loss)(variables['params'], x))
     assert ('custom_vjp_call' in program) == im2col
+    # Asked, each block's strided spatial convolution and its temporal one.
+    temporal = [b for b in variables['params'].values()
+                if 'temporal_conv' in b]
+    assert temporal and all(spec.stride > 1 for spec in blocks)
+    assert program.count('name=_conv\n') == (
+        len(blocks) + len(temporal) if im2col else 0), program
     grads.append(jax.grad(loss, argnums=(0, 1))(variables['params'], x))
   for want, got in zip(*(jax.tree.leaves(g) for g in grads)):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)  # float32.

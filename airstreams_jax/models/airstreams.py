@@ -77,9 +77,9 @@ class AIRStreams(nn.Module):
     dropout_rate: dropout before each head.
     dtype: compute dtype.
     im2col_grads: for clips of at least `tvn.IM2COL_MIN_SIZE` pixels, the
-      towers' strided spatial convolutions compute their gradients as
-      matrix products (`tvn.TVNBlock`); `build_model` turns it on for the
-      CPU backend.
+      towers' strided spatial convolutions and their temporal ones compute
+      their gradients as matrix products (`tvn.TVNBlock`); `build_model`
+      turns it on for the CPU backend.
     pointwise_matmul: the towers' and the DRN's 1x1 convolutions run as
       matrix products (`pointwise_conv`); `build_model` turns it on for the
       CPU backend.

@@ -1,4 +1,4 @@
-"""A strided 2-D convolution whose gradients are matrix products (im2col).
+"""A 2-D convolution whose gradients are matrix products (im2col).
 
 The forward pass is `lax.conv_general_dilated`. The backward pass gathers
 the input's patches ([N*H'*W', kh*kw*C], "im2col") and computes the kernel's
@@ -9,7 +9,11 @@ generic emitter runs slowly, and the kernel gradient after transposing the
 activations to feature-major: in the paper-scale train step, the backward
 pass of the first TVN block's 3x3 stride-2 convolution (112 px in) took a
 third of the step in those two forms (README "Performance"). The matrix
-products run in XLA:CPU's fast kernels instead.
+products run in XLA:CPU's fast kernels instead. TVN's temporal convolution
+(a (k, 1) kernel over [B, T, H*W, C], stride 1) takes it too: XLA:CPU
+computed its kernel gradient as a convolution whose window spans the whole
+clip, after transposing both operands (about 110 ms of each tower's first
+block in the paper-scale step).
 
 Use it through `flax.linen.Conv(..., conv_general_dilated=conv)`: it takes
 `lax.conv_general_dilated`'s arguments, for NHWC inputs and HWIO kernels

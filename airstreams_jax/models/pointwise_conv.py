@@ -73,18 +73,22 @@ def conv(lhs: jnp.ndarray, rhs: jnp.ndarray, window_strides: Sequence[int],
 
 
 # The kernel gradient of `x @ kernel` sums x[p, i] * dy[p, o] over every
-# position p. As a `dot_general`, XLA:CPU first copies dy to feature-major
-# ([C_out, P]), fusing dy's producer (the BatchNorm backward) into that
+# position p. As a `dot_general` contracting the clip's axes [B, T, H, W]
+# together, XLA:CPU first copies an operand to feature-major ([C, P]),
+# fusing its producer (a BatchNorm, forward or backward) into that
 # transposing copy, which its loop emitter runs slowly: in the paper-scale
 # step the towers' first 1x1 convolutions (2 flow or teacher channels, 3
 # colours in; 64 out at 112 px) spent 700 ms of a 3.2 s step in three such
 # copies (the flow tower's alone took 278 ms, the same values written
-# unpermuted 11 ms), the 64-channel ones at 56 px 30-45 ms each. So the
+# unpermuted 11 ms), the 64-channel ones at 56 px 45 ms each. So the
 # backward pass below computes the kernel gradient of a convolution with
 # this few input channels as one reduction over the positions per input
-# channel, on dy as it is (paper step 2.94 -> 2.50 s), and otherwise
-# materialises dy unpermuted first, leaving XLA a plain copy to transpose
-# (2.54 -> 2.43 s; both alternating in one process, README "Performance").
+# channel, on dy as it is (paper step 2.94 -> 2.50 s), and otherwise as the
+# product of the two arrays flattened to [P, C]: contracting their leading
+# axis, XLA:CPU calls a matrix product that reads the first transposed, with
+# no copy (2.48 -> 2.29 s; before it, `optimization_barrier` on dy, which
+# left a plain copy to transpose, had taken 2.54 -> 2.43 s; each alternating
+# in one process, README "Performance").
 FEW_INPUT_CHANNELS = 4
 
 
@@ -109,8 +113,10 @@ def _product_bwd(residuals, dy):
         jnp.sum(x[..., i:i + 1].astype(accumulate) * wide_dy, axis=positions)
         for i in range(kernel.shape[0])]).astype(kernel.dtype)
   else:
-    dy = lax.optimization_barrier(dy)
-    d_kernel = lax.dot_general(x, dy, ((positions, positions), ((), ())))
+    # [P, C_in]^T @ [P, C_out] on the arrays as they are: see above.
+    d_kernel = lax.dot_general(x.reshape(-1, x.shape[-1]),
+                               dy.reshape(-1, dy.shape[-1]),
+                               (((0,), (0,)), ((), ())))
     d_kernel = d_kernel.astype(kernel.dtype)
   d_x = lax.dot_general(dy, kernel, (((dy.ndim - 1,), (1,)), ((), ())))
   return d_x.astype(x.dtype), d_kernel
