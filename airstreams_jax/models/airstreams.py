@@ -78,8 +78,9 @@ class AIRStreams(nn.Module):
     dtype: compute dtype.
     im2col_grads: for clips of at least `tvn.IM2COL_MIN_SIZE` pixels, the
       towers' strided spatial convolutions and their temporal ones compute
-      their gradients as matrix products (`tvn.TVNBlock`); `build_model`
-      turns it on for the CPU backend.
+      their gradients as matrix products (`tvn.TVNBlock`), and the DRN's max
+      pool its gradient elementwise (`max_pool`); `build_model` turns it on
+      for the CPU backend.
     pointwise_matmul: the towers' and the DRN's 1x1 convolutions run as
       matrix products (`pointwise_conv`); `build_model` turns it on for the
       CPU backend.
@@ -139,6 +140,8 @@ class AIRStreams(nn.Module):
           output_stride=self.seg_output_stride,
           decoder_features=self.seg_decoder_features, dtype=self.dtype,
           pointwise_matmul=self.pointwise_matmul,
+          elementwise_pool_grads=(self.im2col_grads and
+                                  h >= tvn.IM2COL_MIN_SIZE),
           name='segmentation_net')(x.reshape(b * t, h, w, c), train)
       # Back to the frame resolution: the semantic tower mirrors the RGB tower
       # and the pixelwise loss compares with masks at the frame resolution.
