@@ -230,10 +230,11 @@ def get_config():
       tower=RESNET18_LIKE_TOWER,
       dropout_rate=0.5,
       dtype='float32',
-      # The gradients of the towers' strided and temporal convolutions:
-      # 'im2col' (matrix products, fast on XLA:CPU), 'xla' (XLA's
-      # convolutions: GPU, TPU) or 'auto' (im2col on CPU, else xla). Same
-      # values (models/tvn.py).
+      # The gradients of the towers' strided and temporal convolutions and
+      # of the DRN's max pool: 'im2col' (matrix products and an elementwise
+      # max-pool backward pass, fast on XLA:CPU), 'xla' (XLA's own forms:
+      # GPU, TPU) or 'auto' (im2col on CPU, else xla). Same values
+      # (models/tvn.py, models/max_pool.py).
       conv_gradients='auto',
       # The 1x1 convolutions: 'matmul' (matrix products, fast on XLA:CPU),
       # 'conv' (convolutions) or 'auto' (matmul on CPU, else conv). Same

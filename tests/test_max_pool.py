@@ -53,6 +53,21 @@ def test_values_and_gradients_are_flaxs(float64, shape, window, strides,
   assert int(jnp.sum(got_grad != 0)) == int(jnp.sum(want_grad != 0))
 
 
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_vmapped_and_in_low_precision(dtype):
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.standard_normal((3, 2, 8, 8, 4)), dtype)
+
+  def gradient(pool):
+    return jax.vmap(jax.grad(lambda x: jnp.sum(
+        pool(x, (3, 3), (2, 2), 'SAME').astype(jnp.float32) ** 2)))(x)
+  want = gradient(lambda x, w, s, p: nn.max_pool(x, w, s, padding=p))
+  got = gradient(max_pool.max_pool)
+  assert got.dtype == dtype
+  np.testing.assert_array_equal(np.asarray(got, np.float32),
+                                np.asarray(want, np.float32))
+
+
 def test_the_backward_pass_has_no_select_and_scatter():
   x = jnp.zeros((2, 8, 8, 3))
 

@@ -59,11 +59,11 @@ def test_values_and_gradients_are_the_plain_convolutions(
   # their leading axis (the form XLA:CPU runs without a transposing copy).
   c_in, c_out = kernel[-2], kernel[-1]
   products = re.findall(
-      rf'f\d+\[{c_in},{c_out}\] = dot_general\[dimension_numbers=\(\(\[0\], '
-      rf'\[0\]\), \(\[\], \[\]\)\)[^\n]*\] (\w+) (\w+)', backward)
+      rf'f\d+\[{c_in},{c_out}\] = dot_general\[\s*dimension_numbers=\(\(\[0\], '
+      rf'\[0\]\), \(\[\], \[\]\)\)[^\]]*\] (\w+) (\w+)', backward)
   assert len(products) == (0 if few else 1), backward
   for operand in (products[0] if products else ()):
-    assert re.search(rf'{operand}:f\d+\[\d+,\d+\] = reshape', backward)
+    assert re.search(rf'\b{operand}:f\d+\[\d+,\d+\] = reshape', backward)
 
 
 @pytest.mark.parametrize('kernel,kwargs', [

@@ -231,10 +231,11 @@ def build_model(model_config, *, num_classes: int,
                 num_seg_classes: int) -> AIRStreams:
   """Builds `AIRStreams` from the `config.model` ConfigDict.
 
-  `model.conv_gradients` 'auto' (the default) computes the towers' strided
-  convolution gradients as matrix products on the CPU backend ('im2col',
-  where XLA:CPU's own forms are slow) and as XLA's convolutions elsewhere
-  ('xla'); see `tvn.TVNBlock`. `model.pointwise_convs` 'auto' (the default)
+  `model.conv_gradients` 'auto' (the default) computes the gradients of the
+  towers' strided and temporal convolutions as matrix products and the
+  DRN's max pool's elementwise on the CPU backend ('im2col', where
+  XLA:CPU's own forms are slow) and in XLA's own forms elsewhere ('xla');
+  see `tvn.TVNBlock` and `max_pool`. `model.pointwise_convs` 'auto' (the default)
   runs the 1x1 convolutions as matrix products on the CPU backend
   ('matmul', `pointwise_conv`) and as convolutions elsewhere ('conv', not
   measured there). Neither changes the parameters.

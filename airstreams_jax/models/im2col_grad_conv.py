@@ -10,7 +10,7 @@ activations to feature-major: in the paper-scale train step, the backward
 pass of the first TVN block's 3x3 stride-2 convolution (112 px in) took a
 third of the step in those two forms (README "Performance"). The matrix
 products run in XLA:CPU's fast kernels instead. TVN's temporal convolution
-(a (k, 1) kernel over [B, T, H*W, C], stride 1) takes it too: XLA:CPU
+(a (k, 1) kernel over [B, T, H*W, C], temporal stride 1 or 2) takes it too: XLA:CPU
 computed its kernel gradient as a convolution whose window spans the whole
 clip, after transposing both operands (about 110 ms of each tower's first
 block in the paper-scale step).

@@ -12,7 +12,10 @@ and adds the output gradient there through strided padding: elementwise
 passes that XLA fuses.
 
 `max_pool(x, window, strides, padding)` takes `nn.max_pool`'s arguments for
-NHWC inputs; values and gradients equal its own (tests/test_max_pool.py).
+NHWC inputs; values and gradients equal its own (tests/test_max_pool.py),
+except in a window holding a NaN, whose gradient here goes nowhere
+(select-and-scatter's, after comparisons with NaN, to whatever element
+follows it); the loss is NaN then, and training stops on it.
 """
 
 import functools

@@ -86,7 +86,8 @@ def conv(lhs: jnp.ndarray, rhs: jnp.ndarray, window_strides: Sequence[int],
 # channel, on dy as it is (paper step 2.94 -> 2.50 s), and otherwise as the
 # product of the two arrays flattened to [P, C]: contracting their leading
 # axis, XLA:CPU calls a matrix product that reads the first transposed, with
-# no copy (2.48 -> 2.29 s; before it, `optimization_barrier` on dy, which
+# no copy (2.48 -> 2.29 s, and 2.27 -> 2.10 s with the temporal convolutions'
+# im2col gradients in both; before it, `optimization_barrier` on dy, which
 # left a plain copy to transpose, had taken 2.54 -> 2.43 s; each alternating
 # in one process, README "Performance").
 FEW_INPUT_CHANNELS = 4
@@ -116,7 +117,9 @@ def _product_bwd(residuals, dy):
     # [P, C_in]^T @ [P, C_out] on the arrays as they are: see above.
     d_kernel = lax.dot_general(x.reshape(-1, x.shape[-1]),
                                dy.reshape(-1, dy.shape[-1]),
-                               (((0,), (0,)), ((), ())))
+                               (((0,), (0,)), ((), ())),
+                               preferred_element_type=jnp.promote_types(
+                                   jnp.result_type(x, dy), jnp.float32))
     d_kernel = d_kernel.astype(kernel.dtype)
   d_x = lax.dot_general(dy, kernel, (((dy.ndim - 1,), (1,)), ((), ())))
   return d_x.astype(x.dtype), d_kernel
