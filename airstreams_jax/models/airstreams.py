@@ -109,8 +109,10 @@ class AIRStreams(nn.Module):
         self.stop_gradient or self.grad_scale == 0.0)
 
   def _stream_inputs(self, x: jnp.ndarray, train: bool,
-                     outputs: Dict[str, jnp.ndarray]) -> Dict[str, jnp.ndarray]:
-    """Computes each stream's input representation from the RGB clip."""
+                     outputs: Dict[str, jnp.ndarray],
+                     im2col: bool) -> Dict[str, jnp.ndarray]:
+    """Computes each stream's input representation from the RGB clip
+    (`im2col`: the clip is large enough for `im2col_grads`)."""
     def maybe_stop(representation, value):
       if self.gradient_cut(representation):
         return jax.lax.stop_gradient(value)
@@ -140,8 +142,7 @@ class AIRStreams(nn.Module):
           output_stride=self.seg_output_stride,
           decoder_features=self.seg_decoder_features, dtype=self.dtype,
           pointwise_matmul=self.pointwise_matmul,
-          elementwise_pool_grads=(self.im2col_grads and
-                                  h >= tvn.IM2COL_MIN_SIZE),
+          elementwise_pool_grads=im2col,
           name='segmentation_net')(x.reshape(b * t, h, w, c), train)
       # Back to the frame resolution: the semantic tower mirrors the RGB tower
       # and the pixelwise loss compares with masks at the frame resolution.
@@ -183,7 +184,7 @@ class AIRStreams(nn.Module):
                               pointwise_matmul=self.pointwise_matmul)
     outputs = {}
     inputs = self._stream_inputs(preprocess_video(video, self.dtype), train,
-                                 outputs)
+                                 outputs, im2col)
     features = {
         s: stage(lower, name=f'{s}_tower_lower')(inputs[s], train)
         for s in STREAMS if s in inputs}

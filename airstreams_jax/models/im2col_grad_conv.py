@@ -23,7 +23,7 @@ convolution's up to float rounding (tests/test_im2col_grad_conv.py).
 """
 
 import functools
-from typing import Any, Sequence, Tuple, Union
+from typing import Any, List, Sequence, Tuple, Union
 
 import jax
 from jax import lax
@@ -32,20 +32,26 @@ import jax.numpy as jnp
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 
 
+def window_taps(padded: jnp.ndarray, kernel_hw: Tuple[int, int],
+                strides: Tuple[int, int]) -> List[jnp.ndarray]:
+  """The [N, H', W', C] values of each tap (i, j) of every window over an
+  already padded [N, Hp, Wp, C] input, in row-major tap order."""
+  n, hp, wp, c = padded.shape
+  (kh, kw), (sh, sw) = kernel_hw, strides
+  out_h, out_w = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+  return [lax.slice(padded, (0, i, j, 0),
+                    (n, i + (out_h - 1) * sh + 1, j + (out_w - 1) * sw + 1, c),
+                    (1, sh, sw, 1))
+          for i in range(kh) for j in range(kw)]
+
+
 def _patches(x: jnp.ndarray, kernel_hw: Tuple[int, int],
              strides: Tuple[int, int],
              pads: Sequence[Tuple[int, int]]) -> jnp.ndarray:
   """[N, H', W', kh*kw*C] patches of `x` [N, H, W, C], taps major, C minor
   (the order of an HWIO kernel reshaped to [kh*kw*C, F])."""
-  n, h, w, c = x.shape
-  (kh, kw), (sh, sw) = kernel_hw, strides
   x = jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
-  out_h = (h + pads[0][0] + pads[0][1] - kh) // sh + 1
-  out_w = (w + pads[1][0] + pads[1][1] - kw) // sw + 1
-  taps = [lax.slice(x, (0, i, j, 0),
-                    (n, i + (out_h - 1) * sh + 1, j + (out_w - 1) * sw + 1, c),
-                    (1, sh, sw, 1))
-          for i in range(kh) for j in range(kw)]
+  taps = window_taps(x, kernel_hw, strides)
   return jnp.concatenate(taps, axis=-1)
 
 

@@ -19,25 +19,16 @@ follows it); the loss is NaN then, and training stops on it.
 """
 
 import functools
+import itertools
 from typing import Sequence, Tuple, Union
 
 import jax
 from jax import lax
 import jax.numpy as jnp
 
+from airstreams_jax.models import im2col_grad_conv
+
 Pads = Tuple[Tuple[int, int], Tuple[int, int]]
-
-
-def _window_taps(padded: jnp.ndarray, window: Tuple[int, int],
-                 strides: Tuple[int, int], out_hw: Tuple[int, int]):
-  """Yields (i, j, [N, H', W', C] values of tap (i, j) of every window)."""
-  n, _, _, c = padded.shape
-  (kh, kw), (sh, sw), (oh, ow) = window, strides, out_hw
-  for i in range(kh):
-    for j in range(kw):
-      yield i, j, lax.slice(padded, (0, i, j, 0),
-                            (n, i + (oh - 1) * sh + 1, j + (ow - 1) * sw + 1,
-                             c), (1, sh, sw, 1))
 
 
 def _pool(x: jnp.ndarray, window: Tuple[int, int], strides: Tuple[int, int],
@@ -65,7 +56,8 @@ def _max_pool_bwd(window, strides, pads, residuals, dy):
   (sh, sw) = strides
   taken = jnp.zeros(y.shape, jnp.bool_)
   d_padded = jnp.zeros(padded.shape, dy.dtype)
-  for i, j, tap in _window_taps(padded, window, strides, (oh, ow)):
+  taps = im2col_grad_conv.window_taps(padded, window, strides)
+  for (i, j), tap in zip(itertools.product(*map(range, window)), taps):
     hit = jnp.logical_and(tap == y, jnp.logical_not(taken))
     taken = jnp.logical_or(taken, hit)
     # Tap (i, j) of window (a, b) is padded[i + a sh, j + b sw]: padding

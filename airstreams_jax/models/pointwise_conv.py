@@ -105,10 +105,9 @@ def _product_fwd(x, kernel):
 def _product_bwd(residuals, dy):
   x, kernel = residuals
   positions = tuple(range(x.ndim - 1))
+  # Accumulated in at least float32 (bfloat16 compute).
+  accumulate = jnp.promote_types(jnp.result_type(x, dy), jnp.float32)
   if kernel.shape[0] <= FEW_INPUT_CHANNELS:
-    # Accumulated in at least float32 (bfloat16 compute), as a matrix
-    # product's.
-    accumulate = jnp.promote_types(jnp.result_type(x, dy), jnp.float32)
     wide_dy = dy.astype(accumulate)
     d_kernel = jnp.stack([
         jnp.sum(x[..., i:i + 1].astype(accumulate) * wide_dy, axis=positions)
@@ -118,8 +117,7 @@ def _product_bwd(residuals, dy):
     d_kernel = lax.dot_general(x.reshape(-1, x.shape[-1]),
                                dy.reshape(-1, dy.shape[-1]),
                                (((0,), (0,)), ((), ())),
-                               preferred_element_type=jnp.promote_types(
-                                   jnp.result_type(x, dy), jnp.float32))
+                               preferred_element_type=accumulate)
     d_kernel = d_kernel.astype(kernel.dtype)
   d_x = lax.dot_general(dy, kernel, (((dy.ndim - 1,), (1,)), ((), ())))
   return d_x.astype(x.dtype), d_kernel

@@ -517,8 +517,8 @@ def _compile_worker() -> Iterator[concurrent.futures.Executor]:
   try:
     yield executor
   finally:
-    # When training stops early, queued compiles are dropped rather than
-    # waited for (one under way ends on its own).
+    # When training stops early, a compile not yet started is dropped
+    # rather than waited for (one under way ends on its own).
     executor.shutdown(wait=False, cancel_futures=True)
 
 
