@@ -1,7 +1,7 @@
 """PyTorch's side of the benchmark, in a process of its own.
 
 With the twin loaded in the benchmark's process, our JAX train step ran
-25-30% slower than without it (README "Performance"), for a reason not found
+25-30% slower than without it (docs/performance_log.md), for a reason not found
 (not thread affinity, not OpenMP's spin-waiting). So that each side runs as it
 would alone, `experiments.benchmark` keeps PyTorch out of its own process:
 a `TorchWorker` is a child process (a fresh interpreter running this module:

@@ -397,6 +397,24 @@ def test_constant_clip_has_finite_gradients(bottleneck):
     assert np.all(np.isfinite(g))
 
 
+def test_zero_tau_has_finite_gradients():
+  # tau = 0 stops the dual updates (denominator 1); the loop's sqrt then sees
+  # an argument of exactly 0, whose derivative must not turn into 0 * inf.
+  x = _test_clips((1, 3, 8, 8, 3), seed=9)
+  model = RepresentationFlow(num_iter=5)
+  variables = flax.core.unfreeze(_init(model, x))
+  variables['params']['tau'] = jnp.zeros_like(variables['params']['tau'])
+
+  def loss(params, x):
+    return jnp.sum(model.apply({'params': params}, x)**2)
+
+  g_params, g_x = jax.jit(jax.grad(loss, argnums=(0, 1)))(
+      variables['params'], x)
+  assert np.all(np.isfinite(g_x))
+  for name, g in flax.traverse_util.flatten_dict(g_params).items():
+    assert np.all(np.isfinite(g)), name
+
+
 @pytest.mark.parametrize('sigma', [0.7, 1.0, 1.6])
 def test_gaussian_blur_matches_scipy(sigma):
   from scipy import ndimage  # pylint: disable=g-import-not-at-top

@@ -8,7 +8,7 @@ convolution as a convolution of the dilated output gradient, which its
 generic emitter runs slowly, and the kernel gradient after transposing the
 activations to feature-major: in the paper-scale train step, the backward
 pass of the first TVN block's 3x3 stride-2 convolution (112 px in) took a
-third of the step in those two forms (README "Performance"). The matrix
+third of the step in those two forms (docs/performance_log.md). The matrix
 products run in XLA:CPU's fast kernels instead. TVN's temporal convolution
 (a (k, 1) kernel over [B, T, H*W, C], temporal stride 1 or 2) takes it too: XLA:CPU
 computed its kernel gradient as a convolution whose window spans the whole

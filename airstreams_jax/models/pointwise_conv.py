@@ -89,7 +89,7 @@ def conv(lhs: jnp.ndarray, rhs: jnp.ndarray, window_strides: Sequence[int],
 # no copy (2.48 -> 2.29 s, and 2.27 -> 2.10 s with the temporal convolutions'
 # im2col gradients in both; before it, `optimization_barrier` on dy, which
 # left a plain copy to transpose, had taken 2.54 -> 2.43 s; each alternating
-# in one process, README "Performance").
+# in one process, docs/performance_log.md).
 FEW_INPUT_CHANNELS = 4
 
 
