@@ -164,10 +164,9 @@ def tvl1_flow(i0: Array, i1: Array, *, theta: Array, lam: Array, tau: Array,
   #   taut sqrt(ux^2 + uy^2 + eps) = sign(taut) sqrt(wx^2 + wy^2 + eps taut^2),
   # where sign(taut) has no derivative. The scalars are also broadcast to one
   # value per image of the leading axes (a clip's frame pair, per reduced
-  # channel), so those
-  # reductions end in a vector, which XLA:CPU splits across threads, and the
-  # per-image sums are added once after the loop. 2026-12-06, fwd+bwd at
-  # (1,16,112,112,3) K=1 20 iterations: 155 -> 140 ms.
+  # channel), so those reductions end in a vector, which XLA:CPU splits
+  # across threads, and the per-image sums are added once after the loop.
+  # 2026-12-06, fwd+bwd at (1,16,112,112,3) K=1 20 iterations: 155 -> 140 ms.
   per_image = i0.shape[:-2] + (1, 1)
 
   def loop_scalar(value):
