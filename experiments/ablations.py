@@ -46,7 +46,7 @@ import numpy as np
 from airstreams_jax import cli
 from airstreams_jax import errors
 from airstreams_jax import mesh as mesh_lib
-from airstreams_jax.data import builders
+from airstreams_jax.data import dataset_from_config
 from airstreams_jax.evolution import proxies
 from airstreams_jax.launch import local
 from airstreams_jax.launch import record as record_lib
@@ -299,7 +299,7 @@ def check_before_start(units: Sequence[sweep_lib.Unit]) -> None:
       continue
     datasets_seen.add(dataset_key)
     try:
-      builder = builders.make_builder(config.dataset)
+      builder = dataset_from_config.make_builder(config.dataset)
       if not builder.is_prepared() and hasattr(builder, 'check_manual_dir'):
         builder.check_manual_dir()
     except errors.ConfigError as e:

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from airstreams_jax.data import builders
+from airstreams_jax.data import dataset_from_config
 from airstreams_jax.data import pipeline
 from airstreams_jax.data import video_io
 from configs import video_folder as video_folder_config
@@ -118,7 +118,7 @@ def main(argv):
     builder = None
     for workers in (1, 2):
       data_dir = os.path.join(work, f'tfds{workers}')
-      builder = builders.make_builder(_dataset_config(root, data_dir,
+      builder = dataset_from_config.make_builder(_dataset_config(root, data_dir,
                                                       workers))
       start = time.perf_counter()
       builder.download_and_prepare()

@@ -64,9 +64,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from airstreams_jax import whole_files
+from airstreams_jax import atomic_write
 from airstreams_jax import model_info
-from airstreams_jax.data import builders
+from airstreams_jax.data import dataset_from_config
 from airstreams_jax.data import pipeline
 from airstreams_jax.evolution import proxies
 from airstreams_jax.models import rep_flow
@@ -197,7 +197,7 @@ def model_setup(config, num_classes: int, num_seg_classes: int
                 ) -> train.Setup:
   """The train loop's setup for these class counts, without any dataset."""
   config.mesh = (('data', 1),)  # One device: the figures are per device.
-  meta = builders.DatasetMeta(
+  meta = dataset_from_config.DatasetMeta(
       num_classes, tuple(f'class{i}' for i in range(num_classes)),
       tuple(f'seg{i}' for i in range(num_seg_classes)))
   return train.model_setup(
@@ -370,8 +370,8 @@ def bench_flow(rounds: int, worker: Optional[torch_worker.TorchWorker]
 def bench_pipeline(config, batch_size: int, batches: int) -> float:
   """clips/s of the training input pipeline (synthetic dataset, built on
   first use) at the train step's batch shape."""
-  builder = builders.make_builder(config.dataset)
-  builders.prepare(builder)
+  builder = dataset_from_config.make_builder(config.dataset)
+  dataset_from_config.prepare(builder)
   ds = pipeline.make_train_dataset(builder, config.dataset,
                                    local_batch_size=batch_size, seed=0)
   it = ds.as_numpy_iterator()
@@ -670,7 +670,7 @@ def main(argv):
               else None)
     run_sections(results, syn, rounds, quick, memory, worker)
   keys = flat_keys(results)
-  whole_files.write_whole(_OUT.value, json.dumps(
+  atomic_write.write_whole(_OUT.value, json.dumps(
       {**keys, 'details': results}, indent=1, sort_keys=True))
   print(table(results))
   print('Goals (GitHub issue 12):')
@@ -706,7 +706,7 @@ def run_sections(results: Dict[str, Any], syn, rounds: int, quick: bool,
     progress(f'{name} ...')
     results[name] = sections[name]()
     # What is measured so far survives a later failure or Ctrl-C.
-    whole_files.write_whole(_OUT.value, json.dumps(
+    atomic_write.write_whole(_OUT.value, json.dumps(
         {'details': results}, indent=1, sort_keys=True))
   results['seconds'] = time.perf_counter() - start
   results['load_average_at_end'] = os.getloadavg()[0]

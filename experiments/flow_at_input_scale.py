@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import tensorflow as tf
 
-from airstreams_jax import metrics
+from airstreams_jax.training import metrics
 from airstreams_jax.data import synthetic_generator as generator
 from airstreams_jax.data import video_ops
 from airstreams_jax.models import rep_flow

@@ -10,7 +10,7 @@ Usage (from the repository root):
 
 Prints three tables and writes them as JSON (default
 paper_scale_representations.json). Every score comes from
-`airstreams_jax.metrics` (the evaluation's own functions) against the
+`airstreams_jax.training.metrics` (the evaluation's own functions) against the
 generator's true masks and flow:
 
 1. Resolution ceiling (no training): for each image size and logit stride,
@@ -56,7 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from airstreams_jax import metrics
+from airstreams_jax.training import metrics
 from airstreams_jax.data import synthetic_generator as gen
 from airstreams_jax.models import airstreams
 from airstreams_jax.models import drn

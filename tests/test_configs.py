@@ -105,7 +105,7 @@ def test_charades_is_multi_label_and_can_start_from_mit():
 
 def test_synthetic_distractors_argument():
   from airstreams_jax import errors  # pylint: disable=g-import-not-at-top
-  from airstreams_jax.data import builders  # pylint: disable=g-import-not-at-top
+  from airstreams_jax.data import dataset_from_config  # pylint: disable=g-import-not-at-top
   from airstreams_jax.training import config_checks  # pylint: disable=g-import-not-at-top
   path = os.path.join(ROOT, 'configs', 'synthetic.py')
   default = _load([f'--config={path}'])
@@ -113,7 +113,7 @@ def test_synthetic_distractors_argument():
   alone = _load([f'--config={path}:distractors=0'])
   assert alone.dataset.synthetic.num_distractors == 0
   # Its own dataset version, beside the default one.
-  names = [builders.make_builder(c.dataset).builder_config.name
+  names = [dataset_from_config.make_builder(c.dataset).builder_config.name
            for c in (default, alone)]
   assert names == ['c6_t10_s32_n2048x256_seed0',
                    'c6_t10_s32_n2048x256_seed0_d0']

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn import metrics as sk_metrics
 
-from airstreams_jax import metrics
+from airstreams_jax.training import metrics
 
 
 def _collection_over_batches(logits, labels, mask, num_classes, batch=7):

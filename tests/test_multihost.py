@@ -12,7 +12,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from airstreams_jax.data import builders
+from airstreams_jax.data import dataset_from_config
 from configs import synthetic as synthetic_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -117,7 +117,7 @@ def test_two_processes_match_one_process(tmp_path, data_dir):
     # Its log line once the dataset is there (and the lock about to be
     # freed).
     _wait_for_line(reference, reference_lines, '(Dataset|Built) ')
-    with builders.build_lock(builders.make_builder(config.dataset).data_dir):
+    with dataset_from_config.build_lock(dataset_from_config.make_builder(config.dataset).data_dir):
       pair = [_launch(double, 4, data_dir,
                       [f'--coordinator_address={address}',
                        '--num_processes=2', f'--process_id={i}'])

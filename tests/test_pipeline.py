@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from airstreams_jax.data import builders
+from airstreams_jax.data import dataset_from_config
 from airstreams_jax.data import pipeline
 from configs import synthetic
 from configs import video_folder as video_folder_config
@@ -81,27 +81,27 @@ def test_separate_runs_take_turns_to_build_a_dataset(tmp_path):
   """A run that needs a dataset another run is building waits for it (the
   parallel units of a sweep), then reads the dataset the other one built."""
   config = _dataset_config(data_dir=str(tmp_path))
-  waiting = builders.make_builder(config)  # Made before the data exists.
+  waiting = dataset_from_config.make_builder(config)  # Made before the data exists.
   done = threading.Event()
   def prepare():
-    builders.prepare(waiting)
+    dataset_from_config.prepare(waiting)
     done.set()
-  with builders.build_lock(waiting.data_dir):  # The other run builds.
+  with dataset_from_config.build_lock(waiting.data_dir):  # The other run builds.
     thread = threading.Thread(target=prepare, daemon=True)
     thread.start()
-    builders.make_builder(config).download_and_prepare()
+    dataset_from_config.make_builder(config).download_and_prepare()
     assert not done.is_set()
   assert done.wait(timeout=300)
   assert waiting.info.splits['train'].num_examples == 32
-  assert builders.dataset_meta(waiting).num_classes == 6
+  assert dataset_from_config.dataset_meta(waiting).num_classes == 6
   assert len(list(waiting.as_dataset(split='test'))) == 16
 
 
 @pytest.fixture(scope='module')
 def smoke_builder(data_dir):
   config = _dataset_config(data_dir=data_dir)
-  builder = builders.make_builder(config)
-  builders.prepare(builder)
+  builder = dataset_from_config.make_builder(config)
+  dataset_from_config.prepare(builder)
   return builder, config
 
 
@@ -422,8 +422,8 @@ def test_real_video_eval_batches_have_masks_but_no_truth(tmp_path):
     config.update(dict(manual_dir=str(root), data_dir=str(tmp_path / 'tfds'),
                        teacher='files', build_workers=0, image_size=16,
                        num_frames=4, eval_clips=2, eval_crops=3))
-  builder = builders.make_builder(config)
-  builders.prepare(builder)
+  builder = dataset_from_config.make_builder(config)
+  dataset_from_config.prepare(builder)
   ds, num_batches = pipeline.make_eval_dataset(builder, config,
                                                local_batch_size=3)
   batches = list(tfds.as_numpy(ds))

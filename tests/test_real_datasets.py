@@ -19,7 +19,7 @@ from airstreams_jax.data import charades
 from airstreams_jax.data import hmdb51
 from airstreams_jax.data import moments_in_time
 from airstreams_jax.data import toyota_smarthome
-from airstreams_jax.data import video_builder
+from airstreams_jax.data import video_dataset_builder
 from airstreams_jax.data.video_entries import ActionInterval
 
 import fake_datasets
@@ -346,7 +346,7 @@ def _build(builder_cls, manual_dir, data_dir, **options):
                         num_workers=1)
   builder.download_and_prepare()
   with open(os.path.join(builder.data_dir,
-                         video_builder.REPORT_FILENAME)) as f:
+                         video_dataset_builder.REPORT_FILENAME)) as f:
     assert json.load(f)['num_bad_inputs'] == 0
   examples = {
       split: {ex['video_id'].decode(): ex
@@ -438,7 +438,7 @@ def test_build_reports_missing_and_corrupt_videos(copy_of, tmp_path):
   assert builder.info.splits['train'].num_examples == 4
   assert builder.info.splits['test'].num_examples == 3
   with open(os.path.join(builder.data_dir,
-                         video_builder.REPORT_FILENAME)) as f:
+                         video_dataset_builder.REPORT_FILENAME)) as f:
     report = json.load(f)
   assert report['num_bad_inputs'] == 2
   bad = {b['path']: b for b in report['bad_inputs']}

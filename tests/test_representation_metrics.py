@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk_metrics
 
-from airstreams_jax import metrics
+from airstreams_jax.training import metrics
 from airstreams_jax.training import steps
 
 CLASSES = ('background', 'person', 'ball', 'box')

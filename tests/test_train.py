@@ -21,7 +21,7 @@ from airstreams_jax import predict as predict_lib
 from airstreams_jax.training import losses
 from airstreams_jax.training import train
 from airstreams_jax.training import trained_run
-from airstreams_jax.visualize import figures
+from airstreams_jax.plotting import figures
 from airstreams_jax.visualize import run_figures
 from configs import synthetic
 

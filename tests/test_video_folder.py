@@ -23,8 +23,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 from airstreams_jax import errors
-from airstreams_jax.data import builders
-from airstreams_jax.data import video_builder
+from airstreams_jax.data import dataset_from_config
+from airstreams_jax.data import video_dataset_builder
 from airstreams_jax.data import video_folder
 from airstreams_jax.data.video_entries import ActionInterval
 from airstreams_jax.data.video_entries import VideoEntry
@@ -101,8 +101,8 @@ def _dataset_config(root, data_dir, **overrides):
 @pytest.fixture(scope='module')
 def built(root, tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp('tfds'))
-  builder = builders.make_builder(_dataset_config(root, data_dir))
-  builders.prepare(builder)
+  builder = dataset_from_config.make_builder(_dataset_config(root, data_dir))
+  dataset_from_config.prepare(builder)
   examples = {split: list(tfds.as_numpy(builder.as_dataset(split=split)))
               for split in ('train', 'test')}
   return builder, examples, data_dir
@@ -154,8 +154,8 @@ def test_frames_masks_and_labels(built):
 
 def test_dataset_meta(built):
   builder, _, _ = built
-  meta = builders.dataset_meta(builder)
-  assert meta == builders.DatasetMeta(
+  meta = dataset_from_config.dataset_meta(builder)
+  assert meta == dataset_from_config.DatasetMeta(
       num_classes=3, class_names=tuple(_CLASSES),
       mask_class_names=tuple(_MASK_CLASSES), multi_label=False)
 
@@ -163,7 +163,7 @@ def test_dataset_meta(built):
 def test_rebuilding_reuses_the_dataset_and_checks_its_source(built, root,
                                                             tmp_path):
   builder, _, data_dir = built
-  again = builders.make_builder(_dataset_config(root, data_dir))
+  again = dataset_from_config.make_builder(_dataset_config(root, data_dir))
   assert again.data_dir == builder.data_dir
   assert again.info.splits['train'].num_examples == 5
   other = tmp_path / 'other'
@@ -171,7 +171,7 @@ def test_rebuilding_reuses_the_dataset_and_checks_its_source(built, root,
   (other / 'classes.txt').write_text(
       open(os.path.join(root, 'classes.txt')).read())  # The files teacher's.
   with pytest.raises(errors.ConfigError, match='built from'):
-    builders.make_builder(_dataset_config(str(other), data_dir))
+    dataset_from_config.make_builder(_dataset_config(str(other), data_dir))
 
 
 def test_config_name_encodes_every_option():
@@ -226,7 +226,7 @@ def test_make_builder_rejects_bad_config_before_any_work(root, tmp_path,
                                                          overrides, message):
   data_dir = tmp_path / 'never_built'
   with pytest.raises(errors.ConfigError, match=message):
-    builders.make_builder(_dataset_config(root, str(data_dir), **overrides))
+    dataset_from_config.make_builder(_dataset_config(root, str(data_dir), **overrides))
   assert not data_dir.exists()
 
 
@@ -239,7 +239,7 @@ def test_a_split_without_good_videos_is_an_error(tmp_path):
   with open(root / 'classes.txt', 'w') as f:
     f.write('background\nperson\n')
   data_dir = tmp_path / 'tfds'
-  builder = builders.make_builder(
+  builder = dataset_from_config.make_builder(
       _dataset_config(str(root), str(data_dir), build_workers=1))
   with pytest.raises(errors.ConfigError,
                      match="split 'test' has no good video"):
@@ -249,15 +249,15 @@ def test_a_split_without_good_videos_is_an_error(tmp_path):
     assert json.load(f)['bad_inputs'][0]['path'].endswith('empty.mp4')
 
 
-class _MultiLabelClips(video_builder.VideoDatasetBuilder):
+class _MultiLabelClips(video_dataset_builder.VideoDatasetBuilder):
   """Two videos with action intervals (a multi-label listing)."""
 
   # tfds looks for a builder's data files beside its module, which must be
   # inside a package; tests/ is not one.
-  __module__ = video_builder.__name__
+  __module__ = video_dataset_builder.__name__
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Test.'}
-  BUILDER_CONFIGS = [video_builder.VideoBuilderConfig(teacher='files',
+  BUILDER_CONFIGS = [video_dataset_builder.VideoBuilderConfig(teacher='files',
                                                       short_side=24,
                                                       mask_size=12)]
   MANUAL_DOWNLOAD_INSTRUCTIONS = 'Written by the test.'
@@ -266,7 +266,7 @@ class _MultiLabelClips(video_builder.VideoDatasetBuilder):
 
   def _list_videos(self, manual_dir):
     path = os.path.join(manual_dir, 'clip.mp4')
-    return video_builder.VideoListing(
+    return video_dataset_builder.VideoListing(
         class_names=['open', 'close', 'sit'],
         splits={'train': [
             VideoEntry('clip', path, intervals=(
@@ -293,7 +293,7 @@ def test_multi_label_frame_labels_from_intervals(tmp_path):
   np.testing.assert_array_equal(labels[:, 2], t >= 0.3)
   assert not examples['idle']['frame_labels'].any()
   assert 'label' not in builder.info.features
-  meta = builders.dataset_meta(builder)
+  meta = dataset_from_config.dataset_meta(builder)
   assert meta.multi_label and meta.class_names == ('open', 'close', 'sit')
   assert meta.mask_class_names == tuple(_MASK_CLASSES)
 
@@ -301,11 +301,11 @@ def test_multi_label_frame_labels_from_intervals(tmp_path):
 def test_resize_masks_is_nearest_neighbour():
   masks = np.arange(6, dtype=np.uint8).reshape(1, 2, 3)
   np.testing.assert_array_equal(
-      video_builder.resize_masks(masks, 4, 6)[0],
+      video_dataset_builder.resize_masks(masks, 4, 6)[0],
       [[0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 2, 2],
        [3, 3, 4, 4, 5, 5], [3, 3, 4, 4, 5, 5]])
   np.testing.assert_array_equal(
-      video_builder.resize_masks(np.arange(16, dtype=np.uint8)
+      video_dataset_builder.resize_masks(np.arange(16, dtype=np.uint8)
                                  .reshape(1, 4, 4), 2, 2)[0],
       [[5, 7], [13, 15]])
 
@@ -313,7 +313,7 @@ def test_resize_masks_is_nearest_neighbour():
 def test_the_log_counts_the_bad_inputs(built, root, tmp_path, caplog):
   # In this process (build_workers=1), with fps and max_frames options: a
   # new config, so a new build.
-  builder = builders.make_builder(_dataset_config(
+  builder = dataset_from_config.make_builder(_dataset_config(
       root, str(tmp_path / 'tfds'), build_workers=1, fps=5.0, max_frames=3))
   # absl's logger may have a level of its own (set by an earlier test).
   with caplog.at_level(logging.INFO), caplog.at_level(logging.INFO,
@@ -361,12 +361,12 @@ def test_make_builder_for_each_real_dataset_config(tmp_path, config_file, arg,
   config = module.get_config(arg)
   config.dataset.update(dict(manual_dir=str(tmp_path),
                              data_dir=str(tmp_path / 'tfds')))
-  builder = builders.make_builder(config.dataset)
+  builder = dataset_from_config.make_builder(config.dataset)
   assert builder.name == config.dataset.name
   assert builder.builder_config.name == config_name
   config.dataset.builder_config = 'split4'
   with pytest.raises(errors.ConfigError, match='not a config of'):
-    builders.make_builder(config.dataset)
+    dataset_from_config.make_builder(config.dataset)
 
 
 with tfds.core.registered.skip_registration():
@@ -469,7 +469,7 @@ def test_a_large_folder_with_every_kind_of_bad_entry(tmp_path):
           for example in tfds.as_numpy(builder.as_dataset(split=split))}
   assert kept == good  # Every good video, and nothing else.
   with open(os.path.join(builder.data_dir,
-                         video_builder.REPORT_FILENAME)) as f:
+                         video_dataset_builder.REPORT_FILENAME)) as f:
     report = json.load(f)
   reasons = {b['path']: b['reason'] for b in report['bad_inputs']}
   missing = {kind for path, kind in bad.items() if path not in reasons}
@@ -516,7 +516,7 @@ def test_unreadable_videos_masks_and_folders_are_named(tmp_path):
     os.chmod(path, 0)
   build = textwrap.dedent(f"""
       import json, os
-      from airstreams_jax.data import video_builder, video_folder
+      from airstreams_jax.data import video_dataset_builder, video_folder
       builder = video_folder.VideoFolder(
           config=video_folder.VideoFolder.make_config(
               teacher='files', short_side={_SHORT_SIDE},
@@ -528,7 +528,7 @@ def test_unreadable_videos_masks_and_folders_are_named(tmp_path):
           example['video_id'].decode() for split in ('train', 'test')
           for example in builder.as_dataset(split=split).as_numpy_iterator())
       with open(os.path.join(builder.data_dir,
-                             video_builder.REPORT_FILENAME)) as f:
+                             video_dataset_builder.REPORT_FILENAME)) as f:
         print(json.dumps(dict(kept=kept, bad=json.load(f)['bad_inputs'])))
       """)
   try:

@@ -16,7 +16,7 @@ from airstreams_jax import errors
 from airstreams_jax.evolution import figure as evolution_figure
 from airstreams_jax.evolution import search as search_lib
 from airstreams_jax.models import rep_flow
-from airstreams_jax.visualize import figures
+from airstreams_jax.plotting import figures
 from airstreams_jax.visualize import run_figures
 
 SIZE = 32

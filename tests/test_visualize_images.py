@@ -4,7 +4,7 @@ import colorsys
 
 import numpy as np
 
-from airstreams_jax.visualize import images
+from airstreams_jax.plotting import images
 
 
 def test_hsv_to_rgb_matches_colorsys():

@@ -28,7 +28,7 @@ from absl import logging
 import tensorflow_datasets as tfds
 
 from airstreams_jax import errors
-from airstreams_jax.data import video_builder
+from airstreams_jax.data import video_dataset_builder
 from airstreams_jax.data.video_entries import ActionInterval, VideoEntry
 
 NUM_CLASSES = 157
@@ -202,7 +202,7 @@ def read_split(path: str, class_ids: Sequence[str],
   return entries
 
 
-def list_videos(manual_dir: str) -> video_builder.VideoListing:
+def list_videos(manual_dir: str) -> video_dataset_builder.VideoListing:
   """Lists the train and test videos with their action intervals.
 
   Args:
@@ -231,23 +231,23 @@ def list_videos(manual_dir: str) -> video_builder.VideoListing:
         logging.info('Charades train: %d of %d videos have no action and are '
                      'left out.', len(entries) - len(labelled), len(entries))
       entries = labelled
-    present, missing = video_builder.split_on_disk(
+    present, missing = video_dataset_builder.split_on_disk(
         entries, dataset='Charades', split=split, listed_in=path)
     if not present:
       raise _error(f'none of the {len(entries)} {split} videos listed in '
                    f'{file_name} is in {video_dir}')
     bad += missing
     splits[split] = present
-  return video_builder.VideoListing(class_names=class_names, splits=splits,
+  return video_dataset_builder.VideoListing(class_names=class_names, splits=splits,
                                     bad_inputs=bad)
 
 
-class Charades(video_builder.VideoDatasetBuilder):
+class Charades(video_dataset_builder.VideoDatasetBuilder):
   """Charades v1 with teacher masks and per-frame multi-hot action labels."""
 
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
-  BUILDER_CONFIGS = [video_builder.VideoBuilderConfig()]
+  BUILDER_CONFIGS = [video_dataset_builder.VideoBuilderConfig()]
   MANUAL_DOWNLOAD_INSTRUCTIONS = LAYOUT[0].upper() + LAYOUT[1:] + '.'
   DESCRIPTION = (
       'Charades v1: 9,848 videos of daily indoor activities, 157 action '
@@ -258,5 +258,5 @@ class Charades(video_builder.VideoDatasetBuilder):
       'without actions; test keeps them.')
   MULTI_LABEL = True
 
-  def _list_videos(self, manual_dir: str) -> video_builder.VideoListing:
+  def _list_videos(self, manual_dir: str) -> video_dataset_builder.VideoListing:
     return list_videos(manual_dir)

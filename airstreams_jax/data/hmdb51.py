@@ -21,7 +21,7 @@ from absl import logging
 import tensorflow_datasets as tfds
 
 from airstreams_jax import errors
-from airstreams_jax.data import video_builder
+from airstreams_jax.data import video_dataset_builder
 from airstreams_jax.data.video_entries import VideoEntry
 
 NUM_CLASSES = 51
@@ -111,7 +111,7 @@ def split_files(manual_dir: str, split: int) -> Dict[str, str]:
   return files
 
 
-def list_videos(manual_dir: str, split: int) -> video_builder.VideoListing:
+def list_videos(manual_dir: str, split: int) -> video_dataset_builder.VideoListing:
   """Lists the train and test videos of one official split.
 
   Class names are the split files' class names, sorted (the official 51;
@@ -151,7 +151,7 @@ def list_videos(manual_dir: str, split: int) -> video_builder.VideoListing:
       split_name = _SPLIT_IDS[split_id]
       path = os.path.join(manual_dir, class_name, name)
       if not os.path.isfile(path):
-        bad.append(video_builder.BadInput(
+        bad.append(video_dataset_builder.BadInput(
             path, f'listed in {files[class_name]} but not on disk',
             split_name))
         continue
@@ -167,7 +167,7 @@ def list_videos(manual_dir: str, split: int) -> video_builder.VideoListing:
       logging.warning('HMDB51 split %d %s: %d listed videos are not on disk '
                       '(named in the report of bad inputs).', split,
                       split_name, num_missing)
-  return video_builder.VideoListing(class_names=class_names, splits=splits,
+  return video_dataset_builder.VideoListing(class_names=class_names, splits=splits,
                                     bad_inputs=bad)
 
 
@@ -177,7 +177,7 @@ def _first(items: Sequence[str], n: int = 3) -> str:
 
 
 @dataclasses.dataclass(eq=False)
-class Hmdb51Config(video_builder.VideoBuilderConfig):
+class Hmdb51Config(video_dataset_builder.VideoBuilderConfig):
   """Storage options plus the official split (1, 2 or 3)."""
   split: int = 1
 
@@ -190,7 +190,7 @@ class Hmdb51Config(video_builder.VideoBuilderConfig):
     return f'split{self.split}_{super().options_name()}'
 
 
-class Hmdb51(video_builder.VideoDatasetBuilder):
+class Hmdb51(video_dataset_builder.VideoDatasetBuilder):
   """HMDB51 with teacher masks; one builder config per official split."""
 
   VERSION = tfds.core.Version('1.0.0')
@@ -203,5 +203,5 @@ class Hmdb51(video_builder.VideoDatasetBuilder):
       "`masks` holds the teacher's per-pixel class ids, named by "
       "metadata['mask_class_names'].")
 
-  def _list_videos(self, manual_dir: str) -> video_builder.VideoListing:
+  def _list_videos(self, manual_dir: str) -> video_dataset_builder.VideoListing:
     return list_videos(manual_dir, self.builder_config.split)

@@ -25,7 +25,7 @@ from absl import logging
 import tensorflow_datasets as tfds
 
 from airstreams_jax import errors
-from airstreams_jax.data import video_builder
+from airstreams_jax.data import video_dataset_builder
 from airstreams_jax.data.video_entries import VideoEntry
 
 NUM_CLASSES = 339
@@ -163,7 +163,7 @@ def read_split(path: str, video_dir: str, video_id_prefix: str,
   return entries
 
 
-def list_videos(manual_dir: str) -> video_builder.VideoListing:
+def list_videos(manual_dir: str) -> video_dataset_builder.VideoListing:
   """Lists the training and validation videos.
 
   Args:
@@ -185,23 +185,23 @@ def list_videos(manual_dir: str) -> video_builder.VideoListing:
   for split, (csv_name, folder) in SPLIT_FILES.items():
     path = os.path.join(root, csv_name)
     entries = read_split(path, os.path.join(root, folder), folder, label_of)
-    present, missing = video_builder.split_on_disk(
+    present, missing = video_dataset_builder.split_on_disk(
         entries, dataset='Moments in Time', split=split, listed_in=path)
     if not present:
       raise _error(f'none of the {len(entries)} videos listed in {csv_name} '
                    f'is in {os.path.join(root, folder)}')
     bad += missing
     splits[split] = present
-  return video_builder.VideoListing(class_names=class_names, splits=splits,
+  return video_dataset_builder.VideoListing(class_names=class_names, splits=splits,
                                     bad_inputs=bad)
 
 
-class MomentsInTime(video_builder.VideoDatasetBuilder):
+class MomentsInTime(video_dataset_builder.VideoDatasetBuilder):
   """Moments in Time with teacher masks: training and validation sets."""
 
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
-  BUILDER_CONFIGS = [video_builder.VideoBuilderConfig()]
+  BUILDER_CONFIGS = [video_dataset_builder.VideoBuilderConfig()]
   MANUAL_DOWNLOAD_INSTRUCTIONS = LAYOUT[0].upper() + LAYOUT[1:] + '.'
   DESCRIPTION = (
       'Moments in Time: about 800k 3-second clips of 339 events (people, '
@@ -209,5 +209,5 @@ class MomentsInTime(video_builder.VideoDatasetBuilder):
       "reported on validation). `masks` holds the teacher's per-pixel class "
       "ids, named by metadata['mask_class_names'].")
 
-  def _list_videos(self, manual_dir: str) -> video_builder.VideoListing:
+  def _list_videos(self, manual_dir: str) -> video_dataset_builder.VideoListing:
     return list_videos(manual_dir)

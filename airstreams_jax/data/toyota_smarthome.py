@@ -20,7 +20,7 @@ from absl import logging
 import tensorflow_datasets as tfds
 
 from airstreams_jax import errors
-from airstreams_jax.data import video_builder
+from airstreams_jax.data import video_dataset_builder
 from airstreams_jax.data.video_entries import VideoEntry
 
 NUM_CLASSES = 31
@@ -58,7 +58,7 @@ def parse_name(file_name: str) -> Tuple[str, int]:
   return match['activity'], int(match['subject'])
 
 
-def list_videos(manual_dir: str) -> video_builder.VideoListing:
+def list_videos(manual_dir: str) -> video_dataset_builder.VideoListing:
   """Lists the cross-subject train and test videos.
 
   Class names are the activities found in the file names, sorted (the
@@ -100,14 +100,14 @@ def list_videos(manual_dir: str) -> video_builder.VideoListing:
     if not entries:
       raise _error(f'no {split} video in {video_dir} (cross-subject train '
                    f'subjects: {sorted(TRAIN_SUBJECTS)})')
-  return video_builder.VideoListing(class_names=class_names, splits=splits)
+  return video_dataset_builder.VideoListing(class_names=class_names, splits=splits)
 
 
 PROTOCOLS = ('cross_subject',)
 
 
 @dataclasses.dataclass(eq=False)
-class ToyotaSmarthomeConfig(video_builder.VideoBuilderConfig):
+class ToyotaSmarthomeConfig(video_dataset_builder.VideoBuilderConfig):
   """Storage options plus the evaluation protocol (cross-subject)."""
   protocol: str = 'cross_subject'
 
@@ -121,7 +121,7 @@ class ToyotaSmarthomeConfig(video_builder.VideoBuilderConfig):
     return f'{self.protocol}_{super().options_name()}'
 
 
-class ToyotaSmarthome(video_builder.VideoDatasetBuilder):
+class ToyotaSmarthome(video_dataset_builder.VideoDatasetBuilder):
   """Toyota Smarthome (trimmed) with teacher masks, cross-subject split."""
 
   VERSION = tfds.core.Version('1.0.0')
@@ -134,5 +134,5 @@ class ToyotaSmarthome(video_builder.VideoDatasetBuilder):
       "training subjects). `masks` holds the teacher's per-pixel class ids, "
       "named by metadata['mask_class_names'].")
 
-  def _list_videos(self, manual_dir: str) -> video_builder.VideoListing:
+  def _list_videos(self, manual_dir: str) -> video_dataset_builder.VideoListing:
     return list_videos(manual_dir)

@@ -38,7 +38,7 @@ from typing import Dict, List, Tuple
 import tensorflow_datasets as tfds
 
 from airstreams_jax import errors
-from airstreams_jax.data import video_builder
+from airstreams_jax.data import video_dataset_builder
 from airstreams_jax.data.video_entries import VideoEntry
 
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mkv', '.webm', '.mov')
@@ -85,7 +85,7 @@ def _videos(path: str) -> Tuple[List[str], List[Tuple[str, str]]]:
   return sorted(videos), sorted(not_files)
 
 
-def list_videos(root: str) -> video_builder.VideoListing:
+def list_videos(root: str) -> video_dataset_builder.VideoListing:
   """Lists `ROOT/<split>/<class>/<video>`.
 
   Args:
@@ -129,10 +129,10 @@ def list_videos(root: str) -> video_builder.VideoListing:
       try:
         files, not_files = _videos(folder)
       except OSError as e:
-        bad.append(video_builder.BadInput(
+        bad.append(video_dataset_builder.BadInput(
             folder, f'unreadable class folder ({e.strerror})', split))
         continue
-      bad.extend(video_builder.BadInput(os.path.join(folder, f), reason, split)
+      bad.extend(video_dataset_builder.BadInput(os.path.join(folder, f), reason, split)
                  for f, reason in not_files)
       entries.extend(
           VideoEntry(video_id=f'{name}/{f}', path=os.path.join(folder, f),
@@ -141,16 +141,16 @@ def list_videos(root: str) -> video_builder.VideoListing:
       raise _error(f'split folder {os.path.join(root, split)} holds no '
                    'videos')
     splits[split] = entries
-  return video_builder.VideoListing(class_names=class_names, splits=splits,
+  return video_dataset_builder.VideoListing(class_names=class_names, splits=splits,
                                     bad_inputs=bad)
 
 
-class VideoFolder(video_builder.VideoDatasetBuilder):
+class VideoFolder(video_dataset_builder.VideoDatasetBuilder):
   """Videos from `ROOT/<split>/<class>/<video>` with teacher masks."""
 
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
-  BUILDER_CONFIGS = [video_builder.VideoBuilderConfig()]
+  BUILDER_CONFIGS = [video_dataset_builder.VideoBuilderConfig()]
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       f'Point manual_dir at your video folder: {LAYOUT}.')
   DESCRIPTION = (
@@ -158,7 +158,7 @@ class VideoFolder(video_builder.VideoDatasetBuilder):
       "`masks` holds the teacher's per-pixel class ids, named by "
       "metadata['mask_class_names'].")
 
-  def _list_videos(self, manual_dir: str) -> video_builder.VideoListing:
+  def _list_videos(self, manual_dir: str) -> video_dataset_builder.VideoListing:
     return list_videos(manual_dir)
 
 

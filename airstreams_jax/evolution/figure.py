@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 from PIL import ImageDraw
 
-from airstreams_jax.visualize import figures
+from airstreams_jax.plotting import figures
 
 FIGURE_FILE = 'evolution_figure.png'
 # One colour per loss term in `losses.LOSS_NAMES` order (rgb, flow, semantic,

@@ -47,8 +47,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from tensorflow.io import gfile
 
 from airstreams_jax import errors
-from airstreams_jax import evaluate as eval_lib
-from airstreams_jax import whole_files
+from airstreams_jax.training import evaluation as eval_lib
+from airstreams_jax import atomic_write
 from airstreams_jax.data import pipeline
 from airstreams_jax.evolution import figure
 from airstreams_jax.evolution import search as search_lib
@@ -348,7 +348,7 @@ def _top_records(top: Sequence[search_lib.Candidate]) -> List[Dict[str, Any]]:
 
 def _write_json(path: str, value: Any) -> None:
   # Whole or not at all: a later unit may read best_weights.json.
-  whole_files.write_whole(path, json.dumps(value, indent=2))
+  atomic_write.write_whole(path, json.dumps(value, indent=2))
 
 
 class _Outputs:
@@ -369,14 +369,14 @@ class _Outputs:
     png = figure.png_bytes(
         [(c.id, c.fitness, c.weights) for c in search.top(TOP_K)],
         [c.fitness for c in search.history], losses.LOSS_NAMES, self.metric)
-    whole_files.write_whole(self.path(figure.FIGURE_FILE), png)
+    atomic_write.write_whole(self.path(figure.FIGURE_FILE), png)
 
   def __call__(self, search: search_lib.Search,
                group: Sequence[search_lib.Candidate]) -> None:
     history = search.history
     if jax.process_index() == 0:
       # Rewritten whole: an interruption never leaves half a line behind.
-      whole_files.write_whole(
+      atomic_write.write_whole(
           self.path(search_lib.HISTORY_FILE),
           search_lib.format_history(history, losses.LOSS_NAMES))
       best = search.best()

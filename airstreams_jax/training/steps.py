@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import optax
 from clu import metrics as clu_metrics
 
-from airstreams_jax import metrics as metrics_lib
+from airstreams_jax.training import metrics as metrics_lib
 from airstreams_jax.models import rep_flow
 from airstreams_jax.training import losses
 from airstreams_jax.training.train_state import TrainState

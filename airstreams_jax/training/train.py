@@ -25,12 +25,12 @@ from clu import periodic_actions
 from tensorflow.io import gfile
 
 from airstreams_jax import errors
-from airstreams_jax import evaluate as eval_lib
+from airstreams_jax.training import evaluation as eval_lib
 from airstreams_jax import mesh as mesh_lib
-from airstreams_jax import metrics as metrics_lib
+from airstreams_jax.training import metrics as metrics_lib
 from airstreams_jax import sharding as sharding_lib
-from airstreams_jax.visualize import images
-from airstreams_jax.data import builders
+from airstreams_jax.plotting import images
+from airstreams_jax.data import dataset_from_config
 from airstreams_jax.data import pipeline
 from airstreams_jax.models import airstreams
 from airstreams_jax.models import tvn
@@ -137,7 +137,7 @@ class Setup:
   config: Any
   mesh: jax.sharding.Mesh
   builder: Any
-  meta: builders.DatasetMeta
+  meta: dataset_from_config.DatasetMeta
   model: airstreams.AIRStreams
   tx: Any
   schedule: Any
@@ -199,7 +199,7 @@ def check_config(config, mesh: Optional[jax.sharding.Mesh] = None,
   except ValueError as e:
     raise errors.ConfigError(str(e)) from None
   return CheckedConfig(mesh, loss_weights, tx, schedule,
-                       builders.make_builder(config.dataset)
+                       dataset_from_config.make_builder(config.dataset)
                        if make_builder else None)
 
 
@@ -212,8 +212,8 @@ def setup(config, mesh: Optional[jax.sharding.Mesh] = None) -> Setup:
   logging.info('JAX devices: %d (%d per process), %d processes; mesh %s.',
                jax.device_count(), jax.local_device_count(),
                jax.process_count(), dict(mesh.shape))
-  builders.prepare(builder)
-  meta = builders.dataset_meta(builder)
+  dataset_from_config.prepare(builder)
+  meta = dataset_from_config.dataset_meta(builder)
   if meta.multi_label != config.model.multi_label:
     raise errors.ConfigError(
         f'Dataset {builder.info.full_name} is '
@@ -227,7 +227,7 @@ def setup(config, mesh: Optional[jax.sharding.Mesh] = None) -> Setup:
 
 
 def model_setup(config, checked: CheckedConfig,
-                meta: builders.DatasetMeta) -> Setup:
+                meta: dataset_from_config.DatasetMeta) -> Setup:
   """The model, optimiser and state layout for a dataset that `meta`
   describes; reads no data (`setup` prepares the dataset first; benchmarks
   call this directly with the class counts of a dataset they do not have)."""
@@ -266,7 +266,7 @@ def flip_warning(random_flip: bool, class_names) -> str:
           'matters.')
 
 
-def _check_best_metric(metric: str, meta: builders.DatasetMeta) -> None:
+def _check_best_metric(metric: str, meta: dataset_from_config.DatasetMeta) -> None:
   if meta.multi_label:
     valid = ('mAP',)
   else:
@@ -407,7 +407,7 @@ def run_evaluation(s: Setup, state: Any, eval_fn: Callable[..., Any],
   return results
 
 
-def _write_run_info(config, meta: builders.DatasetMeta, workdir: str) -> None:
+def _write_run_info(config, meta: dataset_from_config.DatasetMeta, workdir: str) -> None:
   """config.json and classes.json: what `predict` needs besides checkpoints."""
   if jax.process_index() == 0:
     with gfile.GFile(os.path.join(workdir, 'config.json'), 'w') as f:

@@ -16,7 +16,7 @@ import numpy as np
 from tensorflow.io import gfile
 
 from airstreams_jax import errors
-from airstreams_jax.data import builders
+from airstreams_jax.data import dataset_from_config
 from airstreams_jax.data import pipeline
 from airstreams_jax.evolution import figure as evolution_figure
 from airstreams_jax.evolution import search as search_lib
@@ -24,7 +24,7 @@ from airstreams_jax.models import rep_flow
 from airstreams_jax.training import losses
 from airstreams_jax.training import steps
 from airstreams_jax.training import trained_run
-from airstreams_jax.visualize import figures
+from airstreams_jax.plotting import figures
 
 FLOW_FILE = 'flow.png'
 SEGMENTATION_FILE = 'segmentation.png'
@@ -44,8 +44,8 @@ def _dataset_config(run: trained_run.TrainedRun, split: str
 def eval_batches(run: trained_run.TrainedRun, split: str, batch_size: int):
   """NumPy batches of `split` with the run's evaluation views."""
   dataset_config = _dataset_config(run, split)
-  builder = builders.make_builder(dataset_config)
-  builders.prepare(builder)
+  builder = dataset_from_config.make_builder(dataset_config)
+  dataset_from_config.prepare(builder)
   splits = sorted(builder.info.splits)
   if dataset_config.eval_split not in splits:
     raise errors.ConfigError(

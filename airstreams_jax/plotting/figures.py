@@ -14,7 +14,7 @@ from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFont
 
-from airstreams_jax.visualize import images
+from airstreams_jax.plotting import images
 
 TITLE_HEIGHT = 56  # Title line and the column headings (two lines).
 LABEL_WIDTH = 70  # 'clip N: class' text left of each row.

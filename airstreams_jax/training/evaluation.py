@@ -8,7 +8,7 @@ from typing import Any, Callable, Dict, Iterable, Tuple
 import jax
 import numpy as np
 
-from airstreams_jax import whole_files
+from airstreams_jax import atomic_write
 from airstreams_jax.models import airstreams
 
 RESULTS_FILE = 'eval_results.json'
@@ -88,6 +88,6 @@ def write_results(workdir: str, results: Dict[str, Any]) -> str:
   """Writes `eval_results.json` (process 0 only) and returns its path."""
   path = os.path.join(workdir, RESULTS_FILE)
   if jax.process_index() == 0:
-    whole_files.write_whole(path, json.dumps(results, indent=2,
+    atomic_write.write_whole(path, json.dumps(results, indent=2,
                                              sort_keys=True))
   return path
