@@ -37,7 +37,7 @@ from airstreams_jax.training import metrics
 from airstreams_jax.data import synthetic_generator as generator
 from airstreams_jax.data import video_ops
 from airstreams_jax.models import rep_flow
-from experiments import video_files
+from airstreams_jax.tools import video_files
 
 _CLIPS = flags.DEFINE_integer('clips', 64, 'Clips per input path.')
 _WORKDIRS = flags.DEFINE_list(

@@ -1,6 +1,6 @@
 """The benchmark's PyTorch twin computes what our model computes, and its
 report says what the figures say. No timing here: speed is measured by
-`python -m experiments.benchmark`, never in tests.
+`python -m airstreams_jax.tools.benchmark`, never in tests.
 
 The twin's tests run where PyTorch is installed
 (`pip install -r experiments/requirements-torch.txt`) and are skipped
@@ -19,7 +19,7 @@ import pytest
 from airstreams_jax.models import airstreams
 from airstreams_jax.models import rep_flow
 from configs import synthetic as synthetic_config
-from experiments import benchmark
+from airstreams_jax.tools import benchmark
 
 
 def _flow_input(shape=(2, 4, 12, 14, 3), seed=0):
@@ -35,7 +35,7 @@ def _flow_input(shape=(2, 4, 12, 14, 3), seed=0):
 
 def test_the_twin_flow_layer_computes_our_flow_and_its_gradients():
   torch = pytest.importorskip('torch')
-  from experiments import torch_twin  # pylint: disable=g-import-not-at-top
+  from airstreams_jax.tools import torch_twin  # pylint: disable=g-import-not-at-top
   x = _flow_input()
   layer = rep_flow.RepresentationFlow(num_iter=6, bottleneck=1)
   params = layer.init(jax.random.PRNGKey(0), x)['params']
@@ -61,7 +61,7 @@ def test_the_twin_flow_layer_computes_our_flow_and_its_gradients():
 
 def test_the_twin_has_our_architecture_at_the_synthetic_config():
   pytest.importorskip('torch')
-  from experiments import torch_twin  # pylint: disable=g-import-not-at-top
+  from airstreams_jax.tools import torch_twin  # pylint: disable=g-import-not-at-top
   config = synthetic_config.get_config()
   num_classes, num_seg_classes = 6, 4
   model = airstreams.build_model(config.model, num_classes=num_classes,
@@ -162,7 +162,7 @@ def test_the_table_puts_the_twin_beside_ours():
 
 
 def test_the_torch_worker_runs_callables_in_a_process_of_its_own(tmp_path):
-  from experiments import torch_worker  # pylint: disable=g-import-not-at-top
+  from airstreams_jax.tools import torch_worker  # pylint: disable=g-import-not-at-top
   path = tmp_path / 'calls.txt'
   with torch_worker.TorchWorker() as worker:
     info, names = worker.build('worker_factories:appender', str(path))
@@ -199,7 +199,7 @@ def test_the_torch_worker_runs_callables_in_a_process_of_its_own(tmp_path):
 
 
 def test_a_busy_torch_worker_is_killed_when_closed():
-  from experiments import torch_worker  # pylint: disable=g-import-not-at-top
+  from airstreams_jax.tools import torch_worker  # pylint: disable=g-import-not-at-top
   worker = torch_worker.TorchWorker()
   worker.build('worker_factories:sleeper', 600)
   errors = []
@@ -221,7 +221,7 @@ def test_a_busy_torch_worker_is_killed_when_closed():
 
 
 def test_a_dying_torch_worker_is_reported():
-  from experiments import torch_worker  # pylint: disable=g-import-not-at-top
+  from airstreams_jax.tools import torch_worker  # pylint: disable=g-import-not-at-top
   with torch_worker.TorchWorker() as worker:
     worker.build('worker_factories:dying', 7)
     with pytest.raises(torch_worker.TorchWorkerError,
@@ -239,7 +239,7 @@ def _twin_arguments():
 
 def test_the_twin_infers_in_eval_mode_between_train_steps():
   torch = pytest.importorskip('torch')
-  from experiments import torch_twin  # pylint: disable=g-import-not-at-top
+  from airstreams_jax.tools import torch_twin  # pylint: disable=g-import-not-at-top
   fns, _ = torch_twin.model_callables(*_twin_arguments())
   fns['train']()
   first, second = fns['infer'](), fns['infer']()
@@ -252,9 +252,9 @@ def test_the_twin_infers_in_eval_mode_between_train_steps():
 
 def test_the_twin_trains_in_the_worker():
   pytest.importorskip('torch')
-  from experiments import torch_worker  # pylint: disable=g-import-not-at-top
+  from airstreams_jax.tools import torch_worker  # pylint: disable=g-import-not-at-top
   with torch_worker.TorchWorker() as worker:
-    info, names = worker.build('experiments.torch_twin:model_callables',
+    info, names = worker.build('airstreams_jax.tools.torch_twin:model_callables',
                                *_twin_arguments())
     assert names == ['infer', 'train']
     assert info['params'] > 1e5 and info['forward_gmacs_per_clip'] > 0

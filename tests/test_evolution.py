@@ -20,7 +20,7 @@ from airstreams_jax.evolution import search as search_lib
 from airstreams_jax.training import losses
 from airstreams_jax.training import train
 from configs import synthetic
-from experiments import fault_injection
+from airstreams_jax.tools import fault_injection
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = losses.LOSS_NAMES

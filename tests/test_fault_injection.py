@@ -4,7 +4,7 @@ the same workdir ends with the weights of an uninterrupted run, and a
 half-written checkpoint is never restored from; an unwritable workdir, a
 full disk and a vanished data dir are one-line errors naming the path.
 
-`python -m experiments.fault_injection --kills=20` does the same at 20
+`python -m airstreams_jax.tools.fault_injection --kills=20` does the same at 20
 random moments and prints how many resumed to identical weights.
 """
 
@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from experiments import fault_injection as fi
+from airstreams_jax.tools import fault_injection as fi
 
 
 def test_killed_twice_then_resumed_gives_the_uninterrupted_weights(

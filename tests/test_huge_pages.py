@@ -130,8 +130,8 @@ def test_the_test_workers_run_with_it():
 
 @pytest.mark.parametrize('path', [
     'airstreams_jax/main.py', 'airstreams_jax/predict.py',
-    'airstreams_jax/visualize/__main__.py', 'experiments/benchmark.py',
-    'experiments/ablations.py'])
+    'airstreams_jax/visualize/__main__.py', 'airstreams_jax/tools/benchmark.py',
+    'airstreams_jax/tools/ablations.py'])
 def test_the_entry_points_rerun_before_loading_anything(path):
   """Their first `if __name__ == '__main__':` block calls it before any
   heavy import (the tests' own runs of them have the tunable already, so

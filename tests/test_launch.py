@@ -19,9 +19,9 @@ from airstreams_jax import errors
 from airstreams_jax.launch import local
 from airstreams_jax.launch import record as record_lib
 from airstreams_jax.launch import sweep
-from experiments import ablations
-from experiments import sweep_tables
-from experiments.sweeps import ablations as ablation_sweep
+from airstreams_jax.tools import ablations
+from airstreams_jax.tools import sweep_tables
+from configs.sweeps import ablations as ablation_sweep
 
 SMOKE = 'configs/synthetic.py:smoke'
 
@@ -352,7 +352,7 @@ _REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.mark.parametrize('sweep_file', sorted(
     os.path.relpath(p, _REPOSITORY) for p in
-    glob.glob(os.path.join(_REPOSITORY, 'experiments', 'sweeps', '*.py'))))
+    glob.glob(os.path.join(_REPOSITORY, 'configs', 'sweeps', '[!_]*.py'))))
 def test_shipped_sweep_files_expand_and_check(sweep_file):
   units = sweep.load(f'{sweep_file}:seeds=2,steps=10')
   assert len(units) >= 2
@@ -361,7 +361,7 @@ def test_shipped_sweep_files_expand_and_check(sweep_file):
 
 
 def test_ablation_sweep_units_and_dependencies():
-  units = sweep.load('experiments/sweeps/ablations.py:'
+  units = sweep.load('configs/sweeps/ablations.py:'
                      'dataset_config=configs/synthetic.py:smoke,seeds=2')
   names = [u.name for u in units]
   assert len(units) == 1 + 2 * 10
@@ -485,7 +485,7 @@ def test_ablations_check_everything_before_any_unit_starts(
 
 def test_ablations_cli_stops_in_one_line_before_any_unit(tmp_path):
   proc = subprocess.run(
-      [sys.executable, '-m', 'experiments.ablations',
+      [sys.executable, '-m', 'airstreams_jax.tools.ablations',
        f'--root={tmp_path / "root"}', '--dataset_config=configs/hmdb51.py'],
       capture_output=True, text=True, check=False, timeout=120)
   assert proc.returncode == 1, proc.stderr

@@ -1,4 +1,4 @@
-"""experiments/quickstart.ipynb runs top to bottom (at smoke scale), and is
+"""notebooks/quickstart.ipynb runs top to bottom (at smoke scale), and is
 committed without outputs."""
 
 import os
@@ -9,7 +9,7 @@ import nbformat
 from nbclient import NotebookClient
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NOTEBOOK = os.path.join(ROOT, 'experiments', 'quickstart.ipynb')
+NOTEBOOK = os.path.join(ROOT, 'notebooks', 'quickstart.ipynb')
 
 
 def test_notebook_is_committed_without_outputs():
@@ -32,8 +32,8 @@ def test_notebook_runs_top_to_bottom(tmp_path, data_dir):
              os.environ.get('PATH', ''))
   client = NotebookClient(
       notebook, timeout=600, kernel_name='python3',
-      # Start in experiments/, as Jupyter does for a notebook there.
-      resources={'metadata': {'path': os.path.join(ROOT, 'experiments')}})
+      # Start in notebooks/, as Jupyter does for a notebook there.
+      resources={'metadata': {'path': os.path.join(ROOT, 'notebooks')}})
   client.execute(env=env)  # A failing cell raises CellExecutionError.
   work = tmp_path / 'work'
   printed = ''.join(o.get('text', '') for c in notebook.cells

@@ -1,4 +1,4 @@
-"""Factories for tests/test_benchmark.py's checks of experiments.torch_worker:
+"""Factories for tests/test_benchmark.py's checks of airstreams_jax.tools.torch_worker:
 plain Python, so they run without PyTorch. Imported in the worker's child."""
 
 import os

@@ -104,7 +104,7 @@ def resolve_group_step(config) -> str:
   other with the ordinary train step, each on the same batches. 'auto' (the
   default) is 'sequential' on CPU, where vmapping makes grouped convolutions
   of the per-candidate kernels that XLA:CPU runs slowly (measured by
-  `python -m experiments.benchmark`: 2 candidates vmapped took 2.4x the time
+  `python -m airstreams_jax.tools.benchmark`: 2 candidates vmapped took 2.4x the time
   of 2 single steps), and 'vmap' elsewhere.
 
   Raises:

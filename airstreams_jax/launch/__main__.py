@@ -1,6 +1,6 @@
 r"""Runs a sweep: every unit of a sweep file as an `airstreams_jax.main` run.
 
-  python -m airstreams_jax.launch --sweep=experiments/sweeps/ablations.py:\
+  python -m airstreams_jax.launch --sweep=configs/sweeps/ablations.py:\
 dataset_config=configs/synthetic.py:smoke,seeds=2 --root=workdirs/sweep \
       [--parallel=2] [--dry_run] [--launcher=local|xmanager]
 

@@ -226,7 +226,7 @@ def parse_override(config, text: str) -> Tuple[str, Any]:
   """'KEY=VALUE' as main's --config.KEY=VALUE sets it: read as KEY's type.
 
   For command lines that give every unit the same override (e.g.
-  `experiments.ablations --set=dataset.manual_dir=/data/hmdb51`).
+  `airstreams_jax.tools.ablations --set=dataset.manual_dir=/data/hmdb51`).
 
   Raises:
     errors.ConfigError: no '=', a key the config lacks, a group of keys, or

@@ -1,9 +1,9 @@
 r"""The paper's Tables 1-3 as one sweep, over seeds, for any dataset config.
 
   python -m airstreams_jax.launch --root=workdirs/tables --sweep=\
-experiments/sweeps/ablations.py:dataset_config=configs/synthetic.py,seeds=3
+configs/sweeps/ablations.py:dataset_config=configs/synthetic.py,seeds=3
 
-(`python -m experiments.ablations` runs this sweep and writes the tables.)
+(`python -m airstreams_jax.tools.ablations` runs this sweep and writes the tables.)
 
 Units, for each seed s (the config's own loss weights are the "fixed" ones):
   rgb_s{s}                          Table 1: RGB tower alone
@@ -27,7 +27,7 @@ Arguments (comma-separated key=value):
   proxy_steps     steps of each proxy training; 0 = the config's
   data_dir        dataset.data_dir of every unit; '' = the config's
 Any other key every unit needs (a real dataset's manual_dir, a teacher):
-`python -m experiments.ablations --set=dataset.manual_dir=DIR`.
+`python -m airstreams_jax.tools.ablations --set=dataset.manual_dir=DIR`.
 """
 
 from typing import Any, Mapping, Optional
@@ -63,7 +63,7 @@ def parse(arg):
 def get_sweep(arg=None):
   """The units; a dataset config whose own argument holds commas (e.g.
   'configs/hmdb51.py:split=1,smoke') goes through `python -m
-  experiments.ablations`, which calls `units` directly."""
+  airstreams_jax.tools.ablations`, which calls `units` directly."""
   arg = parse(arg)
   return units(arg.dataset_config, seeds=arg.seeds, steps=arg.steps,
                evaluations=arg.evaluations, proxy_steps=arg.proxy_steps,

@@ -1,4 +1,4 @@
-"""AIRStreams in idiomatic PyTorch: the twin that `experiments.benchmark` times
+"""AIRStreams in idiomatic PyTorch: the twin that `airstreams_jax.tools.benchmark` times
 side by side with the JAX model.
 
   pip install -r experiments/requirements-torch.txt   # torch==2.13.0, CPU
@@ -33,7 +33,7 @@ try:
   from torch.nn import functional as F
 except ImportError as e:  # An optional dependency of the benchmark only.
   raise ImportError(
-      'experiments/torch_twin.py needs PyTorch: pip install -r '
+      'airstreams_jax/tools/torch_twin.py needs PyTorch: pip install -r '
       'experiments/requirements-torch.txt') from e
 
 _EPS = 1e-12
@@ -511,7 +511,7 @@ def _forward_backward(layer: nn.Module, x: torch.Tensor):
   return run
 
 
-# Factories that `experiments.torch_worker.TorchWorker.build` calls in its
+# Factories that `airstreams_jax.tools.torch_worker.TorchWorker.build` calls in its
 # child process: each returns (name -> no-argument callable, info).
 
 

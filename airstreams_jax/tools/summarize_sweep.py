@@ -1,6 +1,6 @@
 r"""Any sweep's results as one Markdown table, mean ± std over seeds.
 
-  python -m experiments.summarize_sweep --root=workdirs/stop_vs_propagate \
+  python -m airstreams_jax.tools.summarize_sweep --root=workdirs/stop_vs_propagate \
       [--out=ROOT/summary.md]
 
 Units whose names differ only in the seed (',seed=N' or '_sN') are one row.
@@ -26,7 +26,7 @@ from absl import flags
 
 from airstreams_jax import cli
 from airstreams_jax.launch import record as record_lib
-from experiments import sweep_tables
+from airstreams_jax.tools import sweep_tables
 
 _ROOT = flags.DEFINE_string('root', None, "The sweep's directory.")
 _OUT = flags.DEFINE_string('out', '', 'The Markdown file; default '

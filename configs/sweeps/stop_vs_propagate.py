@@ -17,7 +17,7 @@ representation at all" from "learning it at the wrong rate":
                 multiplied by S (`model.grad_scale`)
 
   python -m airstreams_jax.launch --root=workdirs/stop_vs_propagate \
-      --parallel=2 --sweep=experiments/sweeps/stop_vs_propagate.py:seeds=3
+      --parallel=2 --sweep=configs/sweeps/stop_vs_propagate.py:seeds=3
 
 Arguments (comma-separated key=value): dataset_config ('configs/synthetic.py'),
 streams ('flow' | 'sem' | 'all'; 'flow'), seeds (3), steps (0 = the

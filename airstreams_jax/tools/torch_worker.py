@@ -3,7 +3,7 @@
 With the twin loaded in the benchmark's process, our JAX train step ran
 25-30% slower than without it (docs/performance_log.md), for a reason not found
 (not thread affinity, not OpenMP's spin-waiting). So that each side runs as it
-would alone, `experiments.benchmark` keeps PyTorch out of its own process:
+would alone, `airstreams_jax.tools.benchmark` keeps PyTorch out of its own process:
 a `TorchWorker` is a child process (a fresh interpreter running this module:
 neither the parent's JAX state nor its imports of TensorFlow and JAX are in
 it) that builds PyTorch callables on request and runs them when told. Only
@@ -11,7 +11,7 @@ one side works at a time, so alternating rounds still see the same machine
 load:
 
   with TorchWorker() as worker:
-    info, names = worker.build('experiments.torch_twin:model_callables',
+    info, names = worker.build('airstreams_jax.tools.torch_twin:model_callables',
                                config, num_classes, num_seg_classes, batch,
                                loss_weights)
     fns = {'jax': ours, 'torch': worker.callable('train')}
@@ -32,7 +32,7 @@ import sys
 import traceback
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from experiments.peak_memory import PeakMemory
+from airstreams_jax.tools.peak_memory import PeakMemory
 
 
 def _resolve(factory: str) -> Callable[..., Any]:
@@ -104,7 +104,7 @@ class TorchWorker:
         p or os.getcwd() for p in sys.path))
     try:
       self._process = subprocess.Popen(
-          [sys.executable, '-m', 'experiments.torch_worker', str(to_child_r),
+          [sys.executable, '-m', 'airstreams_jax.tools.torch_worker', str(to_child_r),
            str(from_child_w)], pass_fds=(to_child_r, from_child_w), env=env)
     except BaseException:
       for fd in (to_child_w, from_child_r):
@@ -182,7 +182,7 @@ class TorchWorker:
 
 
 if __name__ == '__main__':
-  # The child: python -m experiments.torch_worker READ_FD WRITE_FD. Ctrl-C
+  # The child: python -m airstreams_jax.tools.torch_worker READ_FD WRITE_FD. Ctrl-C
   # reaches the whole process group: the parent handles it and stops this
   # process (`close`), which would otherwise die with a second traceback.
   signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,5 +1,5 @@
 """Tables of sweep results: cells over seeds (mean ± sample std) and the
-per-setting summary of any sweep (`python -m experiments.summarize_sweep`).
+per-setting summary of any sweep (`python -m airstreams_jax.tools.summarize_sweep`).
 """
 
 import collections

@@ -10,7 +10,7 @@ gradients stopped or propagated; its eval_results.json then holds
 `truth_teacher_miou` (the corrupted teacher against the same truth).
 
   python -m airstreams_jax.launch --root=workdirs/imperfect_teacher \
-      --parallel=2 --sweep=experiments/sweeps/imperfect_teacher.py:seeds=2
+      --parallel=2 --sweep=configs/sweeps/imperfect_teacher.py:seeds=2
 
 Arguments: dataset_config ('configs/synthetic.py'; its dataset must be the
 synthetic one), seeds (2), steps (0 = the config's), drop (0.3), erode (1).

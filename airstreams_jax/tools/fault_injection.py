@@ -1,6 +1,6 @@
 r"""Training killed with SIGKILL at random moments resumes to the same weights.
 
-  .venv/bin/python -m experiments.fault_injection --kills=20 \
+  .venv/bin/python -m airstreams_jax.tools.fault_injection --kills=20 \
       [--root=workdirs/fault_injection] [--seed=0] [--data_dir=DIR]
 
 First an uninterrupted run of the smoke config records its `params_sha256`.

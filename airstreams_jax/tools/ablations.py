@@ -1,11 +1,11 @@
 r"""The paper's Tables 1-3 from one command: run the ablation sweep, write
 the tables.
 
-  python -m experiments.ablations --dataset_config=configs/synthetic.py \
+  python -m airstreams_jax.tools.ablations --dataset_config=configs/synthetic.py \
       --seeds=3 --root=workdirs/tables [--parallel=2] [--steps=300] \
       [--evaluations=20] [--proxy_steps=100]
 
-Runs `experiments/sweeps/ablations.py` through the local launcher (a rerun
+Runs `configs/sweeps/ablations.py` through the local launcher (a rerun
 skips finished units and resumes the others; `--tables_only` just rewrites
 the tables from what is finished) and writes `ROOT/tables.md`: for each
 setting, the mean ± standard deviation over seeds of the merged head's top-1
@@ -17,7 +17,7 @@ against the truth, flow direction accuracy).
 
 With a user's HMDB51 and GPUs (`--set=KEY=VALUE`, repeatable, gives every
 unit that `--config.KEY=VALUE`):
-  python -m experiments.ablations --dataset_config=configs/hmdb51.py:split=1 \
+  python -m airstreams_jax.tools.ablations --dataset_config=configs/hmdb51.py:split=1 \
       --seeds=3 --root=workdirs/hmdb51_tables --parallel=8 --gpus_per_unit=1 \
       --set=dataset.manual_dir=/data/hmdb51 --data_dir=/data/tfds
 
@@ -52,11 +52,11 @@ from airstreams_jax.launch import local
 from airstreams_jax.launch import record as record_lib
 from airstreams_jax.launch import sweep as sweep_lib
 from airstreams_jax.training import train
-from experiments import sweep_tables
-from experiments.sweeps import ablations as ablation_sweep
+from airstreams_jax.tools import sweep_tables
+from configs.sweeps import ablations as ablation_sweep
 
 TABLES_FILE = 'tables.md'
-SWEEP_FILE = 'experiments/sweeps/ablations.py'
+SWEEP_FILE = 'configs/sweeps/ablations.py'
 
 # The paper's numbers: HMDB51 split 1, top-1 %, no pretraining.
 PAPER_TABLE_1_2 = {  # streams: (stop gradient, propagate gradient)

@@ -1,6 +1,6 @@
 r"""The speed of the codebase on this machine, in one run: one table, one JSON.
 
-  python -m experiments.benchmark [--out=benchmark.json] [--quick] \
+  python -m airstreams_jax.tools.benchmark [--out=benchmark.json] [--quick] \
       [--official_flow=PATH/rep_flow_layer.py]
 
 Measures, with the machine's description (CPU, cores, jax/XLA versions,
@@ -20,10 +20,10 @@ device kind, load average):
   * the evolution: K = 1, 2, 5, 10 vmapped proxy trainings against K
     sequential ones (the group step the search runs).
 When PyTorch is installed (`pip install -r experiments/requirements-torch.txt`)
-the same train steps, inference and flow layer of `experiments/torch_twin.py`
+the same train steps, inference and flow layer of `airstreams_jax/tools/torch_twin.py`
 are timed in the same rounds, alternating with ours, so both see the same
 load, and their FLOPs are printed beside ours. PyTorch runs in a child
-process of its own (`experiments/torch_worker.py`; loaded into this one it
+process of its own (`airstreams_jax/tools/torch_worker.py`; loaded into this one it
 slowed our step) and only one side works at a time. `--official_flow` also times
 the official PyTorch representation-flow layer (piergiovanni/
 representation-flow-cvpr19 `rep_flow_layer.py`, which is not in this
@@ -74,8 +74,8 @@ from airstreams_jax.training import losses
 from airstreams_jax.training import train
 from configs import mit as mit_config
 from configs import synthetic as synthetic_config
-from experiments import torch_worker
-from experiments.peak_memory import PeakMemory
+from airstreams_jax.tools import torch_worker
+from airstreams_jax.tools.peak_memory import PeakMemory
 
 _OUT = flags.DEFINE_string('out', 'benchmark.json', 'JSON file to write.')
 _QUICK = flags.DEFINE_bool('quick', False, 'Fewer rounds, K = 1, 2 only.')
@@ -292,7 +292,7 @@ def bench_model(name: str, config, classes, batch_size: int, rounds: int,
   if worker:
     worker.release()  # The previous section's twin and its memory.
     result['torch'], _ = worker.build(
-        'experiments.torch_twin:model_callables', config, num_classes,
+        'airstreams_jax.tools.torch_twin:model_callables', config, num_classes,
         num_seg_classes, batch, tuple(float(w) for w in s.loss_weights))
     train_fns['torch'] = worker.callable('train')
     infer_fns['torch'] = worker.callable('infer')
@@ -351,11 +351,11 @@ def bench_flow(rounds: int, worker: Optional[torch_worker.TorchWorker]
     if worker:
       worker.release()
       layer = (shape, kwargs['num_iter'], kwargs['bottleneck'])
-      worker.build('experiments.torch_twin:flow_callables', *layer)
+      worker.build('airstreams_jax.tools.torch_twin:flow_callables', *layer)
       fns['torch fwd'] = worker.callable('flow fwd')
       fns['torch fwd+bwd'] = worker.callable('flow fwd+bwd')
       if _OFFICIAL_FLOW.value:
-        worker.build('experiments.torch_twin:official_flow_callables',
+        worker.build('airstreams_jax.tools.torch_twin:official_flow_callables',
                      os.path.abspath(_OFFICIAL_FLOW.value), *layer)
         fns['official fwd+bwd'] = worker.callable('official fwd+bwd')
     progress(f'timing the {name}')

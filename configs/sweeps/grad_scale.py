@@ -4,7 +4,7 @@ The curve between the two columns of the paper's Table 2: `model.grad_scale`
 from 0 (stop) to 1 (propagate), all three streams, over seeds.
 
   python -m airstreams_jax.launch --root=workdirs/grad_scale --parallel=2 \
-      --sweep=experiments/sweeps/grad_scale.py:seeds=2,steps=300
+      --sweep=configs/sweeps/grad_scale.py:seeds=2,steps=300
 
 Arguments (comma-separated key=value): dataset_config (main's --config,
 'configs/synthetic.py'), seeds (2), steps (0 = the config's), scales

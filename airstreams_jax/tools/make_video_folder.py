@@ -5,7 +5,7 @@ script makes one from the embedded generator, so the folder path (PyAV
 decoding, the `files` teacher, lossy video codecs) can be tried and measured
 without a real dataset:
 
-  python -m experiments.make_video_folder --root=/tmp/synthetic_folder
+  python -m airstreams_jax.tools.make_video_folder --root=/tmp/synthetic_folder
   python -m airstreams_jax.main --config=configs/video_folder.py \
       --workdir=workdirs/folder --config.dataset.manual_dir=/tmp/synthetic_folder \
       --config.dataset.teacher=files --config.dataset.random_flip=false
@@ -28,7 +28,7 @@ import numpy as np
 
 from airstreams_jax.data import synthetic_generator
 from airstreams_jax.teachers import oracle
-from experiments import video_files
+from airstreams_jax.tools import video_files
 
 _ROOT = flags.DEFINE_string('root', None, 'Folder to write (created).',
                             required=True)
