@@ -33,7 +33,7 @@ import tensorflow as tf
 from airstreams_jax import cli
 from airstreams_jax import errors
 from airstreams_jax import mesh as mesh_lib
-from airstreams_jax.evolution import proxies
+from airstreams_jax.evolution import proxy_trainer
 from airstreams_jax.training import train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -138,7 +138,7 @@ def main(argv):
     if _MODE.value == 'eval':
       results = train.evaluate_checkpoint(_CONFIG.value, _WORKDIR.value)
     elif _MODE.value == 'evolve':
-      results = proxies.evolve(_CONFIG.value, _WORKDIR.value)
+      results = proxy_trainer.evolve(_CONFIG.value, _WORKDIR.value)
     else:
       results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (errors.ConfigError, FloatingPointError) as e:

@@ -299,7 +299,7 @@ def get_config():
   ))
 
   # Evolution of the loss weights (`--mode=evolve`,
-  # airstreams_jax/evolution/proxies.py):
+  # airstreams_jax/evolution/proxy_trainer.py):
   # tournament selection as in the paper. Each candidate weighting trains a
   # proxy model, this config for `proxy_steps` steps (its learning-rate
   # schedule fitted to them); its fitness is the merged top-1 accuracy (mAP

@@ -47,7 +47,7 @@ from airstreams_jax import cli
 from airstreams_jax import errors
 from airstreams_jax import mesh as mesh_lib
 from airstreams_jax.data import dataset_from_config
-from airstreams_jax.evolution import proxies
+from airstreams_jax.evolution import proxy_trainer
 from airstreams_jax.launch import local
 from airstreams_jax.launch import record as record_lib
 from airstreams_jax.launch import sweep as sweep_lib
@@ -269,7 +269,7 @@ def _check_unit_config(config, mode: str) -> None:
                                  (mesh_lib.DATA_AXIS,))
   train.check_config(config, one_device, make_builder=False)
   if mode == 'evolve':
-    proxies.check_evolution(config)
+    proxy_trainer.check_evolution(config)
 
 
 def check_before_start(units: Sequence[sweep_lib.Unit]) -> None:

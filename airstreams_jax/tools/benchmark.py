@@ -68,7 +68,7 @@ from airstreams_jax import atomic_write
 from airstreams_jax import model_info
 from airstreams_jax.data import dataset_from_config
 from airstreams_jax.data import pipeline
-from airstreams_jax.evolution import proxies
+from airstreams_jax.evolution import proxy_trainer
 from airstreams_jax.models import rep_flow
 from airstreams_jax.training import losses
 from airstreams_jax.training import train
@@ -405,15 +405,15 @@ def bench_teacher(rounds: int, num_frames: int = 64) -> Dict[str, Any]:
 
 def group_vs_sequential(s: train.Setup, batch, k: int, rounds: int
                         ) -> Dict[str, float]:
-  """One step of K vmapped proxy trainings (`proxies.jit_group_train_step`,
+  """One step of K vmapped proxy trainings (`proxy_trainer.jit_group_train_step`,
   what the evolution runs) against K steps of single proxies, alternating."""
   rng = np.random.default_rng(k)
   weights = jax.device_put(
       rng.uniform(0, 1, (k, len(losses.LOSS_NAMES))).astype(np.float32),
       s.replicated)
-  states = proxies.jit_stack(s, k)(train.create_state(s))
+  states = proxy_trainer.jit_stack(s, k)(train.create_state(s))
   start = time.perf_counter()
-  group_step = proxies.jit_group_train_step(s).lower(
+  group_step = proxy_trainer.jit_group_train_step(s).lower(
       states, batch, weights).compile()
   group_compile = time.perf_counter() - start
   single = train.create_state(s)
@@ -442,7 +442,7 @@ def bench_evolution(ks: List[int], rounds: int) -> Dict[str, Any]:
   (one device: a search is fastest with one device per process)."""
   config = synthetic_config.get_config()
   config.mesh = (('data', 1),)
-  s = train.setup(proxies.proxy_config(config))
+  s = train.setup(proxy_trainer.proxy_config(config))
   batch = jax.device_put(
       random_batch(s.config, s.meta.num_classes, s.meta.num_seg_classes,
                    s.config.batch_size), s.batch_sharding)
