@@ -3,7 +3,7 @@ report says what the figures say. No timing here: speed is measured by
 `python -m airstreams_jax.tools.benchmark`, never in tests.
 
 The twin's tests run where PyTorch is installed
-(`pip install -r experiments/requirements-torch.txt`) and are skipped
+(`pip install -e '.[torch]'`) and are skipped
 otherwise; the CI installs only the required packages.
 """
 

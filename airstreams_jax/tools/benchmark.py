@@ -19,7 +19,7 @@ device kind, load average):
     batch shape), and the selfie teacher's frames/s on 128-px frames;
   * the evolution: K = 1, 2, 5, 10 vmapped proxy trainings against K
     sequential ones (the group step the search runs).
-When PyTorch is installed (`pip install -r experiments/requirements-torch.txt`)
+When PyTorch is installed (`pip install -e '.[torch]'`)
 the same train steps, inference and flow layer of `airstreams_jax/tools/torch_twin.py`
 are timed in the same rounds, alternating with ours, so both see the same
 load, and their FLOPs are printed beside ours. PyTorch runs in a child
@@ -642,9 +642,8 @@ def main(argv):
                          'file; give the path of the official '
                          'rep_flow_layer.py.')
   if _OFFICIAL_FLOW.value and not torch_available():
-    raise app.UsageError('--official_flow needs PyTorch: pip install -r '
-                         'experiments/requirements-torch.txt (and no '
-                         '--torch=false).')
+    raise app.UsageError("--official_flow needs PyTorch: pip install -e "
+                         "'.[torch]' (and no --torch=false).")
   out_dir = os.path.dirname(os.path.abspath(_OUT.value))
   if not os.access(out_dir, os.W_OK):
     raise app.UsageError(f'--out={_OUT.value}: {out_dir} is not writable; '

@@ -1,7 +1,7 @@
 """AIRStreams in idiomatic PyTorch: the twin that `airstreams_jax.tools.benchmark` times
 side by side with the JAX model.
 
-  pip install -r experiments/requirements-torch.txt   # torch==2.13.0, CPU
+  pip install -e '.[torch]'   # torch==2.13.0, CPU
 
 Same architecture as `airstreams_jax.models` for a given experiment config:
 the TVN tower specs (spatial 1xkxk and temporal kx1x1 convolutions, 1x1
@@ -33,8 +33,8 @@ try:
   from torch.nn import functional as F
 except ImportError as e:  # An optional dependency of the benchmark only.
   raise ImportError(
-      'airstreams_jax/tools/torch_twin.py needs PyTorch: pip install -r '
-      'experiments/requirements-torch.txt') from e
+      "airstreams_jax/tools/torch_twin.py needs PyTorch: pip install -e "
+      "'.[torch]'") from e
 
 _EPS = 1e-12
 _THETA, _LAMBDA, _TAU = 0.3, 0.15, 0.25
