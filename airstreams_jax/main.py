@@ -34,6 +34,7 @@ from airstreams_jax import cli
 from airstreams_jax import errors
 from airstreams_jax import mesh as mesh_lib
 from airstreams_jax.evolution import proxy_trainer
+from airstreams_jax.training import reporting
 from airstreams_jax.training import train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -143,7 +144,7 @@ def main(argv):
       results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (errors.ConfigError, FloatingPointError) as e:
     # A config error (found before any compilation) or a non-finite step
-    # (train.check_step_finite): one line that names the fix, no traceback.
+    # (reporting.check_step_finite): one line that names the fix, no traceback.
     _fail(f'error: {e}')
   except Exception as e:  # pylint: disable=broad-except
     # A full disk, a vanished data dir (also when a background writer

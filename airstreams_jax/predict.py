@@ -36,7 +36,7 @@ from airstreams_jax import errors
 from airstreams_jax.data import pipeline
 from airstreams_jax.data import video_io
 from airstreams_jax.training import steps
-from airstreams_jax.training import train
+from airstreams_jax.training import run_files
 from airstreams_jax.training import trained_run
 
 
@@ -60,7 +60,7 @@ def video_views(path: str, dataset_config) -> np.ndarray:
 
 def predict(workdir: str, video_path: str) -> List[Tuple[str, float]]:
   """(class name, score) of every class, best first."""
-  config, _ = train.load_run(workdir)
+  config, _ = run_files.load_run(workdir)
   views = video_views(video_path, config.dataset)  # Before any compile.
   run = trained_run.TrainedRun.load(workdir)
   score_fn = jax.jit(functools.partial(

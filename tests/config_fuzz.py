@@ -7,8 +7,8 @@ Used by tests/test_config_fuzz.py, and runnable for the count:
 
 Each case is a list of `--config.*` overrides of the smoke config. It goes
 through what `main` does with it: the flags parser (unknown keys, wrong
-types), then the checks `train.setup` and `--mode=evolve` make before they
-build a dataset (`train.check_config`, `proxy_trainer.check_evolution`). A case is
+types), then the checks `setup_lib.setup` and `--mode=evolve` make before they
+build a dataset (`config_checks.check_config`, `proxy_trainer.check_evolution`). A case is
 caught when one of them raises the one-line error; it escapes when the
 checks pass (or fail with anything else), or when the data directory was
 created or a program compiled on the way.
@@ -27,7 +27,8 @@ from ml_collections import config_flags
 from airstreams_jax import cli
 from airstreams_jax import errors
 from airstreams_jax.evolution import proxy_trainer
-from airstreams_jax.training import train
+from airstreams_jax.training import config_checks
+from airstreams_jax.training import setup as setup_lib
 
 SMOKE = 'configs/synthetic.py:smoke'
 
@@ -207,7 +208,7 @@ def run_case(case: Case, data_dir: str) -> Case:
       config = holder.value
       if any(o.startswith('--config.evolution.') for o in case.overrides):
         proxy_trainer.check_evolution(config)
-      train.check_config(config)
+      config_checks.check_config(config)
       case.why = 'no error'
     except errors.ConfigError as e:
       case.message = f'error: {e}'

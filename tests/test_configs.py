@@ -124,16 +124,16 @@ def test_synthetic_distractors_argument():
 
 
 def test_flipping_classes_that_name_a_direction_is_warned():
-  from airstreams_jax.training import train  # pylint: disable=g-import-not-at-top
+  from airstreams_jax.training import config_checks  # pylint: disable=g-import-not-at-top
   folder = ('ball_left', 'ball_right', 'box_left', 'box_right',
             'person_left', 'person_right')
-  warning = train.flip_warning(True, folder)
+  warning = config_checks.flip_warning(True, folder)
   assert warning.startswith('config.dataset.random_flip is on, but class '
                             'names say left or right (ball_left, ball_right,'
                             ' box_left, ...)')
   assert '--config.dataset.random_flip=false' in warning
-  assert train.flip_warning(False, folder) == ''
+  assert config_checks.flip_warning(False, folder) == ''
   # HMDB51-like names, and words that only contain "left"/"right".
-  assert train.flip_warning(True, ('brush_hair', 'cartwheel', 'ride_bike',
+  assert config_checks.flip_warning(True, ('brush_hair', 'cartwheel', 'ride_bike',
                                    'leftover', 'bright_light')) == ''
-  assert train.flip_warning(True, ('Turn Left', 'jump')) != ''
+  assert config_checks.flip_warning(True, ('Turn Left', 'jump')) != ''

@@ -15,10 +15,11 @@ import tensorflow as tf
 from airstreams_jax import errors
 from airstreams_jax import mesh as mesh_lib
 from airstreams_jax.evolution import figure
-from airstreams_jax.evolution import proxy_trainer
+from airstreams_jax.evolution import proxy_trainer as proxies
 from airstreams_jax.evolution import search as search_lib
 from airstreams_jax.training import losses
-from airstreams_jax.training import train
+from airstreams_jax.training import config_checks
+from airstreams_jax.training import setup as setup_lib
 from configs import synthetic
 from airstreams_jax.tools import fault_injection
 
@@ -170,9 +171,9 @@ def test_bad_settings_name_the_key(key, value, message):
 def test_top_weights_image_draws_each_weight_as_a_bar():
   top = _search(_paper_settings(num_evaluations=20)).top(5)
   height = 100
-  image = proxy_trainer.top_weights_image(top, bar_width=10, height=height)
+  image = proxies.top_weights_image(top, bar_width=10, height=height)
   assert image.dtype == np.uint8 and image.shape[2] == 3
-  colours = proxy_trainer.TERM_COLOURS
+  colours = proxies.TERM_COLOURS
   for p, candidate in enumerate(top):
     for t, weight in enumerate(candidate.weights):
       # The bar's column: count the pixels of its colour.
@@ -202,9 +203,9 @@ def _one_device_mesh():
 
 
 def test_group_step_shards_the_batch_and_not_the_candidates(smoke_config):
-  s = train.setup(smoke_config, mesh_lib.make_mesh((('data', -1),)))
+  s = setup_lib.setup(smoke_config, mesh_lib.make_mesh((('data', -1),)))
   (state_in, batch_in, weights_in), (state_out, _) = (
-      proxy_trainer.group_step_shardings(s))
+      proxies.group_step_shardings(s))
   assert batch_in.spec == jax.sharding.PartitionSpec('data')
   assert len(batch_in.device_set) == 8
   assert weights_in.spec == jax.sharding.PartitionSpec()
@@ -216,8 +217,8 @@ def test_group_step_shards_the_batch_and_not_the_candidates(smoke_config):
   config = smoke_config.copy_and_resolve_references()
   config.mesh = (('data', 4), ('model', 2))
   config.sharding_rules = (('kernel$', ('model',)),)
-  s = train.setup(config)
-  (state_in, _, _), _ = proxy_trainer.group_step_shardings(s)
+  s = setup_lib.setup(config)
+  (state_in, _, _), _ = proxies.group_step_shardings(s)
   assert state_in.params['merged_head']['Dense_0']['kernel'].spec == (
       jax.sharding.PartitionSpec(None, None, 'model'))
 
@@ -235,33 +236,33 @@ def proxy_setup(search_config):
   # SGD, one device and the smoke schedule: the init and the single step are
   # then the programs of tests/test_train.py's sharded-step test, which the
   # persistent compilation cache shares.
-  return train.setup(proxy_trainer.proxy_config(search_config), _one_device_mesh())
+  return setup_lib.setup(proxies.proxy_config(search_config), _one_device_mesh())
 
 
 @pytest.fixture(scope='module')
 def proxy_trainer(proxy_setup, search_config):
   """The trainer `evolve` builds for the search config (on CPU, candidates
   one after another; `resolve_group_step`)."""
-  return proxy_trainer.ProxyTrainer(proxy_setup, group_size=2,
-                              group_step=proxy_trainer.resolve_group_step(
+  return proxies.ProxyTrainer(proxy_setup, group_size=2,
+                              group_step=proxies.resolve_group_step(
                                   search_config))
 
 
 def test_group_step_is_sequential_on_cpu_unless_asked_and_checked(
     search_config):
-  assert proxy_trainer.resolve_group_step(search_config) == 'sequential'
+  assert proxies.resolve_group_step(search_config) == 'sequential'
   config = search_config.copy_and_resolve_references()
   config.evolution.group_step = 'vmap'
-  assert proxy_trainer.resolve_group_step(config) == 'vmap'
+  assert proxies.resolve_group_step(config) == 'vmap'
   config.evolution.group_step = 'pmap'
   with pytest.raises(errors.ConfigError, match=r"group_step='pmap' is "
                      r"unknown; use one of \('auto', 'vmap', "
                      r"'sequential'\)"):
-    proxy_trainer.check_evolution(config)
+    proxies.check_evolution(config)
 
 
 def test_vmapped_proxy_training_equals_separate_runs(proxy_setup):
-  proxy_trainer = proxy_trainer.ProxyTrainer(proxy_setup, group_size=2,
+  proxy_trainer = proxies.ProxyTrainer(proxy_setup, group_size=2,
                                        group_step='vmap')
   s = proxy_trainer.s
   initial = jax.device_get(proxy_trainer.initial)
@@ -292,7 +293,7 @@ def test_vmapped_proxy_training_equals_separate_runs(proxy_setup):
   vmapped = jax.device_get((states.params, states.batch_stats))
   losses_vmapped = jax.device_get(metrics.loss.total)
 
-  step = train.jit_train_step(s)
+  step = setup_lib.jit_train_step(s)
   alone = []
   for i, w in enumerate(weights):
     state = jax.device_put(initial, s.state_sharding)
@@ -356,7 +357,7 @@ def test_evolve_writes_weights_that_training_accepts(tmp_path, smoke_config,
                                                      proxy_trainer):
   workdir = str(tmp_path / 'evolve')
   config_of_run = search_config.copy_and_resolve_references()
-  results = proxy_trainer.evolve(search_config, workdir, trainer=proxy_trainer)
+  results = proxies.evolve(search_config, workdir, trainer=proxy_trainer)
   assert results['num_evaluated'] == results['num_trained'] == 3
   assert results['metric'] == 'top1'
 
@@ -367,9 +368,9 @@ def test_evolve_writes_weights_that_training_accepts(tmp_path, smoke_config,
   assert all(0.0 <= c.fitness <= 1.0 for c in history)
   best = max(history, key=lambda c: (c.fitness, -c.id))
   assert results['best']['id'] == best.id
-  with open(os.path.join(workdir, proxy_trainer.TOP_FILE)) as f:
+  with open(os.path.join(workdir, proxies.TOP_FILE)) as f:
     assert json.load(f) == results['top5'] and len(results['top5']) == 3
-  best_file = os.path.join(workdir, proxy_trainer.BEST_FILE)
+  best_file = os.path.join(workdir, proxies.BEST_FILE)
   assert results['best_weights_file'] == best_file
   with open(best_file) as f:
     assert json.load(f) == best.weights_dict(NAMES)
@@ -381,36 +382,36 @@ def test_evolve_writes_weights_that_training_accepts(tmp_path, smoke_config,
   # The file is a valid config.loss_weights_file for training.
   config = smoke_config.copy_and_resolve_references()
   config.loss_weights_file = best_file
-  train.validate_config(config, _one_device_mesh())
-  np.testing.assert_allclose(train.read_loss_weights(config), best.weights,
+  config_checks.validate_config(config, _one_device_mesh())
+  np.testing.assert_allclose(config_checks.read_loss_weights(config), best.weights,
                              rtol=1e-6)
 
   # A rerun of the finished search trains nothing and keeps the history ...
-  again = proxy_trainer.evolve(config_of_run, workdir)
+  again = proxies.evolve(config_of_run, workdir)
   assert again['num_trained'] == 0 and again['best'] == results['best']
   with open(os.path.join(workdir, search_lib.HISTORY_FILE)) as f:
     assert search_lib.parse_history(f.read(), NAMES) == history
   # ... and one whose proxies would train differently is refused.
   config_of_run.evolution.proxy_steps += 1
   with pytest.raises(errors.ConfigError, match='num_train_steps differ'):
-    proxy_trainer.evolve(config_of_run, workdir)
+    proxies.evolve(config_of_run, workdir)
 
 
 def test_proxy_config_holds_out_part_of_the_training_split(smoke_config):
   config = _evolve_config(smoke_config, proxy_steps=3)
-  proxy = proxy_trainer.proxy_config(config)
+  proxy = proxies.proxy_config(config)
   assert proxy.num_train_steps == 3
   assert (proxy.dataset.train_split, proxy.dataset.eval_split) == (
       'train[:80%]', 'train[80%:]')
   assert config.dataset.train_split == 'train'  # The original is unchanged.
   config.evolution.holdout_percent = 0
-  proxy = proxy_trainer.proxy_config(config)
+  proxy = proxies.proxy_config(config)
   assert (proxy.dataset.train_split, proxy.dataset.eval_split) == (
       'train', 'test')
   config.evolution.holdout_percent = 10
   config.dataset.train_split = 'train[:50%]'
   with pytest.raises(errors.ConfigError, match='holdout_percent=0'):
-    proxy_trainer.proxy_config(config)
+    proxies.proxy_config(config)
 
 
 def test_main_evolve_reports_bad_settings_in_one_line(tmp_path):
@@ -446,7 +447,7 @@ def test_bad_evolution_config_fails_before_any_work(tmp_path, smoke_config,
   config = _evolve_config(smoke_config, **overrides)
   config.dataset.data_dir = str(tmp_path / 'never_built')
   with pytest.raises(errors.ConfigError) as e:
-    proxy_trainer.evolve(config, str(tmp_path / 'run'))
+    proxies.evolve(config, str(tmp_path / 'run'))
   assert message in str(e.value)
   assert not os.path.exists(tmp_path / 'never_built')
 
@@ -461,14 +462,14 @@ def test_history_of_another_search_is_refused(tmp_path, smoke_config):
   config = _evolve_config(smoke_config, num_evaluations=4)
   config.dataset.data_dir = str(tmp_path / 'never_built')
   with pytest.raises(errors.ConfigError, match='another workdir'):
-    proxy_trainer.evolve(config, str(workdir))
+    proxies.evolve(config, str(workdir))
   assert not os.path.exists(tmp_path / 'never_built')
 
 
 def test_a_search_killed_mid_proxy_resumes_to_the_uninterrupted_history(
     tmp_path, data_dir, search_config, proxy_trainer):
   reference = str(tmp_path / 'reference')
-  proxy_trainer.evolve(search_config, reference, trainer=proxy_trainer)
+  proxies.evolve(search_config, reference, trainer=proxy_trainer)
   with open(os.path.join(reference, search_lib.HISTORY_FILE)) as f:
     expected = f.read()
   # The same search through `main`, on one device as the reference.

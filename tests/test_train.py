@@ -19,7 +19,7 @@ from airstreams_jax import export
 from airstreams_jax import mesh as mesh_lib
 from airstreams_jax import predict as predict_lib
 from airstreams_jax.training import losses
-from airstreams_jax.training import train
+from airstreams_jax.training import setup as setup_lib
 from airstreams_jax.training import trained_run
 from airstreams_jax.plotting import figures
 from airstreams_jax.visualize import run_figures
@@ -64,15 +64,15 @@ def test_sharded_train_step_equals_unsharded(data_dir):
     mesh = mesh_lib.make_mesh(mesh_config, devices)
     with config.unlocked():
       config.sharding_rules = rules
-    s = train.setup(config, mesh)
+    s = setup_lib.setup(config, mesh)
     if initial is None:
-      initial = jax.device_get(train.create_state(s))
+      initial = jax.device_get(setup_lib.create_state(s))
     # The same initial values, laid out over this mesh's devices.
     state = jax.device_put(initial, s.state_sharding)
     if rules:
       kernel = s.state_sharding.params['rgb_head']['Dense_0']['kernel']
       assert kernel.spec == jax.sharding.PartitionSpec(None, 'model')
-    step = train.jit_train_step(s)
+    step = setup_lib.jit_train_step(s)
     global_batch = mesh_lib.global_batch(batch, s.batch_sharding)
     assert len(global_batch['video'].sharding.device_set) == len(devices)
     state_shardings = jax.tree.map(lambda x: x.sharding, state)

@@ -53,6 +53,7 @@ from airstreams_jax.data import pipeline
 from airstreams_jax.evolution import figure
 from airstreams_jax.evolution import search as search_lib
 from airstreams_jax.training import losses
+from airstreams_jax.training import setup as setup_lib
 from airstreams_jax.training import train
 
 BEST_FILE = 'best_weights.json'
@@ -166,7 +167,7 @@ def candidate_shardings(state_sharding: Any) -> Any:
       lambda sh: NamedSharding(sh.mesh, P(None, *sh.spec)), state_sharding)
 
 
-def group_step_shardings(s: train.Setup) -> Tuple[Any, Any]:
+def group_step_shardings(s: setup_lib.Setup) -> Tuple[Any, Any]:
   """(in_shardings, out_shardings) of `jit_group_train_step`.
 
   Stacked states and their weights are replicated like a single state (the
@@ -177,7 +178,7 @@ def group_step_shardings(s: train.Setup) -> Tuple[Any, Any]:
   return (stacked, s.batch_sharding, s.replicated), (stacked, s.replicated)
 
 
-def jit_group_train_step(s: train.Setup) -> Callable[..., Any]:
+def jit_group_train_step(s: setup_lib.Setup) -> Callable[..., Any]:
   """One train step of G candidates: (states [G, ...], batch, weights [G, 5]).
 
   The batch is shared (not mapped); the stacked states are donated. Returns
@@ -188,13 +189,13 @@ def jit_group_train_step(s: train.Setup) -> Callable[..., Any]:
   on 8 CPU devices: 10x the time of a single step, against 2x on one
   device), so a search is fastest on one device per process.
   """
-  group_step = jax.vmap(train.train_step_fn(s), in_axes=(0, None, 0))
+  group_step = jax.vmap(setup_lib.train_step_fn(s), in_axes=(0, None, 0))
   in_shardings, out_shardings = group_step_shardings(s)
   return jax.jit(group_step, in_shardings=in_shardings,
                  out_shardings=out_shardings, donate_argnums=0)
 
 
-def jit_stack(s: train.Setup, group_size: int) -> Callable[[Any], Any]:
+def jit_stack(s: setup_lib.Setup, group_size: int) -> Callable[[Any], Any]:
   """Copies one state into `group_size` stacked candidates."""
   def stack(state):
     return jax.tree.map(
@@ -202,7 +203,7 @@ def jit_stack(s: train.Setup, group_size: int) -> Callable[[Any], Any]:
   return jax.jit(stack, out_shardings=candidate_shardings(s.state_sharding))
 
 
-def jit_take(s: train.Setup) -> Callable[[Any, int], Any]:
+def jit_take(s: setup_lib.Setup) -> Callable[[Any, int], Any]:
   """Candidate i of stacked states, laid out as a single state."""
   take = jax.jit(lambda states, i: jax.tree.map(lambda x: x[i], states),
                  out_shardings=s.state_sharding)
@@ -225,7 +226,7 @@ class ProxyTrainer:
   (`resolve_group_step` says when which is faster).
   """
 
-  def __init__(self, s: train.Setup, group_size: int,
+  def __init__(self, s: setup_lib.Setup, group_size: int,
                group_step: str = 'vmap'):
     if group_step not in ('vmap', 'sequential'):
       raise ValueError(f'group_step={group_step!r}: use vmap or sequential.')
@@ -233,9 +234,9 @@ class ProxyTrainer:
     self.group_size = group_size
     self.group_step = group_step
     # Kept, not donated: every group starts from these same values.
-    self.initial = train.create_state(s)
+    self.initial = setup_lib.create_state(s)
     if s.config.init_from:  # E.g. Moments in Time weights for Charades.
-      self.initial = train.initialise_from(s, self.initial,
+      self.initial = setup_lib.initialise_from(s, self.initial,
                                            s.config.init_from)
     if group_step == 'vmap':
       self.stack = jit_stack(s, group_size)
@@ -246,8 +247,8 @@ class ProxyTrainer:
       # step donates the state it is given.
       self.copy = jax.jit(lambda state: jax.tree.map(jnp.copy, state),
                           out_shardings=s.state_sharding)
-      self.step = train.jit_train_step(s)
-    self._eval = train.jit_eval_step(s)
+      self.step = setup_lib.jit_train_step(s)
+    self._eval = setup_lib.jit_eval_step(s)
 
   def _run(self, state: Any, weights: Any) -> Tuple[Any, Any]:
     """`proxy_steps` steps of `self.step` from `state` on the proxy's
@@ -510,7 +511,7 @@ def evolve(config, workdir: str,
   else:
     group_step = resolve_group_step(config)
     if trainer is None:
-      trainer = ProxyTrainer(train.setup(proxy, mesh), settings.parallel,
+      trainer = ProxyTrainer(setup_lib.setup(proxy, mesh), settings.parallel,
                              group_step)
     elif (trainer.s.config.to_json_best_effort(sort_keys=True) !=
           proxy.to_json_best_effort(sort_keys=True) or

@@ -51,7 +51,7 @@ from airstreams_jax.evolution import proxy_trainer
 from airstreams_jax.launch import local
 from airstreams_jax.launch import record as record_lib
 from airstreams_jax.launch import sweep as sweep_lib
-from airstreams_jax.training import train
+from airstreams_jax.training import config_checks
 from airstreams_jax.tools import sweep_tables
 from configs.sweeps import ablations as ablation_sweep
 
@@ -267,7 +267,7 @@ def _check_unit_config(config, mode: str) -> None:
   unit."""
   one_device = jax.sharding.Mesh(np.array(jax.devices()[:1]),
                                  (mesh_lib.DATA_AXIS,))
-  train.check_config(config, one_device, make_builder=False)
+  config_checks.check_config(config, one_device, make_builder=False)
   if mode == 'evolve':
     proxy_trainer.check_evolution(config)
 

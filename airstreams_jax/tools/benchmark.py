@@ -71,7 +71,8 @@ from airstreams_jax.data import pipeline
 from airstreams_jax.evolution import proxy_trainer
 from airstreams_jax.models import rep_flow
 from airstreams_jax.training import losses
-from airstreams_jax.training import train
+from airstreams_jax.training import config_checks
+from airstreams_jax.training import setup as setup_lib
 from configs import mit as mit_config
 from configs import synthetic as synthetic_config
 from airstreams_jax.tools import torch_worker
@@ -194,14 +195,14 @@ def random_batch(config, num_classes: int, num_seg_classes: int,
 
 
 def model_setup(config, num_classes: int, num_seg_classes: int
-                ) -> train.Setup:
+                ) -> setup_lib.Setup:
   """The train loop's setup for these class counts, without any dataset."""
   config.mesh = (('data', 1),)  # One device: the figures are per device.
   meta = dataset_from_config.DatasetMeta(
       num_classes, tuple(f'class{i}' for i in range(num_classes)),
       tuple(f'seg{i}' for i in range(num_seg_classes)))
-  return train.model_setup(
-      config, train.check_config(config, make_builder=False), meta)
+  return setup_lib.model_setup(
+      config, config_checks.check_config(config, make_builder=False), meta)
 
 
 @dataclasses.dataclass
@@ -212,16 +213,16 @@ class JaxTrainStep:
   peak_mb: Optional[float]
 
 
-def jax_train_step(s: train.Setup, batch_np: Mapping[str, np.ndarray],
+def jax_train_step(s: setup_lib.Setup, batch_np: Mapping[str, np.ndarray],
                    memory: PeakMemory) -> JaxTrainStep:
   memory.reset()
-  state = train.create_state(s)
+  state = setup_lib.create_state(s)
   batch = jax.device_put(dict(batch_np), s.batch_sharding)
   weights = jax.device_put(s.loss_weights, s.replicated)
   start = time.perf_counter()
   # The trainer's step: the run's own λ every call, the zero ones'
   # gradients skipped.
-  step = train.jit_train_step(s, weights_fixed=True).lower(
+  step = setup_lib.jit_train_step(s, weights_fixed=True).lower(
       state, batch, weights).compile()
   compile_s = time.perf_counter() - start
   holder = {'state': state}
@@ -234,9 +235,9 @@ def jax_train_step(s: train.Setup, batch_np: Mapping[str, np.ndarray],
   return JaxTrainStep(run, compile_s, memory.mb())
 
 
-def jax_inference(s: train.Setup, video: np.ndarray) -> Callable[[], Any]:
+def jax_inference(s: setup_lib.Setup, video: np.ndarray) -> Callable[[], Any]:
   """RGB-only inference (eval mode, no stream heads), compiled."""
-  state = train.create_state(s)
+  state = setup_lib.create_state(s)
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
 
   def infer(variables, video):
@@ -247,7 +248,7 @@ def jax_inference(s: train.Setup, video: np.ndarray) -> Callable[[], Any]:
   return lambda: compiled(variables, video).block_until_ready()
 
 
-def forward_macs_with_padding(s: train.Setup) -> float:
+def forward_macs_with_padding(s: setup_lib.Setup) -> float:
   """Multiply-adds (padding taps counted, as PyTorch's counter does) of a
   clip's train-mode forward pass, every stream and head."""
   d = s.config.dataset
@@ -403,7 +404,7 @@ def bench_teacher(rounds: int, num_frames: int = 64) -> Dict[str, Any]:
 # Evolution.
 
 
-def group_vs_sequential(s: train.Setup, batch, k: int, rounds: int
+def group_vs_sequential(s: setup_lib.Setup, batch, k: int, rounds: int
                         ) -> Dict[str, float]:
   """One step of K vmapped proxy trainings (`proxy_trainer.jit_group_train_step`,
   what the evolution runs) against K steps of single proxies, alternating."""
@@ -411,13 +412,13 @@ def group_vs_sequential(s: train.Setup, batch, k: int, rounds: int
   weights = jax.device_put(
       rng.uniform(0, 1, (k, len(losses.LOSS_NAMES))).astype(np.float32),
       s.replicated)
-  states = proxy_trainer.jit_stack(s, k)(train.create_state(s))
+  states = proxy_trainer.jit_stack(s, k)(setup_lib.create_state(s))
   start = time.perf_counter()
   group_step = proxy_trainer.jit_group_train_step(s).lower(
       states, batch, weights).compile()
   group_compile = time.perf_counter() - start
-  single = train.create_state(s)
-  single_step = train.jit_train_step(s).lower(single, batch,
+  single = setup_lib.create_state(s)
+  single_step = setup_lib.jit_train_step(s).lower(single, batch,
                                               weights[0]).compile()
   holder = {'states': states, 'single': single}
 
@@ -442,7 +443,7 @@ def bench_evolution(ks: List[int], rounds: int) -> Dict[str, Any]:
   (one device: a search is fastest with one device per process)."""
   config = synthetic_config.get_config()
   config.mesh = (('data', 1),)
-  s = train.setup(proxy_trainer.proxy_config(config))
+  s = setup_lib.setup(proxy_trainer.proxy_config(config))
   batch = jax.device_put(
       random_batch(s.config, s.meta.num_classes, s.meta.num_seg_classes,
                    s.config.batch_size), s.batch_sharding)

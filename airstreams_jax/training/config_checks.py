@@ -1,18 +1,31 @@
-"""Range and type checks of config values, before any data or compiling.
+"""Every check of a config, before any data or compiling.
 
-`train.check_config` runs them with its own checks (devices, streams,
-towers, loss weights, optimiser); each failure is one line that names the
-key and what it accepts. tests/config_fuzz.py generates the bad values.
+`check_config` runs them all (types and ranges, devices, streams, towers,
+loss weights, optimiser); each failure is one line that names the key and
+what it accepts. tests/config_fuzz.py generates the bad values.
 """
 
+import dataclasses
+import json
 import math
-from typing import Any, Callable, Sequence
+import os
+import re
+from typing import Any, Callable, Optional, Sequence
 
+import jax
+import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow.io import gfile
 
 from airstreams_jax import errors
+from airstreams_jax import mesh as mesh_lib
+from airstreams_jax import sharding as sharding_lib
+from airstreams_jax.data import dataset_from_config
 from airstreams_jax.data import synthetic_generator
 from airstreams_jax.models import airstreams
+from airstreams_jax.models import tvn
+from airstreams_jax.training import losses
+from airstreams_jax.training import optim
 
 _TUPLE_KEYS = ('mesh', 'sharding_rules', 'model.tower', 'model.streams',
                'model.stop_gradient_at', 'model.seg.widths',
@@ -173,3 +186,165 @@ def _check_synthetic(config) -> None:
            'a probability in [0, 1]')
   _require(config, synthetic + 'oracle_erode_px', _integer_at_least(0),
            'an integer >= 0')
+
+
+def read_loss_weights(config) -> np.ndarray:
+  """The five λ from `loss_weights` or `loss_weights_file`, checked.
+
+  Raises:
+    errors.ConfigError: a missing or malformed weights file, a bad weight.
+  """
+  if config.loss_weights_file and not gfile.exists(config.loss_weights_file):
+    raise errors.ConfigError(
+        f'config.loss_weights_file={config.loss_weights_file!r} does not '
+        'exist; give the path of a JSON file with the five loss weights.')
+  try:
+    return losses.loss_weights_vector(config.loss_weights,
+                                      config.loss_weights_file)
+  except json.JSONDecodeError as e:
+    raise errors.ConfigError(
+        f'config.loss_weights_file={config.loss_weights_file!r} is not JSON '
+        f'({e}); write e.g. {{"rgb": 1, "flow": 0, "semantic": 0, '
+        '"merged": 1, "interm": 1}.') from None
+  except ValueError as e:
+    raise errors.ConfigError(
+        f'config.loss_weights{"_file" if config.loss_weights_file else ""}: '
+        f'{e}') from None
+
+
+def validate_config(config, mesh: jax.sharding.Mesh) -> None:
+  """Checks what would otherwise fail late, after data building or compiling.
+
+  Raises:
+    errors.ConfigError: with a one-line message naming the problem and the fix.
+  """
+  data_size = mesh.shape[mesh_lib.DATA_AXIS]
+  for key in ('batch_size', 'eval_batch_size'):
+    value = config[key]
+    if value <= 0 or value % data_size or value % jax.process_count():
+      raise errors.ConfigError(
+          f'config.{key}={value} is not divisible by the {data_size} devices '
+          f'of the data axis ({jax.process_count()} processes); use a '
+          f'multiple of {data_size}, e.g. --config.{key}='
+          f'{max(data_size, value // data_size * data_size)}.')
+  if config.num_train_steps < 0:
+    raise errors.ConfigError('config.num_train_steps must be >= 0.')
+  for key in ('log_every_steps', 'eval_every_steps', 'checkpoint_every_steps'):
+    if config[key] <= 0:
+      raise errors.ConfigError(
+          f'config.{key} must be positive, got {config[key]}.')
+  unknown = sorted(set(config.model.streams) - set(airstreams.STREAMS))
+  if not config.model.streams or unknown:
+    raise errors.ConfigError(
+        f'config.model.streams={tuple(config.model.streams)} must be a '
+        f'non-empty subset of {airstreams.STREAMS}.')
+  grad_scale = config.model.get('grad_scale', 1.0)
+  if not (math.isfinite(grad_scale) and grad_scale >= 0.0):
+    raise errors.ConfigError(
+        f'config.model.grad_scale={grad_scale} must be a finite value >= 0 '
+        '(1 propagates the action gradients into the representations, 0 '
+        'stops them).')
+  unknown = sorted(set(config.model.stop_gradient_at) - {'flow', 'semantic'})
+  if unknown:
+    raise errors.ConfigError(
+        f'config.model.stop_gradient_at has {unknown}; use a subset of '
+        "('flow', 'semantic').")
+  try:  # Tower specs, before any data work.
+    for spec in config.model.tower:
+      tvn.BlockSpec.from_config(spec)
+  except (ValueError, TypeError) as e:
+    raise errors.ConfigError(f'config.model.tower: {e}') from None
+  try:
+    sharding_lib.check_rules(config.sharding_rules, mesh)
+  except ValueError as e:
+    raise errors.ConfigError(str(e)) from None
+  except TypeError:
+    raise errors.ConfigError(
+        f'config.sharding_rules={config.sharding_rules!r} is not (regex, '
+        "mesh axes) pairs; use e.g. \"(('kernel$', ('model',)),)\".") from None
+  if config.init_from and not gfile.isdir(
+      os.path.join(config.init_from, 'checkpoints')):
+    raise errors.ConfigError(
+        f'config.init_from={config.init_from!r} has no checkpoints/ folder; '
+        'give the workdir of a finished run (or --config.init_from=).')
+  if not 1 <= config.model.merge_after < len(config.model.tower):
+    raise errors.ConfigError(
+        f'config.model.merge_after={config.model.merge_after} must be in '
+        f'[1, {len(config.model.tower) - 1}].')
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckedConfig:
+  """What `check_config` derived on the way."""
+  mesh: jax.sharding.Mesh
+  loss_weights: np.ndarray
+  tx: Any
+  schedule: Any
+  builder: Any  # Made, not prepared.
+
+
+def check_config(config, mesh: Optional[jax.sharding.Mesh] = None,
+                 make_builder: bool = True) -> CheckedConfig:
+  """Every check of `config` that needs no data and no compiling.
+
+  `make_builder=False` leaves the dataset's builder out (`builder` None): a
+  real dataset's builder needs its files, which a benchmark of the model
+  does not have.
+
+  Raises:
+    errors.ConfigError: one line naming the key and what it accepts.
+  """
+  check_values(config)
+  if mesh is None:
+    try:
+      mesh = mesh_lib.make_mesh(config.mesh)
+    except ValueError as e:
+      raise errors.ConfigError(str(e)) from None
+    except TypeError:
+      raise errors.ConfigError(
+          f'config.mesh={config.mesh!r} is not (axis name, size) pairs; use '
+          "e.g. --config.mesh=\"(('data', -1),)\".") from None
+  validate_config(config, mesh)
+  loss_weights = read_loss_weights(config)
+  try:  # Optimiser names and schedules, also before any data work.
+    tx = optim.make_optimizer(config.optimizer, config.num_train_steps)
+    schedule = optim.make_schedule(config.optimizer, config.num_train_steps)
+  except ValueError as e:
+    raise errors.ConfigError(str(e)) from None
+  return CheckedConfig(mesh, loss_weights, tx, schedule,
+                       dataset_from_config.make_builder(config.dataset)
+                       if make_builder else None)
+
+
+# Class-name words whose meaning a left-right flip of the clip reverses.
+_MIRRORED_WORDS = ('left', 'right')
+
+
+def flip_warning(random_flip: bool, class_names) -> str:
+  """A warning when training flips clips whose class names say left or
+  right (a flipped clip then shows the opposite motion under the same
+  label, and the direction cannot be learned); '' otherwise."""
+  if not random_flip:
+    return ''
+  named = [n for n in class_names
+           if set(re.split(r'[^a-z]+', str(n).lower())) & set(_MIRRORED_WORDS)]
+  if not named:
+    return ''
+  return (f'config.dataset.random_flip is on, but class names say left or '
+          f'right ({", ".join(named[:3])}{", ..." if len(named) > 3 else ""})'
+          ': a flipped clip shows the opposite direction under the same '
+          'label; set --config.dataset.random_flip=false if direction '
+          'matters.')
+
+
+def check_best_metric(metric: str,
+                      meta: dataset_from_config.DatasetMeta) -> None:
+  if meta.multi_label:
+    valid = ('mAP',)
+  else:
+    valid = ('top1', 'mean_class_accuracy') + (
+        ('top5',) if meta.num_classes >= 5 else ())
+  if metric and metric not in valid:
+    raise errors.ConfigError(
+        f'config.best_metric={metric!r} is not computed for this dataset; '
+        f'use one of {valid} (or \'\' to keep only the latest checkpoints).')

@@ -11,7 +11,7 @@ import ml_collections
 from airstreams_jax import mesh as mesh_lib
 from airstreams_jax.models import airstreams
 from airstreams_jax.training import checkpointing
-from airstreams_jax.training import train
+from airstreams_jax.training import run_files
 from airstreams_jax.training import train_state
 
 
@@ -26,7 +26,7 @@ class TrainedRun:
   @classmethod
   def load(cls, workdir: str) -> 'TrainedRun':
     """Raises errors.ConfigError naming what is missing."""
-    config, classes = train.load_run(workdir)
+    config, classes = run_files.load_run(workdir)
     mesh = mesh_lib.make_mesh((('data', -1),))
     step, variables = checkpointing.restore_variables(
         workdir, mesh_lib.replicated(mesh))
