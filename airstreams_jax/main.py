@@ -5,7 +5,7 @@ r"""Entry point: train, evaluate, evolve the loss weights.
       [--mode=train_and_eval|eval|evolve]
 
 `--mode=evolve` searches the five loss weights (see
-`airstreams_jax.evolution.proxies`) and writes `best_weights.json` for
+`airstreams_jax.evolution.evolve`) and writes `best_weights.json` for
 `--config.loss_weights_file`.
 
 Kept thin on purpose: the work happens in `airstreams_jax.training.train`,
@@ -33,8 +33,7 @@ import tensorflow as tf
 from airstreams_jax import cli
 from airstreams_jax import errors
 from airstreams_jax import mesh as mesh_lib
-from airstreams_jax.evolution import proxy_trainer
-from airstreams_jax.training import reporting
+from airstreams_jax.evolution import evolve
 from airstreams_jax.training import train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -139,7 +138,7 @@ def main(argv):
     if _MODE.value == 'eval':
       results = train.evaluate_checkpoint(_CONFIG.value, _WORKDIR.value)
     elif _MODE.value == 'evolve':
-      results = proxy_trainer.evolve(_CONFIG.value, _WORKDIR.value)
+      results = evolve.evolve(_CONFIG.value, _WORKDIR.value)
     else:
       results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (errors.ConfigError, FloatingPointError) as e:

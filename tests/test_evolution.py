@@ -15,6 +15,7 @@ import tensorflow as tf
 from airstreams_jax import errors
 from airstreams_jax import mesh as mesh_lib
 from airstreams_jax.evolution import figure
+from airstreams_jax.evolution import evolve as evolve_lib
 from airstreams_jax.evolution import proxy_trainer as proxies
 from airstreams_jax.evolution import search as search_lib
 from airstreams_jax.training import losses
@@ -171,9 +172,9 @@ def test_bad_settings_name_the_key(key, value, message):
 def test_top_weights_image_draws_each_weight_as_a_bar():
   top = _search(_paper_settings(num_evaluations=20)).top(5)
   height = 100
-  image = proxies.top_weights_image(top, bar_width=10, height=height)
+  image = evolve_lib.top_weights_image(top, bar_width=10, height=height)
   assert image.dtype == np.uint8 and image.shape[2] == 3
-  colours = proxies.TERM_COLOURS
+  colours = evolve_lib.TERM_COLOURS
   for p, candidate in enumerate(top):
     for t, weight in enumerate(candidate.weights):
       # The bar's column: count the pixels of its colour.
@@ -357,7 +358,7 @@ def test_evolve_writes_weights_that_training_accepts(tmp_path, smoke_config,
                                                      proxy_trainer):
   workdir = str(tmp_path / 'evolve')
   config_of_run = search_config.copy_and_resolve_references()
-  results = proxies.evolve(search_config, workdir, trainer=proxy_trainer)
+  results = evolve_lib.evolve(search_config, workdir, trainer=proxy_trainer)
   assert results['num_evaluated'] == results['num_trained'] == 3
   assert results['metric'] == 'top1'
 
@@ -368,9 +369,9 @@ def test_evolve_writes_weights_that_training_accepts(tmp_path, smoke_config,
   assert all(0.0 <= c.fitness <= 1.0 for c in history)
   best = max(history, key=lambda c: (c.fitness, -c.id))
   assert results['best']['id'] == best.id
-  with open(os.path.join(workdir, proxies.TOP_FILE)) as f:
+  with open(os.path.join(workdir, evolve_lib.TOP_FILE)) as f:
     assert json.load(f) == results['top5'] and len(results['top5']) == 3
-  best_file = os.path.join(workdir, proxies.BEST_FILE)
+  best_file = os.path.join(workdir, evolve_lib.BEST_FILE)
   assert results['best_weights_file'] == best_file
   with open(best_file) as f:
     assert json.load(f) == best.weights_dict(NAMES)
@@ -387,14 +388,14 @@ def test_evolve_writes_weights_that_training_accepts(tmp_path, smoke_config,
                              rtol=1e-6)
 
   # A rerun of the finished search trains nothing and keeps the history ...
-  again = proxies.evolve(config_of_run, workdir)
+  again = evolve_lib.evolve(config_of_run, workdir)
   assert again['num_trained'] == 0 and again['best'] == results['best']
   with open(os.path.join(workdir, search_lib.HISTORY_FILE)) as f:
     assert search_lib.parse_history(f.read(), NAMES) == history
   # ... and one whose proxies would train differently is refused.
   config_of_run.evolution.proxy_steps += 1
   with pytest.raises(errors.ConfigError, match='num_train_steps differ'):
-    proxies.evolve(config_of_run, workdir)
+    evolve_lib.evolve(config_of_run, workdir)
 
 
 def test_proxy_config_holds_out_part_of_the_training_split(smoke_config):
@@ -447,7 +448,7 @@ def test_bad_evolution_config_fails_before_any_work(tmp_path, smoke_config,
   config = _evolve_config(smoke_config, **overrides)
   config.dataset.data_dir = str(tmp_path / 'never_built')
   with pytest.raises(errors.ConfigError) as e:
-    proxies.evolve(config, str(tmp_path / 'run'))
+    evolve_lib.evolve(config, str(tmp_path / 'run'))
   assert message in str(e.value)
   assert not os.path.exists(tmp_path / 'never_built')
 
@@ -462,14 +463,14 @@ def test_history_of_another_search_is_refused(tmp_path, smoke_config):
   config = _evolve_config(smoke_config, num_evaluations=4)
   config.dataset.data_dir = str(tmp_path / 'never_built')
   with pytest.raises(errors.ConfigError, match='another workdir'):
-    proxies.evolve(config, str(workdir))
+    evolve_lib.evolve(config, str(workdir))
   assert not os.path.exists(tmp_path / 'never_built')
 
 
 def test_a_search_killed_mid_proxy_resumes_to_the_uninterrupted_history(
     tmp_path, data_dir, search_config, proxy_trainer):
   reference = str(tmp_path / 'reference')
-  proxies.evolve(search_config, reference, trainer=proxy_trainer)
+  evolve_lib.evolve(search_config, reference, trainer=proxy_trainer)
   with open(os.path.join(reference, search_lib.HISTORY_FILE)) as f:
     expected = f.read()
   # The same search through `main`, on one device as the reference.

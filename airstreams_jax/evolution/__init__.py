@@ -1,2 +1,3 @@
-"""Evolution of the five loss weights: the tournament search (`search`) and
-the vmapped proxy trainings that score its candidates (`proxies.evolve`)."""
+"""Evolution of the five loss weights: the driver (`evolve.evolve`), the
+tournament search (`search`) and the proxy trainings that score its
+candidates (`proxy_trainer`)."""

@@ -4,7 +4,8 @@ The method of the paper: a population of 10 weightings, tournaments of 3, a
 child copies the tournament winner and sets ONE randomly chosen weight to a
 draw from U[0, 1]; 100 evaluated weightings in total, the initial (uniformly
 random) population included. What a weighting is worth (its fitness) comes
-from outside: `proxies.py` trains a short proxy model with it.
+from outside: `proxy_trainer.py` trains a short proxy model with it
+(`evolve.py` drives the search).
 
 Choices the paper leaves open, made here:
   * Removal: the least fit member leaves when a child joins (steady-state
