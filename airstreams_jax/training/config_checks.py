@@ -1,8 +1,12 @@
-"""Every check of a config, before any data or compiling.
+"""Every check of a training config, run before any data or compiling.
 
 `check_config` runs them all (types and ranges, devices, streams, towers,
-loss weights, optimiser); each failure is one line that names the key and
-what it accepts. tests/config_fuzz.py generates the bad values.
+loss weights, optimiser, the dataset's builder and teacher, made but not
+prepared); `check_against_dataset` adds the few that need the prepared
+dataset's classes. Each failure is one line that names the key and what it
+accepts. The evolution's own block (`config.evolution`) is checked by
+`evolution.proxy_trainer.check_evolution`, which `evolve` runs first.
+tests/config_fuzz.py generates the bad values.
 """
 
 import dataclasses
@@ -14,6 +18,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import jax
 import numpy as np
+from absl import logging
 import tensorflow_datasets as tfds
 from tensorflow.io import gfile
 
@@ -348,3 +353,24 @@ def check_best_metric(metric: str,
     raise errors.ConfigError(
         f'config.best_metric={metric!r} is not computed for this dataset; '
         f'use one of {valid} (or \'\' to keep only the latest checkpoints).')
+
+
+def check_against_dataset(config, meta: dataset_from_config.DatasetMeta,
+                          dataset_name: str) -> None:
+  """The checks that need the prepared dataset's metadata (a real dataset's
+  classes and label kind are known only once its videos are listed): the
+  label kind, the best-checkpoint metric, and a warning for flips that
+  would reverse a class's meaning.
+
+  Raises:
+    errors.ConfigError: one line naming the key to set.
+  """
+  if meta.multi_label != config.model.multi_label:
+    raise errors.ConfigError(
+        f'Dataset {dataset_name} is '
+        f'{"multi" if meta.multi_label else "single"}-label; set '
+        f'--config.model.multi_label={meta.multi_label}.')
+  check_best_metric(config.best_metric, meta)
+  warning = flip_warning(config.dataset.random_flip, meta.class_names)
+  if warning:
+    logging.warning(warning)

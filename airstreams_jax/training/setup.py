@@ -65,16 +65,7 @@ def setup(config, mesh: Optional[jax.sharding.Mesh] = None) -> Setup:
                jax.process_count(), dict(mesh.shape))
   dataset_from_config.prepare(builder)
   meta = dataset_from_config.dataset_meta(builder)
-  if meta.multi_label != config.model.multi_label:
-    raise errors.ConfigError(
-        f'Dataset {builder.info.full_name} is '
-        f'{"multi" if meta.multi_label else "single"}-label; set '
-        f'--config.model.multi_label={meta.multi_label}.')
-  config_checks.check_best_metric(config.best_metric, meta)
-  warning = config_checks.flip_warning(config.dataset.random_flip,
-                                       meta.class_names)
-  if warning:
-    logging.warning(warning)
+  config_checks.check_against_dataset(config, meta, builder.info.full_name)
   return model_setup(config, checked, meta)
 
 
