@@ -5,7 +5,7 @@ product over the channel axis (after subsampling when strided). XLA:CPU
 runs it as a convolution, whose kernel gradient transposes the activations
 to feature-major first; as a `dot_general` the forward and both gradients
 run in its matrix kernels on the channels-last arrays as they are. Measured
-alternating in one process on this 2-core machine (README "Performance"):
+alternating in one process on this 2-core machine (docs/performance.md):
 the synthetic train step 0.51 -> 0.42 s and 0.50 -> 0.35 s in two runs, the
 paper-scale one 4.5 -> 3.35 s and 4.7 -> 3.3 s.
 
