@@ -5,7 +5,7 @@ JAX is a select-and-scatter, which XLA:CPU rewrites into a reduce-window
 carrying an index array (built by an `iota` of the padded input) followed
 by a scatter: 54 ms of the paper-scale train step for the DRN's single 3x3
 stride-2 pool (16 frames, 56 -> 28 px, 64 channels; docs/performance.md
-"Performance"). Here the backward pass finds, window tap by window tap in
+). Here the backward pass finds, window tap by window tap in
 row-major order, the first input equal to the window's maximum (the element
 select-and-scatter picks, ties included: after a ReLU whole windows are 0)
 and adds the output gradient there through strided padding: elementwise
