@@ -215,6 +215,8 @@ def train_and_evaluate(config, workdir: str,
       if evaluated:
         with report.timed('eval'):
           results = run_evaluation(s, state, eval_fn, writer)
+          if not is_last:  # main prints the last one with its file.
+            logging.info('%s.', reporting.evaluation_line(results))
           reporting.log_samples(writer, step, sample_fn(state, batch))
       if saved:  # Evaluated states are saved too when the best one is kept.
         checkpointing.save(
