@@ -347,7 +347,7 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder):
     # and a misconfigured teacher fails before any video is decoded.
     self._teacher = video_processing.make_teacher(cfg.teacher, manual_dir,
                                                   cfg.teacher_options)
-    self._work = video_processing._Work(
+    self._work = video_processing.Work(
         teacher=cfg.teacher, teacher_options=dict(cfg.teacher_options),
         manual_dir=manual_dir, fps=cfg.fps, max_frames=cfg.max_frames,
         short_side=cfg.short_side, mask_size=cfg.mask_size,
@@ -390,18 +390,18 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder):
                  'bad_inputs': [dataclasses.asdict(b)
                                 for b in self._bad_inputs]}, f, indent=1)
 
-  def _get_pool(self) -> Optional[video_processing._Pools]:
+  def _get_pool(self) -> Optional[video_processing.WorkerPools]:
     if self._num_workers <= 1:
       return None
     if self._pool is None:
-      self._pool = video_processing._Pools(self._num_workers, self._work)
+      self._pool = video_processing.WorkerPools(self._num_workers, self._work)
     return self._pool
 
   def _generate_examples(self, split: str, entries: List[VideoEntry]):
     pool = self._get_pool()
     num_good = 0
     bad = []
-    results = video_processing._ordered_results(
+    results = video_processing.ordered_results(
         entries, pool, _IN_FLIGHT_PER_WORKER * self._num_workers, self._work,
         self._teacher)
     # tfds's tqdm: off after `tfds.disable_progress_bar()`, like tfds's own.

@@ -4,8 +4,8 @@
 keeps the frames at the configured rate and size, the teacher labels them,
 the masks are resized (nearest neighbour) to the stored mask size and the
 frames JPEG-encoded. `video_dataset_builder.VideoDatasetBuilder` runs it in
-`_Pools` of spawned worker processes (one teacher per worker), in order
-(`_ordered_results`), replacing a pool whose worker died.
+`WorkerPools` of spawned worker processes (one teacher per worker), in order
+(`ordered_results`), replacing a pool whose worker died.
 """
 
 import collections
@@ -75,7 +75,7 @@ def encode_jpeg(frames: np.ndarray, quality: int = JPEG_QUALITY
 
 
 @dataclasses.dataclass(frozen=True)
-class _Work:
+class Work:
   """Everything a worker needs to turn an entry into an example."""
   teacher: str
   teacher_options: Mapping[str, Any]
@@ -102,7 +102,7 @@ def make_teacher(name: str, manual_dir: str,
 _worker_state: Dict[str, Any] = {}
 
 
-def _init_worker(work: _Work) -> None:
+def _init_worker(work: Work) -> None:
   _worker_state['work'] = work
   _worker_state['teacher'] = make_teacher(work.teacher, work.manual_dir,
                                           work.teacher_options)
@@ -113,7 +113,7 @@ def _process_in_worker(entry: VideoEntry):
                        _worker_state['teacher'])
 
 
-def process_video(entry: VideoEntry, work: _Work,
+def process_video(entry: VideoEntry, work: Work,
                   teacher: teacher_base.Teacher
                   ) -> Tuple[Optional[Dict[str, Any]], str]:
   """Decodes, labels and encodes one video.
@@ -171,10 +171,10 @@ WORKER_CRASHED = ('its build worker crashed on it (a crash inside the decoder '
                   'or the teacher; build_workers=1 shows the error)')
 
 
-def _ordered_results(entries: Sequence[VideoEntry],
-                     pools: Optional['_Pools'], in_flight: int, work: _Work,
-                     teacher: teacher_base.Teacher
-                     ) -> Iterator[Tuple[Any, str]]:
+def ordered_results(entries: Sequence[VideoEntry],
+                    pools: Optional['WorkerPools'], in_flight: int, work: Work,
+                    teacher: teacher_base.Teacher
+                    ) -> Iterator[Tuple[Any, str]]:
   """process_video over entries, in order, at most `in_flight` at a time.
 
   A worker that dies (a segfault in a decoder, the OOM killer) breaks the
@@ -209,10 +209,10 @@ def _ordered_results(entries: Sequence[VideoEntry],
     pending.popleft()
 
 
-class _Pools:
+class WorkerPools:
   """The build's worker pool, replaced when a worker dies."""
 
-  def __init__(self, num_workers: int, work: _Work):
+  def __init__(self, num_workers: int, work: Work):
     self._num_workers = num_workers
     self._work = work
     self._pool = None
