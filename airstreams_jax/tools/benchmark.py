@@ -340,10 +340,11 @@ def jax_flow_layer(shape, layer_kwargs):
           lambda: jax.block_until_ready(fwd_bwd(params, x)))
 
 
-def bench_flow(rounds: int, worker: Optional[torch_worker.TorchWorker]
-               ) -> Dict[str, Any]:
+def bench_flow(rounds: int, worker: Optional[torch_worker.TorchWorker],
+               official_flow: str = '') -> Dict[str, Any]:
   """Forward and forward+backward of the flow layer: ours, the twin's and
-  (with --official_flow) the official PyTorch layer's, alternating."""
+  (with `official_flow`, the path of the official rep_flow_layer.py) the
+  official PyTorch layer's, alternating."""
   results = {}
   for name, shape, kwargs in FLOW_SHAPES:
     fwd, fwd_bwd = jax_flow_layer(shape, kwargs)
@@ -354,9 +355,9 @@ def bench_flow(rounds: int, worker: Optional[torch_worker.TorchWorker]
       worker.build('airstreams_jax.tools.torch_twin:flow_callables', *layer)
       fns['torch fwd'] = worker.callable('flow fwd')
       fns['torch fwd+bwd'] = worker.callable('flow fwd+bwd')
-      if _OFFICIAL_FLOW.value:
+      if official_flow:
         worker.build('airstreams_jax.tools.torch_twin:official_flow_callables',
-                     os.path.abspath(_OFFICIAL_FLOW.value), *layer)
+                     os.path.abspath(official_flow), *layer)
         fns['official fwd+bwd'] = worker.callable('official fwd+bwd')
     progress(f'timing the {name}')
     results[name] = {k: 1e3 * v for k, v in alternate(fns, rounds).items()}
@@ -691,7 +692,7 @@ def run_sections(results: Dict[str, Any], syn, rounds: int, quick: bool,
       'paper': lambda: bench_model(
           'paper', mit_config.get_config(), PAPER_CLASSES,
           _PAPER_BATCH.value, rounds, 1, memory, worker),
-      'flow': lambda: bench_flow(rounds, worker),
+      'flow': lambda: bench_flow(rounds, worker, _OFFICIAL_FLOW.value),
       'pipeline': lambda: bench_pipeline(syn, syn.batch_size,
                                          20 if quick else 60),
       'teacher': lambda: bench_teacher(rounds),
