@@ -20,6 +20,7 @@ from airstreams_jax.models import airstreams
 from airstreams_jax.models import rep_flow
 from configs import synthetic as synthetic_config
 from airstreams_jax.tools import benchmark
+from airstreams_jax.tools import benchmark_measurements
 
 
 def _flow_input(shape=(2, 4, 12, 14, 3), seed=0):
@@ -98,7 +99,7 @@ def _results():
                     'torch': {**twin, 'train_clips_per_s': 20.0}},
       'paper': {**model, 'forward_gmacs_per_clip': 19.1,
                 'inference_gmacs_per_clip': 14.1, 'torch': twin},
-      'flow': {benchmark.FLOW_SHAPES[0][0]: {
+      'flow': {benchmark_measurements.FLOW_SHAPES[0][0]: {
           'jax fwd': 20.0, 'jax fwd+bwd': 100.0, 'torch fwd': 80.0,
           'torch fwd+bwd': 900.0, 'official fwd+bwd': 1500.0}},
       'pipeline': 120.0,
@@ -233,7 +234,7 @@ def _twin_arguments():
   """`torch_twin.model_callables`'s arguments: the smoke config's model, a
   batch of 2 random clips, 6 classes, 4 segmentation classes."""
   config = synthetic_config.get_config('smoke')
-  return (config, 6, 4, benchmark.random_batch(config, 6, 4, 2),
+  return (config, 6, 4, benchmark_measurements.random_batch(config, 6, 4, 2),
           (1.0, 0.0, 0.0, 1.0, 4.0))
 
 
