@@ -22,6 +22,7 @@ from airstreams_jax import model_info
 from airstreams_jax.data import dataset_from_config
 from airstreams_jax.data import pipeline
 from airstreams_jax.evolution import proxy_trainer
+from airstreams_jax.models import flop_count
 from airstreams_jax.models import rep_flow
 from airstreams_jax.training import losses
 from airstreams_jax.training import train
@@ -196,7 +197,7 @@ def forward_macs_with_padding(s: train.Setup) -> float:
   def forward(variables, video):
     return s.model.apply(variables, video, train=True, mutable=['batch_stats'],
                          rngs={'dropout': jax.random.PRNGKey(0)})
-  return model_info.function_cost(forward, variables,
+  return flop_count.function_cost(forward, variables,
                                   video).macs_with_padding
 
 def bench_model(name: str, config, classes, batch_size: int, rounds: int,
