@@ -36,7 +36,7 @@ def _flow_input(shape=(2, 4, 12, 14, 3), seed=0):
 
 def test_the_twin_flow_layer_computes_our_flow_and_its_gradients():
   torch = pytest.importorskip('torch')
-  from airstreams_jax.tools import torch_twin  # pylint: disable=g-import-not-at-top
+  from airstreams_jax.tools import torch_twin_flow  # pylint: disable=g-import-not-at-top
   x = _flow_input()
   layer = rep_flow.RepresentationFlow(num_iter=6, bottleneck=1)
   params = layer.init(jax.random.PRNGKey(0), x)['params']
@@ -46,7 +46,7 @@ def test_the_twin_flow_layer_computes_our_flow_and_its_gradients():
   ours = np.asarray(layer.apply({'params': params}, x))
   grads = jax.grad(loss)(params, x)
 
-  twin = torch_twin.RepresentationFlow(3, num_iter=6, bottleneck=1)
+  twin = torch_twin_flow.RepresentationFlow(3, num_iter=6, bottleneck=1)
   xt = torch.from_numpy(x).permute(0, 4, 1, 2, 3)
   theirs = twin(xt)
   (theirs ** 2).sum().backward()

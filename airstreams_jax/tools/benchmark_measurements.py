@@ -285,12 +285,14 @@ def bench_flow(rounds: int, worker: Optional[torch_worker.TorchWorker],
     if worker:
       worker.release()
       layer = (shape, kwargs['num_iter'], kwargs['bottleneck'])
-      worker.build('airstreams_jax.tools.torch_twin:flow_callables', *layer)
+      worker.build('airstreams_jax.tools.torch_twin_flow:flow_callables',
+                   *layer)
       fns['torch fwd'] = worker.callable('flow fwd')
       fns['torch fwd+bwd'] = worker.callable('flow fwd+bwd')
       if official_flow:
-        worker.build('airstreams_jax.tools.torch_twin:official_flow_callables',
-                     os.path.abspath(official_flow), *layer)
+        worker.build(
+            'airstreams_jax.tools.torch_twin_flow:official_flow_callables',
+            os.path.abspath(official_flow), *layer)
         fns['official fwd+bwd'] = worker.callable('official fwd+bwd')
     progress(f'timing the {name}')
     results[name] = {k: 1e3 * v for k, v in alternate(fns, rounds).items()}
