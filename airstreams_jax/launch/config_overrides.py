@@ -34,7 +34,7 @@ def split_file_arg(file_arg: str):
   return path, (arg if sep else None)
 
 
-def _import_file(path: str, what: str):
+def import_file(path: str, what: str):
   if not os.path.isfile(path):
     raise errors.ConfigError(f'{what} {path!r} does not exist; give the path '
                              'of a Python file, relative to the repository '
@@ -53,7 +53,7 @@ def _import_file(path: str, what: str):
 def load_config(config_arg: str):
   """The ConfigDict of main's --config value ('file.py[:arg]')."""
   path, arg = split_file_arg(config_arg)
-  module = _import_file(path, 'config file')
+  module = import_file(path, 'config file')
   return module.get_config(arg) if arg is not None else module.get_config()
 
 

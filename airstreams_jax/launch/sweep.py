@@ -341,7 +341,7 @@ def _dependency_order(units: Sequence[Unit]) -> List[Unit]:
 def load(file_arg: str) -> List[Unit]:
   """The checked units of a sweep file, 'path/sweep.py[:arg]'."""
   path, arg = config_overrides.split_file_arg(file_arg)
-  module = config_overrides._import_file(path, 'sweep file')
+  module = config_overrides.import_file(path, 'sweep file')
   if not hasattr(module, 'get_sweep'):
     raise errors.ConfigError(f'sweep file {path} has no get_sweep(arg) '
                              'function.')
