@@ -51,14 +51,12 @@ import dataclasses
 import functools
 import math
 import sys
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
-from typing import Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
 import flax.linen as nn
 import jax
-from jax.extend import core as jax_core
 import jax.numpy as jnp
 from ml_collections import config_flags
 
@@ -66,6 +64,7 @@ from airstreams_jax import cli
 from airstreams_jax import errors
 from airstreams_jax.data import synthetic_generator
 from airstreams_jax.models import airstreams
+from airstreams_jax.models import flop_count
 from airstreams_jax.training import losses
 
 # Action classes when the config does not say (a Kinetics-400-sized head).
@@ -76,8 +75,6 @@ DEFAULT_NUM_SEG_CLASSES = len(synthetic_generator.CATEGORY_NAMES)
 
 SUMMARY_KEYS = ('params', 'train_gflops', 'inference_gflops',
                 'inference_gmacs')
-
-_MATMUL_PRIMITIVES = ('conv_general_dilated', 'dot_general')
 
 
 def default_class_counts(dataset_config) -> Tuple[int, int]:
@@ -121,143 +118,6 @@ def _abstract(tree: Any) -> Any:
       if hasattr(a, 'shape') and hasattr(a, 'dtype') else a, tree)
 
 
-def _lowered_flops(lowered: Any) -> float:
-  analysis = lowered.cost_analysis()
-  # Older JAX versions return one dict per program.
-  if isinstance(analysis, (list, tuple)):
-    analysis = analysis[0] if analysis else None
-  if analysis is None:
-    raise RuntimeError('XLA gave no cost analysis for this backend.')
-  return float(analysis.get('flops', 0.0))
-
-
-def _closed_jaxpr_flops(closed: Any) -> float:
-  """XLA's flops of a closed jaxpr (its loops counted once)."""
-  avals = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in closed.in_avals]
-  return _lowered_flops(
-      jax.jit(jax_core.jaxpr_as_fun(closed)).lower(*avals))
-
-
-def scan_correction(jaxpr: Any) -> float:
-  """The flops that XLA's count of `jaxpr` misses by counting loops once.
-
-  A `scan` of length L whose body really costs T (its own inner loops
-  corrected) appears in XLA's count as one body with its inner loops counted
-  once, so the missing part is (L - 1) * T plus the inner loops' own
-  correction.
-
-  Args:
-    jaxpr: a `jax.extend.core.Jaxpr` (e.g. `jax.make_jaxpr(f)(...).jaxpr`).
-
-  Returns:
-    The flops to add to XLA's count of the lowered program.
-
-  Raises:
-    NotImplementedError: for a `while` loop, whose trip count is not static.
-  """
-  missing = 0.0
-  for eqn in jaxpr.eqns:
-    if eqn.primitive.name == 'scan':
-      body = eqn.params['jaxpr']
-      inner = scan_correction(body.jaxpr)
-      length = eqn.params['length']
-      if length > 1:
-        missing += (length - 1) * (_closed_jaxpr_flops(body) + inner)
-      missing += inner
-    elif eqn.primitive.name == 'while':
-      raise NotImplementedError(
-          'Cannot count a while loop: its trip count is not static. Use '
-          'lax.scan or lax.fori_loop with static bounds.')
-    else:
-      for sub in jax_core.jaxprs_in_params(eqn.params):
-        missing += scan_correction(sub)
-  return missing
-
-
-def _matmul_eqns(jaxpr: Any, times: int = 1) -> List[Tuple[Any, int]]:
-  """Every convolution and dot in `jaxpr` with how many times it runs."""
-  found = []
-  for eqn in jaxpr.eqns:
-    if eqn.primitive.name in _MATMUL_PRIMITIVES:
-      found.append((eqn, times))
-    elif eqn.primitive.name == 'scan':
-      found += _matmul_eqns(eqn.params['jaxpr'].jaxpr,
-                            times * eqn.params['length'])
-    else:
-      for sub in jax_core.jaxprs_in_params(eqn.params):
-        found += _matmul_eqns(sub, times)
-  return found
-
-
-def _padded_macs(eqn: Any) -> int:
-  """Multiply-adds of a conv or dot, counting taps that fall on padding."""
-  out_size = math.prod(eqn.outvars[0].aval.shape)
-  lhs, rhs = (v.aval for v in eqn.invars)
-  if eqn.primitive.name == 'dot_general':
-    (contracting, _), _ = eqn.params['dimension_numbers']
-    return out_size * math.prod(lhs.shape[i] for i in contracting)
-  # Each output element takes one kernel slice: [in_features / groups, *k].
-  out_features = rhs.shape[eqn.params['dimension_numbers'].rhs_spec[0]]
-  return out_size * math.prod(rhs.shape) // out_features
-
-
-def _xla_macs(eqns: Sequence[Any]) -> float:
-  """XLA's flops / 2 of a list of convs and dots, each run once."""
-  if not eqns:
-    return 0.0
-
-  def ops(*operands):
-    return [eqn.primitive.bind(*operands[2 * i:2 * i + 2], **eqn.params)
-            for i, eqn in enumerate(eqns)]
-
-  avals = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype)
-           for eqn in eqns for v in eqn.invars]
-  return _lowered_flops(jax.jit(ops).lower(*avals)) / 2
-
-
-@dataclasses.dataclass(frozen=True)
-class Cost:
-  """What a function costs per call.
-
-  Attributes:
-    flops: XLA's flops, loops counted once per iteration.
-    macs: multiply-adds of its convolutions and dots as XLA counts them
-      (without taps on padding); None if not asked for.
-    macs_with_padding: the same, counting taps on padding; None if not asked
-      for.
-  """
-  flops: float
-  macs: Optional[float] = None
-  macs_with_padding: Optional[float] = None
-
-
-def function_cost(fn: Callable[..., Any], *args: Any,
-                  count_macs: bool = True) -> Cost:
-  """Counts the cost of `fn(*args)` without compiling it.
-
-  Args:
-    fn: a JAX-traceable function.
-    *args: its arguments, arrays or `jax.ShapeDtypeStruct`s.
-    count_macs: also count the multiply-adds of convolutions and dots (one
-      more lowering).
-
-  Returns:
-    Its `Cost`.
-  """
-  traced = jax.jit(fn).trace(*args)
-  jaxpr = traced.jaxpr.jaxpr
-  flops = _lowered_flops(traced.lower()) + scan_correction(jaxpr)
-  if not count_macs:
-    return Cost(flops=flops)
-  matmuls = _matmul_eqns(jaxpr)
-  by_times = {}
-  for eqn, times in matmuls:
-    by_times.setdefault(times, []).append(eqn)
-  macs = sum(times * _xla_macs(eqns) for times, eqns in by_times.items())
-  padded = sum(times * _padded_macs(eqn) for eqn, times in matmuls)
-  return Cost(flops=flops, macs=macs, macs_with_padding=float(padded))
-
-
 def _record_children(model: nn.Module, video: jax.ShapeDtypeStruct
                      ) -> Tuple[Any, Dict[str, Tuple[nn.Module, Any]]]:
   """Abstract variables, and each top-level sub-module with its input.
@@ -294,7 +154,8 @@ def _module_key(module: nn.Module) -> str:
 
 
 def _module_cost(module: nn.Module, variables: Mapping[str, Any], x: Any, *,
-                 train: bool, grad_params: bool, grad_input: bool) -> Cost:
+                 train: bool, grad_params: bool, grad_input: bool
+                 ) -> flop_count.Cost:
   """Cost of one sub-module, in inference or as a training forward+backward.
 
   In training the backward pass computes the gradients that the whole
@@ -312,8 +173,8 @@ def _module_cost(module: nn.Module, variables: Mapping[str, Any], x: Any, *,
 
   argnums = tuple(i for i, on in ((0, grad_params), (2, grad_input)) if on)
   if not train or not argnums:
-    return function_cost(forward, params, batch_stats, x,
-                         count_macs=not train)
+    return flop_count.function_cost(forward, params, batch_stats, x,
+                                    count_macs=not train)
 
   def forward_backward(params, batch_stats, x):
     def scalar(params, batch_stats, x):
@@ -324,8 +185,8 @@ def _module_cost(module: nn.Module, variables: Mapping[str, Any], x: Any, *,
       return jnp.sum(out), updates
     return jax.grad(scalar, argnums, has_aux=True)(params, batch_stats, x)
 
-  return function_cost(forward_backward, params, batch_stats, x,
-                       count_macs=False)
+  return flop_count.function_cost(forward_backward, params, batch_stats, x,
+                                  count_macs=False)
 
 
 def _parts(streams: Sequence[str]) -> Dict[str, Tuple[str, ...]]:
@@ -364,7 +225,8 @@ def _training_loss_grad(model: nn.Module, multi_label: bool,
 def _child_costs(model: nn.Module, variables: Mapping[str, Any],
                  children: Mapping[str, Tuple[nn.Module, Any]],
                  untrained: Sequence[str]
-                 ) -> Dict[str, Tuple[Cost, Optional[Cost]]]:
+                 ) -> Dict[str, Tuple[flop_count.Cost,
+                                      Optional[flop_count.Cost]]]:
   """{sub-module name: (training cost, inference cost or None)}; the tails
   (upper tower, head) of the `untrained` heads run forward only."""
   params = variables['params']
@@ -461,7 +323,7 @@ def model_costs(config, num_classes: int, num_seg_classes: int
   except (OSError, ValueError) as e:  # A missing or malformed weights file.
     raise errors.ConfigError(f'config.loss_weights: {e}') from None
   untrained = losses.untrained_losses(weights)
-  train = function_cost(
+  train = flop_count.function_cost(
       _training_loss_grad(model, multi_label, untrained), params,
       variables.get('batch_stats', {}), batch,
       jax.ShapeDtypeStruct((len(losses.LOSS_NAMES),), jnp.float32),
@@ -470,7 +332,7 @@ def model_costs(config, num_classes: int, num_seg_classes: int
   def infer(variables, video):
     return model.apply(variables, video, train=False,
                        stream_heads=False)['logits']['merged']
-  inference = function_cost(infer, variables, video)
+  inference = flop_count.function_cost(infer, variables, video)
 
   child_costs = _child_costs(model, variables, children, untrained)
   parts = {}

@@ -20,6 +20,7 @@ from airstreams_jax.models import airstreams
 from airstreams_jax.models import rep_flow
 from configs import synthetic as synthetic_config
 from airstreams_jax.tools import benchmark
+from airstreams_jax.tools import benchmark_measurements
 
 
 def _flow_input(shape=(2, 4, 12, 14, 3), seed=0):
@@ -35,7 +36,7 @@ def _flow_input(shape=(2, 4, 12, 14, 3), seed=0):
 
 def test_the_twin_flow_layer_computes_our_flow_and_its_gradients():
   torch = pytest.importorskip('torch')
-  from airstreams_jax.tools import torch_twin  # pylint: disable=g-import-not-at-top
+  from airstreams_jax.tools import torch_twin_flow  # pylint: disable=g-import-not-at-top
   x = _flow_input()
   layer = rep_flow.RepresentationFlow(num_iter=6, bottleneck=1)
   params = layer.init(jax.random.PRNGKey(0), x)['params']
@@ -45,7 +46,7 @@ def test_the_twin_flow_layer_computes_our_flow_and_its_gradients():
   ours = np.asarray(layer.apply({'params': params}, x))
   grads = jax.grad(loss)(params, x)
 
-  twin = torch_twin.RepresentationFlow(3, num_iter=6, bottleneck=1)
+  twin = torch_twin_flow.RepresentationFlow(3, num_iter=6, bottleneck=1)
   xt = torch.from_numpy(x).permute(0, 4, 1, 2, 3)
   theirs = twin(xt)
   (theirs ** 2).sum().backward()
@@ -98,7 +99,7 @@ def _results():
                     'torch': {**twin, 'train_clips_per_s': 20.0}},
       'paper': {**model, 'forward_gmacs_per_clip': 19.1,
                 'inference_gmacs_per_clip': 14.1, 'torch': twin},
-      'flow': {benchmark.FLOW_SHAPES[0][0]: {
+      'flow': {benchmark_measurements.FLOW_SHAPES[0][0]: {
           'jax fwd': 20.0, 'jax fwd+bwd': 100.0, 'torch fwd': 80.0,
           'torch fwd+bwd': 900.0, 'official fwd+bwd': 1500.0}},
       'pipeline': 120.0,
@@ -233,7 +234,7 @@ def _twin_arguments():
   """`torch_twin.model_callables`'s arguments: the smoke config's model, a
   batch of 2 random clips, 6 classes, 4 segmentation classes."""
   config = synthetic_config.get_config('smoke')
-  return (config, 6, 4, benchmark.random_batch(config, 6, 4, 2),
+  return (config, 6, 4, benchmark_measurements.random_batch(config, 6, 4, 2),
           (1.0, 0.0, 0.0, 1.0, 4.0))
 
 

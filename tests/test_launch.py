@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 from airstreams_jax import errors
+from airstreams_jax.launch import config_overrides
 from airstreams_jax.launch import local
 from airstreams_jax.launch import record as record_lib
 from airstreams_jax.launch import sweep
@@ -68,10 +69,10 @@ def test_command_flags_parse_back_to_the_overridden_config(tmp_path):
   proc = subprocess.run([sys.executable, '-c', parse] + argv[3:],
                         capture_output=True, text=True, check=True)
   parsed, workdir = json.loads(proc.stdout.strip().splitlines()[-1])
-  expected = sweep.load_config(SMOKE)
-  sweep.apply_overrides(expected, {k: sweep.resolve(v, root)
-                                   for k, v in overrides.items()
-                                   if k != 'loss_weights'})
+  expected = config_overrides.load_config(SMOKE)
+  config_overrides.apply_overrides(expected, {
+      k: sweep.resolve(v, root) for k, v in overrides.items()
+      if k != 'loss_weights'})
   expected.loss_weights.rgb = 0.25
   expected.loss_weights.interm = 2.0
   assert parsed == json.loads(json.dumps(expected.to_dict()))
@@ -384,8 +385,8 @@ def test_ablation_sweep_units_and_dependencies():
 
 
 def test_parse_override_reads_the_keys_type():
-  config = sweep.load_config(SMOKE)
-  parsed = dict(sweep.parse_override(config, text) for text in (
+  config = config_overrides.load_config(SMOKE)
+  parsed = dict(config_overrides.parse_override(config, text) for text in (
       'dataset.manual_dir=/data/hmdb 51', 'dataset.image_size=48',
       'optimizer.learning_rate=1e-3', 'model.stop_gradient=True',
       'model.streams=("rgb", "flow")', 'dataset.teacher=a=b'))
@@ -398,11 +399,11 @@ def test_parse_override_reads_the_keys_type():
   assert isinstance(parsed['dataset.image_size'], int)
   # Typed placeholders (None until set) are read as their declared type,
   # as main's flags read them.
-  folder = sweep.load_config('configs/video_folder.py')
-  assert sweep.parse_override(
+  folder = config_overrides.load_config('configs/video_folder.py')
+  assert config_overrides.parse_override(
       folder, 'dataset.teacher_options.cache_dir=123') == (
           'dataset.teacher_options.cache_dir', '123')
-  key, value = sweep.parse_override(
+  key, value = config_overrides.parse_override(
       folder, 'dataset.teacher_options.input_range=(0, 1)')
   assert value == (0, 1)
   # What it parsed passes the sweep's own check of keys and types.
@@ -421,7 +422,7 @@ def test_parse_override_reads_the_keys_type():
 ])
 def test_parse_override_errors_name_the_key(text, message):
   with pytest.raises(errors.ConfigError, match=re.escape(message)):
-    sweep.parse_override(sweep.load_config(SMOKE), text)
+    config_overrides.parse_override(config_overrides.load_config(SMOKE), text)
 
 
 def test_ablation_overrides_reach_every_unit():

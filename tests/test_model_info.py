@@ -14,6 +14,7 @@ import pytest
 from airstreams_jax import errors
 from airstreams_jax import model_info
 from airstreams_jax.models import airstreams
+from airstreams_jax.models import flop_count
 from airstreams_jax.models import rep_flow
 from configs import base
 from configs import mit as configs_mit
@@ -80,15 +81,15 @@ def _flow_programs(num_iter):
 def test_scan_correction_matches_the_unrolled_flow_layer(program):
   num_iter = 4
   fns, args = _flow_programs(num_iter)
-  corrected = model_info.function_cost(fns[program], *args,
+  corrected = flop_count.function_cost(fns[program], *args,
                                        count_macs=False).flops
-  uncorrected = model_info._lowered_flops(  # pylint: disable=protected-access
+  uncorrected = flop_count._lowered_flops(  # pylint: disable=protected-access
       jax.jit(fns[program]).lower(*args))
   # The reference: the same layer with every iteration written out, which
   # XLA counts in full.
   fns, args = _flow_programs(num_iter)
   with mock.patch('jax.lax.scan', _unrolled_scan):
-    unrolled = model_info._lowered_flops(  # pylint: disable=protected-access
+    unrolled = flop_count._lowered_flops(  # pylint: disable=protected-access
         jax.jit(fns[program]).lower(*args))
   assert corrected == pytest.approx(unrolled, rel=1e-3)
   # XLA alone counts the loop body once (forward and backward loops alike).
@@ -99,7 +100,7 @@ def test_scan_correction_is_per_iteration():
   costs = {}
   for num_iter in (1, 2, 7):
     fns, args = _flow_programs(num_iter)
-    costs[num_iter] = model_info.function_cost(
+    costs[num_iter] = flop_count.function_cost(
         fns['forward'], *args, count_macs=False).flops
   per_iteration = costs[2] - costs[1]
   assert per_iteration > 0
@@ -110,13 +111,13 @@ def test_macs_of_a_convolution_and_a_dot():
   conv = nn.Conv(16, (3, 3), padding='SAME', use_bias=False)
   x = jax.ShapeDtypeStruct((1, 8, 8, 4), jnp.float32)
   variables = jax.eval_shape(lambda x: conv.init(jax.random.key(0), x), x)
-  cost = model_info.function_cost(conv.apply, variables, x)
+  cost = flop_count.function_cost(conv.apply, variables, x)
   assert cost.macs_with_padding == 8 * 8 * 9 * 4 * 16
   # XLA leaves out taps on the padding: per axis, 8 * 3 - 2 of them hit.
   assert cost.macs == 22 * 22 * 4 * 16
   a = jax.ShapeDtypeStruct((2, 5), jnp.float32)
   b = jax.ShapeDtypeStruct((5, 3), jnp.float32)
-  cost = model_info.function_cost(jnp.matmul, a, b)
+  cost = flop_count.function_cost(jnp.matmul, a, b)
   assert cost.macs == cost.macs_with_padding == 2 * 3 * 5
 
 

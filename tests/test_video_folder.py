@@ -26,6 +26,7 @@ from airstreams_jax import errors
 from airstreams_jax.data import dataset_from_config
 from airstreams_jax.data import video_dataset_builder
 from airstreams_jax.data import video_folder
+from airstreams_jax.data import video_processing
 from airstreams_jax.data.video_entries import ActionInterval
 from airstreams_jax.data.video_entries import VideoEntry
 from configs import video_folder as video_folder_config
@@ -301,12 +302,12 @@ def test_multi_label_frame_labels_from_intervals(tmp_path):
 def test_resize_masks_is_nearest_neighbour():
   masks = np.arange(6, dtype=np.uint8).reshape(1, 2, 3)
   np.testing.assert_array_equal(
-      video_dataset_builder.resize_masks(masks, 4, 6)[0],
+      video_processing.resize_masks(masks, 4, 6)[0],
       [[0, 0, 1, 1, 2, 2], [0, 0, 1, 1, 2, 2],
        [3, 3, 4, 4, 5, 5], [3, 3, 4, 4, 5, 5]])
   np.testing.assert_array_equal(
-      video_dataset_builder.resize_masks(np.arange(16, dtype=np.uint8)
-                                 .reshape(1, 4, 4), 2, 2)[0],
+      video_processing.resize_masks(np.arange(16, dtype=np.uint8)
+                                    .reshape(1, 4, 4), 2, 2)[0],
       [[5, 7], [13, 15]])
 
 

@@ -17,6 +17,7 @@ import os
 import time
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 
+from airstreams_jax.launch import config_overrides
 from airstreams_jax.launch import sweep as sweep_lib
 
 RECORD_FILE = 'experiment.json'
@@ -55,7 +56,7 @@ def new_entry(unit: sweep_lib.Unit, root: str) -> Dict[str, Any]:
   return dict(
       name=unit.name, config=unit.config, mode=unit.mode,
       overrides={k: (list(v) if isinstance(v, tuple) else v)
-                 for k, v in sweep_lib.flatten(unit.overrides).items()},
+                 for k, v in config_overrides.flatten(unit.overrides).items()},
       after=unit.dependencies(), key=sweep_lib.unit_key(unit),
       command=sweep_lib.command(unit, root),
       workdir=workdir, log=os.path.join(workdir, LOG_FILE),

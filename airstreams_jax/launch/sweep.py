@@ -28,17 +28,16 @@ unit before anything starts.
 
 import ast
 import dataclasses
-import importlib.util
 import itertools
 import json
 import math
 import os
 import re
 import sys
-from typing import (Any, Dict, Iterable, List, Mapping, Optional, Sequence,
-                    Tuple)
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from airstreams_jax import errors
+from airstreams_jax.launch import config_overrides
 
 MODES = ('train_and_eval', 'evolve')
 _SAFE_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._=+,-]*$')
@@ -71,7 +70,7 @@ class Unit:
 
   def dependencies(self) -> List[str]:
     """`after` plus the units named by `{workdir:NAME}` in the overrides."""
-    named = [m for v in flatten(self.overrides).values()
+    named = [m for v in config_overrides.flatten(self.overrides).values()
              for text in _strings(v) for m in _WORKDIR_REF.findall(text)]
     return list(dict.fromkeys([*self.after, *named]))
 
@@ -98,20 +97,10 @@ def unit_key(unit: Unit) -> str:
   """What decides a unit's run (config, mode, overrides), independent of the
   root, the interpreter and the order of the overrides: a unit whose key
   changed is another run."""
-  overrides = {k: normalise(v) for k, v in flatten(unit.overrides).items()}
+  overrides = {k: normalise(v)
+               for k, v in config_overrides.flatten(unit.overrides).items()}
   return json.dumps([unit.config, unit.mode, sorted(overrides.items())],
                     default=repr)
-
-
-def flatten(overrides: Mapping[str, Any], prefix: str = '') -> Dict[str, Any]:
-  """{'a': {'b': 1}} -> {'a.b': 1}."""
-  flat = {}
-  for key, value in overrides.items():
-    if isinstance(value, Mapping):
-      flat.update(flatten(value, f'{prefix}{key}.'))
-    else:
-      flat[f'{prefix}{key}'] = value
-  return flat
 
 
 def axis(key: str, values: Iterable[Any],
@@ -144,10 +133,10 @@ def product(*axes: List[Dict[str, Any]], config: str,
   """Every combination of the axes' values, as units of one config."""
   units = []
   for combination in itertools.product(*axes):
-    merged = dict(flatten(overrides or {}))
+    merged = dict(config_overrides.flatten(overrides or {}))
     parts = [prefix] if prefix else []
     for entry in combination:
-      merged.update(flatten(entry['overrides']))
+      merged.update(config_overrides.flatten(entry['overrides']))
       parts.append(entry['name'])
     units.append(Unit(config=config, overrides=merged,
                       name=','.join(parts), mode=mode, after=tuple(after)))
@@ -158,147 +147,11 @@ def unit_name(unit: Unit) -> str:
   """The unit's name, or one made of its overrides."""
   if unit.name:
     return unit.name
-  flat = flatten(unit.overrides)
+  flat = config_overrides.flatten(unit.overrides)
   if not flat:
     return 'default'
   return ','.join(f'{k.rsplit(".", 1)[-1]}={_name_part(v)}'
                   for k, v in sorted(flat.items()))
-
-
-def split_file_arg(file_arg: str):
-  """'path/sweep.py:a=1,b' -> ('path/sweep.py', 'a=1,b'); no arg -> None."""
-  path, sep, arg = file_arg.partition(':')
-  return path, (arg if sep else None)
-
-
-def _import_file(path: str, what: str):
-  if not os.path.isfile(path):
-    raise errors.ConfigError(f'{what} {path!r} does not exist; give the path '
-                             'of a Python file, relative to the repository '
-                             'root or absolute.')
-  # Config and sweep files import `configs.base`: the working directory (the
-  # repository root) must be importable, as it is for `python -m`.
-  if os.getcwd() not in sys.path:
-    sys.path.insert(0, os.getcwd())
-  name = '_airstreams_jax_' + re.sub(r'\W', '_', os.path.abspath(path))
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def load_config(config_arg: str):
-  """The ConfigDict of main's --config value ('file.py[:arg]')."""
-  path, arg = split_file_arg(config_arg)
-  module = _import_file(path, 'config file')
-  return module.get_config(arg) if arg is not None else module.get_config()
-
-
-def apply_overrides(config, overrides: Mapping[str, Any]) -> None:
-  """Sets dotted keys in place, as main's --config.* flags would.
-
-  Raises:
-    KeyError: a key that the config does not have (the message names it).
-    TypeError: a value of the wrong type for its key.
-  """
-  for key, value in flatten(overrides).items():
-    parent, last = _parent_of(config, key)
-    parent[last] = value
-
-
-def _parent_of(config, key: str) -> Tuple[Any, str]:
-  """The group holding dotted `key`, and the key's last part.
-
-  Raises:
-    KeyError: the first prefix of `key` that the config does not have.
-  """
-  parent = config
-  parts = key.split('.')
-  for i, part in enumerate(parts):
-    if not hasattr(parent, 'keys') or part not in parent:
-      raise KeyError('.'.join(parts[:i + 1]))
-    if i < len(parts) - 1:
-      parent = parent[part]
-  return parent, parts[-1]
-
-
-def parse_override(config, text: str) -> Tuple[str, Any]:
-  """'KEY=VALUE' as main's --config.KEY=VALUE sets it: read as KEY's type.
-
-  For command lines that give every unit the same override (e.g.
-  `airstreams_jax.tools.ablations --set=dataset.manual_dir=/data/hmdb51`).
-
-  Raises:
-    errors.ConfigError: no '=', a key the config lacks, a group of keys, or
-      a value that is not of the key's type (the message names the key).
-  """
-  key, sep, value_text = text.partition('=')
-  key = key.strip()
-  if not sep or not key:
-    raise errors.ConfigError(f'{text!r}: give KEY=VALUE, e.g. '
-                             'dataset.manual_dir=/data/hmdb51.')
-  try:
-    parent, last = _parent_of(config, key)
-  except KeyError:
-    raise errors.ConfigError(f'{text!r}: unknown config key {key!r}; check '
-                             'its spelling against the config.') from None
-  current = parent[last]
-  if hasattr(current, 'keys'):
-    raise errors.ConfigError(
-        f'{text!r}: {key} is a group of keys; set one of them, e.g. '
-        f'{key}.{next(iter(current.keys()), "KEY")}=VALUE.')
-  # A typed placeholder (None now, e.g. a teacher option) has a declared
-  # type, which main's --config flags parse by too.
-  kind = type(current)
-  if current is None and hasattr(parent, 'get_type'):
-    kind = parent.get_type(last)
-  try:
-    return key, _parse_as(kind, value_text)
-  except (ValueError, SyntaxError):
-    name = _KINDS.get(kind, f'a {kind.__name__}')
-    raise errors.ConfigError(
-        f'{text!r}: {key} holds {name} (now {flag_value(current)}); give '
-        'a value of that kind.') from None
-
-
-_KINDS = {bool: 'true or false', int: 'an integer', float: 'a number',
-          str: 'a string', tuple: "a tuple, e.g. ('rgb', 'flow')",
-          list: "a tuple, e.g. ('rgb', 'flow')"}
-
-
-def _parse_as(kind: type, text: str) -> Any:
-  """`text` as a value of type `kind` (raises ValueError otherwise)."""
-  if kind is bool:
-    lowered = text.strip().lower()
-    if lowered not in ('true', 'false'):
-      raise ValueError(text)
-    return lowered == 'true'
-  if kind is int:
-    return int(text)
-  if kind is float:
-    return float(text)
-  if kind is str:
-    return text
-  if kind in (tuple, list):
-    value = ast.literal_eval(text)
-    if not isinstance(value, (tuple, list)):
-      raise ValueError(text)
-    return tuple(value)
-  try:  # An untyped None: a Python literal, else the text itself.
-    return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return text
-
-
-def flag_value(value: Any) -> str:
-  """The text of a --config.* flag that ml_collections parses back."""
-  if isinstance(value, bool):
-    return 'true' if value else 'false'
-  if isinstance(value, list):
-    value = tuple(value)
-  if isinstance(value, (tuple, float, int)):
-    return repr(value)
-  return str(value)
 
 
 def resolve(value: Any, root: str) -> Any:
@@ -314,7 +167,7 @@ def resolved_overrides(unit: Unit, root: str) -> Dict[str, Any]:
   """The unit's overrides by dotted key, as config values, with `{workdir:NAME}`
   resolved under `root`."""
   return {k: resolve(normalise(v), root)
-          for k, v in flatten(unit.overrides).items()}
+          for k, v in config_overrides.flatten(unit.overrides).items()}
 
 
 def command(unit: Unit, root: str) -> List[str]:
@@ -323,7 +176,7 @@ def command(unit: Unit, root: str) -> List[str]:
           f'--config={unit.config}',
           f'--workdir={os.path.join(root, unit_name(unit))}',
           f'--mode={unit.mode}']
-  args += [f'--config.{k}={flag_value(v)}'
+  args += [f'--config.{k}={config_overrides.flag_value(v)}'
            for k, v in resolved_overrides(unit, root).items()]
   return args
 
@@ -399,7 +252,7 @@ def unit_config(unit: Unit, loaded: Dict[str, Any], root: str = '/root',
   for key in leave_out:
     overrides.pop(key, None)
   try:
-    apply_overrides(config, overrides)
+    config_overrides.apply_overrides(config, overrides)
   except KeyError as e:
     raise errors.ConfigError(
         f'unit {unit.name!r}: unknown config key {e.args[0]!r} in '
@@ -412,7 +265,7 @@ def unit_config(unit: Unit, loaded: Dict[str, Any], root: str = '/root',
 def _loaded_config(unit: Unit, loaded: Dict[str, Any]):
   if unit.config not in loaded:
     try:
-      loaded[unit.config] = load_config(unit.config)
+      loaded[unit.config] = config_overrides.load_config(unit.config)
     except errors.ConfigError as e:
       raise errors.ConfigError(f'unit {unit.name!r}: {e}') from None
     except Exception as e:  # pylint: disable=broad-except
@@ -437,7 +290,7 @@ def _check_values(unit: Unit, config) -> None:
     raise errors.ConfigError(f'unit {unit.name!r}: {key}: {problem}')
   for key in _empty_dicts(unit.overrides):
     fail(key, 'an empty dict overrides nothing; drop it or give its keys.')
-  for key, value in flatten(unit.overrides).items():
+  for key, value in config_overrides.flatten(unit.overrides).items():
     value = normalise(value)
     if value is None:
       fail(key, 'None cannot be passed as a flag; leave the key out to keep '
@@ -447,7 +300,7 @@ def _check_values(unit: Unit, config) -> None:
         current, bool):
       fail(key, f'{value} is a bool; the config holds a '
            f'{type(current).__name__}.')
-    text = flag_value(value)
+    text = config_overrides.flag_value(value)
     if isinstance(value, float) and not math.isfinite(value):
       continue  # 'nan' / 'inf' parse back as floats.
     if isinstance(value, tuple):
@@ -487,8 +340,8 @@ def _dependency_order(units: Sequence[Unit]) -> List[Unit]:
 
 def load(file_arg: str) -> List[Unit]:
   """The checked units of a sweep file, 'path/sweep.py[:arg]'."""
-  path, arg = split_file_arg(file_arg)
-  module = _import_file(path, 'sweep file')
+  path, arg = config_overrides.split_file_arg(file_arg)
+  module = config_overrides.import_file(path, 'sweep file')
   if not hasattr(module, 'get_sweep'):
     raise errors.ConfigError(f'sweep file {path} has no get_sweep(arg) '
                              'function.')

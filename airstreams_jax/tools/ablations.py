@@ -48,6 +48,7 @@ from airstreams_jax import errors
 from airstreams_jax import mesh as mesh_lib
 from airstreams_jax.data import dataset_from_config
 from airstreams_jax.evolution import proxy_trainer
+from airstreams_jax.launch import config_overrides
 from airstreams_jax.launch import local
 from airstreams_jax.launch import record as record_lib
 from airstreams_jax.launch import sweep as sweep_lib
@@ -238,7 +239,7 @@ def parse_sets(dataset_config: str, texts: Sequence[str]) -> Dict[str, Any]:
   if not texts:
     return {}
   try:
-    config = sweep_lib.load_config(dataset_config)
+    config = config_overrides.load_config(dataset_config)
   except errors.ConfigError:
     raise
   except Exception as e:  # pylint: disable=broad-except
@@ -247,7 +248,7 @@ def parse_sets(dataset_config: str, texts: Sequence[str]) -> Dict[str, Any]:
         f'{type(e).__name__}: {e}') from None
   overrides = {}
   for text in texts:
-    key, value = sweep_lib.parse_override(config, text)
+    key, value = config_overrides.parse_override(config, text)
     if key in overrides:
       raise errors.ConfigError(f'--set={key} is given twice; give it once.')
     overrides[key] = value
