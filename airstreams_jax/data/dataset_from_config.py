@@ -153,7 +153,8 @@ def make_video_builder(builder_cls, dataset_config, **config_options):
     raise errors.ConfigError(f'config.dataset: {e}') from None
   builder = builder_cls(config=config, data_dir=_data_dir(d),
                         manual_dir=manual_dir,
-                        num_workers=d.get('build_workers', 0))
+                        num_workers=d.get('build_workers', 0),
+                        clip=(d.num_frames, d.frame_stride))
   built_from = (builder.info.metadata or {}).get('manual_dir')
   if built_from and built_from != manual_dir:
     raise errors.ConfigError(

@@ -21,14 +21,17 @@ configured rate and size, the teacher labels them, the masks are resized
 (nearest neighbour) to the stored mask size and the frames JPEG-encoded. The
 stored features are the contract of `video_entries` ('video', 'masks',
 'label' or 'frame_labels', 'video_id'). Metadata: 'mask_class_names' (the
-teacher's), 'class_names', 'multi_label', 'num_bad_inputs', 'manual_dir'.
+teacher's), 'class_names', 'multi_label', 'num_bad_inputs',
+'num_short_videos', 'manual_dir'.
 
 A file that does not decode, or that the teacher rejects (`ValueError`, e.g.
 the teachers' `TeacherInputError`), is skipped; so is anything the listing
 reports in `VideoListing.bad_inputs` (e.g. an unreadable folder). Every
 skipped input is named with its reason in `bad_inputs.json` beside the
 dataset (`<data_dir>/<name>/<config>/<version>/bad_inputs.json`) and counted
-in the log. A split left without any good video is an error.
+in the log. A split left without any good video is an error. A video
+shorter than the config's clip is kept, but warned about once and named in
+the same report (`short_videos`): its clips repeat the last frame.
 
 Each builder config's name encodes every option that changes the stored
 data (`VideoBuilderConfig.options_name`), so datasets built with different
@@ -50,6 +53,7 @@ import tensorflow_datasets as tfds
 from airstreams_jax import errors
 from airstreams_jax.data import video_io
 from airstreams_jax.data import video_processing
+from airstreams_jax.data import video_windows
 from airstreams_jax.data.video_entries import VideoEntry
 
 REPORT_FILENAME = 'bad_inputs.json'
@@ -136,6 +140,16 @@ class VideoBuilderConfig(tfds.core.BuilderConfig):
 
 
 @dataclasses.dataclass(frozen=True)
+class ShortVideo:
+  """A video shorter than a clip: `repeated` of a clip's frames copy its
+  last stored frame."""
+  path: str
+  split: str
+  num_frames: int
+  repeated: int
+
+
+@dataclasses.dataclass(frozen=True)
 class BadInput:
   """An input left out of the dataset, and why."""
   path: str
@@ -198,7 +212,7 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder):
   decode = staticmethod(video_io.decode)
 
   def __init__(self, *, manual_dir: str = '', num_workers: int = 0,
-               **kwargs):
+               clip: Tuple[int, int] = (0, 1), **kwargs):
     """Creates the builder (nothing is read until it is prepared).
 
     Args:
@@ -206,6 +220,10 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder):
         `download_config.manual_dir` (`tfds build --manual_dir=...`).
       num_workers: Worker processes for decoding and the teacher (0: one
         per CPU core; 1: work in this process).
+      clip: (num_frames, frame_stride) of the clips the training config
+        takes, to count (and name in the report) the videos shorter than a
+        clip, whose clips repeat their last frame; (0, 1): not counted. Not
+        part of the dataset's identity: clips are cut when reading.
       **kwargs: For `tfds.core.GeneratorBasedBuilder` (data_dir, config,
         ...).
     """
@@ -213,6 +231,8 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder):
                                        ) if manual_dir else ''
     self._num_workers = num_workers or os.cpu_count() or 1
     self._bad_inputs: List[BadInput] = []
+    self._clip = clip
+    self._short_videos: List[ShortVideo] = []
     self._pool = None
     self._teacher = None
     self._work = None
@@ -365,6 +385,7 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder):
   def _download_and_prepare(self, dl_manager, download_config=None):
     """Runs tfds's generation inside a worker pool; writes the report."""
     self._bad_inputs = []
+    self._short_videos = []
     try:
       super()._download_and_prepare(dl_manager, download_config)
     except Exception:
@@ -378,6 +399,7 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder):
         self._pool.shutdown()
         self._pool = None
     self.info.metadata['num_bad_inputs'] = len(self._bad_inputs)
+    self.info.metadata['num_short_videos'] = len(self._short_videos)
     self._write_report(self.data_dir)  # Renamed to the version dir after.
     if self._bad_inputs:
       logging.warning('%s: %d bad inputs skipped, named in %s',
@@ -388,7 +410,27 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder):
     with open(os.path.join(directory, REPORT_FILENAME), 'w') as f:
       json.dump({'num_bad_inputs': len(self._bad_inputs),
                  'bad_inputs': [dataclasses.asdict(b)
-                                for b in self._bad_inputs]}, f, indent=1)
+                                for b in self._bad_inputs],
+                 'clip': {'num_frames': self._clip[0],
+                          'frame_stride': self._clip[1]},
+                 'num_short_videos': len(self._short_videos),
+                 'short_videos': [dataclasses.asdict(v)
+                                  for v in self._short_videos]}, f, indent=1)
+
+  def _count_if_short(self, path: str, split: str, num_stored: int) -> None:
+    """Warns once for a video shorter than a clip and keeps it for the
+    report: its clips repeat the last frame (flow pairs without motion)."""
+    num_frames, frame_stride = self._clip
+    if not num_frames:
+      return
+    repeated = video_windows.repeated_frames(num_stored, num_frames,
+                                             frame_stride)
+    if repeated:
+      logging.warning(
+          '%s: %d stored frames, shorter than a clip of %d frames at stride '
+          '%d; %d of its frames repeat the last one.', path, num_stored,
+          num_frames, frame_stride, repeated)
+      self._short_videos.append(ShortVideo(path, split, num_stored, repeated))
 
   def _get_pool(self) -> Optional[video_processing.WorkerPools]:
     if self._num_workers <= 1:
@@ -415,10 +457,14 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder):
           bad.append(BadInput(entry.path, reason, split))
           continue
         num_good += 1
+        self._count_if_short(entry.path, split, len(example['video']))
         yield entry.video_id, example
     self._bad_inputs.extend(bad)
-    logging.info('%s %s: %d videos, %d skipped.', self.name, split, num_good,
-                 len(bad))
+    short = sum(v.split == split for v in self._short_videos)
+    logging.info('%s %s: %d videos, %d skipped%s.', self.name, split,
+                 num_good, len(bad),
+                 f', {short} shorter than a clip (last frame repeated)'
+                 if short else '')
     if not num_good:
       reasons = '; '.join(f'{os.path.basename(b.path)}: {b.reason}'
                           for b in bad[:3])
