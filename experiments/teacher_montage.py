@@ -6,11 +6,14 @@ Usage (from the repository root):
       [--teachers=selfie,pose]
 
 For every clip under ROOT/actions/<class>/ (and ROOT/videos/ with
---videos), samples --frames frames evenly over the clip and writes
-OUT/<clip>.png: for each frame, the frame with each teacher's mask tinted
-over it, side by side (selfie red, pose green; the pose teacher's regions of
-interest outlined in yellow), with the masked share of the pixels. Prints
-each teacher's frames/s over all the clips (decoding excluded).
+--videos), the teachers label every frame (as a dataset build does; --fps
+and --short_side as dataset.fps and dataset.short_side), and OUT/<clip>.png
+shows --frames of them, evenly spread: for each, the frame with each
+teacher's mask tinted over it, one row per teacher (selfie red, pose green;
+the pose teacher's regions of interest outlined in yellow), with the masked
+share of the pixels. Prints each teacher's frames/s over all the clips
+(decoding excluded). The 1080p clips of videos/ want --short_side (e.g. 240)
+to fit in memory.
 
 The clips are for research and evaluation only (see ROOT/PROVENANCE.md):
 write the montages outside the repository, and never commit them.
@@ -109,7 +112,11 @@ def main():
                       help='The real clips (see its PROVENANCE.md).')
   parser.add_argument('--videos', action='store_true',
                       help='Also draw the clips of ROOT/videos/.')
-  parser.add_argument('--frames', type=int, default=8)
+  parser.add_argument('--frames', type=int, default=8,
+                      help='Frames shown per clip, evenly spread.')
+  parser.add_argument('--fps', type=float, default=0.0,
+                      help='Frames the teachers label per second of video '
+                      '(0: every frame), as dataset.fps.')
   parser.add_argument('--teachers', default='selfie,pose')
   parser.add_argument('--option', action='append', default=[],
                       metavar='TEACHER.KEY=VALUE',
@@ -147,10 +154,13 @@ def main():
   seconds = {n: 0.0 for n in names}
   num_frames = 0
   for path in paths:
-    video = video_io.decode(path, max_frames=args.frames,
-                            short_side=args.short_side)
+    # Every frame (or --fps of them), as a dataset build labels them: the
+    # pose teacher tracks people from frame to frame.
+    video = video_io.decode(path, fps=args.fps, short_side=args.short_side)
     frames = video.frames
     num_frames += len(frames)
+    shown = np.unique(np.linspace(0, len(frames) - 1, args.frames).round()
+                      .astype(int))
     masks, rois = {}, {}
     for name, teacher in teachers.items():
       start = time.perf_counter()
@@ -158,20 +168,17 @@ def main():
       seconds[name] += time.perf_counter() - start
       if isinstance(teacher, pose_teacher.PoseTeacher):
         # The regions, for the picture only (a second, untimed pass).
-        hw = masks[name].shape[1:]
-        rois[name] = [teacher.person_probabilities(f, hw)[1]
-                      for f in frames]
+        rois[name] = [r for _, r in teacher.run(frames, masks[name].shape[1:])]
     rows = []
-    for first in range(0, len(frames), _COLUMNS):
+    for first in range(0, len(shown), _COLUMNS):
       for name in names:
         row = []
-        for i in range(first, min(first + _COLUMNS, len(frames))):
+        for i in shown[first:first + _COLUMNS]:
           share = 100 * masks[name][i].mean()
-          caption = (f'{name} frame {video.indices[i]}: {share:.0f}% '
-                     'masked')
+          caption = f'{name} frame {video.indices[i]}: {share:.0f}% masked'
           row.append(panel(overlay(frames[i], masks[name][i],
                                    _COLOURS.get(name, (40, 40, 255))),
-                           caption, rois.get(name, [()] * len(frames))[i]))
+                           caption, rois[name][i] if name in rois else ()))
         rows.append(row)
     clip = os.path.splitext(os.path.basename(path))[0]
     target = os.path.join(out_dir, f'{clip}.png')

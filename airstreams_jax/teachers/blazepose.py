@@ -1,8 +1,9 @@
 """BlazePose's pre- and post-processing in numpy, as MediaPipe does it.
 
 The `pose` teacher runs two models of MediaPipe's pose landmarker (see
-pose.py); this module holds the geometry between them, each step written
-after the MediaPipe calculator named in its docstring:
+pose.py); this module holds the steps between them, each written after the
+MediaPipe calculator its docstring names (the image warps are in
+roi_geometry.py):
 
   frame --letterbox--> 224x224 detector input  (ImageToTensorCalculator)
   detector output --anchors, decoding-->  scored boxes + 4 keypoints
@@ -11,13 +12,12 @@ after the MediaPipe calculator named in its docstring:
   --letterbox removal--> frame coordinates  (DetectionLetterboxRemoval...)
   keypoints 0 (mid-hip) and 1 --> rotated square ROI, x1.25
         (AlignmentPointsRectsCalculator, RectTransformationCalculator)
-  ROI --warp--> 256x256 landmark input; its 256x256 segmentation
-        --inverse warp--> frame  (ImageToTensor..., WarpAffineCalculator)
-
-Coordinates follow OpenCV's, as MediaPipe's CPU path uses OpenCV: pixel
-(i, j) of an image is the point x = j, y = i; a rotated rect's corners map
-to the tensor's corners (0, 0) and (width, height) (cv::boxPoints and
-cv::getPerspectiveTransform), and warps sample bilinearly.
+  ROI --warp--> 256x256 landmark input; its outputs: the pose flag, the
+        segmentation (warped back onto the frame), and the landmarks, whose
+        auxiliary pair 33-34 gives the next frame's ROI when tracking
+        (TensorsToLandmarks..., RefineLandmarksFromHeatmap...,
+        LandmarkProjection..., pose_landmarks_to_roi.pbtxt,
+        AssociationNormRectCalculator).
 """
 
 import dataclasses
@@ -25,6 +25,10 @@ import math
 from typing import List, Sequence, Tuple
 
 import numpy as np
+
+from airstreams_jax.teachers import roi_geometry
+
+RotatedRect = roi_geometry.RotatedRect
 
 # SsdAnchorsCalculatorOptions of pose_detection_cpu.pbtxt (and of the
 # Tasks API's pose_detector_graph.cc), other fields at their proto defaults.
@@ -57,22 +61,6 @@ class Detection:
   score: float
   box: Tuple[float, float, float, float]
   keypoints: np.ndarray
-
-
-@dataclasses.dataclass(frozen=True)
-class RotatedRect:
-  """A rotated rectangle in pixels (MediaPipe's RotatedRect).
-
-  Attributes:
-    cx, cy: Centre.
-    width, height: Side lengths before rotation.
-    rotation: Radians, clockwise on the image (y points down).
-  """
-  cx: float
-  cy: float
-  width: float
-  height: float
-  rotation: float
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -271,7 +259,8 @@ def normalize_radians(angle: float) -> float:
 
 def detection_to_roi(detection: Detection,
                      image_hw: Tuple[int, int]) -> RotatedRect:
-  """The ROI of pose_detection_to_roi.pbtxt, in pixels.
+  """The ROI of pose_detection_to_roi.pbtxt (and of
+  pose_landmarks_to_roi.pbtxt, from the auxiliary landmarks), in pixels.
 
   AlignmentPointsRectsCalculator: a square centred on keypoint 0 (mid-hip),
   its side twice the distance to keypoint 1, rotated so that the hip-to-1
@@ -279,7 +268,8 @@ def detection_to_roi(detection: Detection,
   scaled by 1.25.
 
   Args:
-    detection: In the image's normalised coordinates (letterbox removed).
+    detection: In the image's normalised coordinates (letterbox removed);
+      only its keypoints 0 and 1 are used.
     image_hw: (H, W) of the image.
 
   Returns:
@@ -295,118 +285,81 @@ def detection_to_roi(detection: Detection,
                      rotation)
 
 
-def roi_to_image_matrix(roi: RotatedRect,
-                        tensor_hw: Tuple[int, int]) -> np.ndarray:
-  """The 2x3 affine map from tensor pixels (u, v) to image pixels (x, y).
-
-  The map of cv::getPerspectiveTransform from the tensor's corners to
-  cv::boxPoints(roi): (u, v) = (0, height) is the ROI's bottom-left corner,
-  (width, 0) its top-right.
-  """
-  th, tw = tensor_hw
-  c, s = math.cos(roi.rotation), math.sin(roi.rotation)
-  a, b = roi.width / tw, roi.height / th
-  # image = centre + R @ ((u / tw - 0.5) * width, (v / th - 0.5) * height)
-  return np.array([
-      [c * a, -s * b, roi.cx - 0.5 * (c * roi.width - s * roi.height)],
-      [s * a, c * b, roi.cy - 0.5 * (s * roi.width + c * roi.height)],
-  ], np.float64)
+# TensorsToLandmarksCalculatorOptions: 39 landmarks (33 + 6 auxiliary) of 5
+# values (x, y, z, visibility, presence); x, y in pixels of the 256x256 input.
+NUM_LANDMARKS = 39
+LANDMARK_VALUES = 5
+# The auxiliary landmarks that make the next frame's ROI
+# (SplitNormalizedLandmarkListCalculator: ranges 0-33 and 33-35).
+AUX_LANDMARKS = (33, 34)
+# RefineLandmarksFromHeatmapCalculatorOptions: kernel_size 7,
+# min_confidence_to_refine at its default.
+HEATMAP_KERNEL = 7
+MIN_CONFIDENCE_TO_REFINE = 0.5
 
 
-def invert_affine(matrix: np.ndarray) -> np.ndarray:
-  """The inverse of a 2x3 affine map."""
-  linear = np.linalg.inv(matrix[:, :2])
-  return np.concatenate([linear, -linear @ matrix[:, 2:]], 1)
+def decode_landmarks(raw: np.ndarray, heatmap: np.ndarray,
+                     input_hw: Tuple[int, int],
+                     indices: Sequence[int] = AUX_LANDMARKS) -> np.ndarray:
+  """Landmarks [len(indices), 2] (x, y), normalised to the landmark input.
 
-
-def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-  """Maps [..., 2] (x, y) points."""
-  return points @ matrix[:, :2].T + matrix[:, 2]
-
-
-def sample_bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray,
-                    replicate: bool) -> np.ndarray:
-  """Bilinear samples of an [H, W] or [H, W, C] image at points (x, y).
+  TensorsToLandmarksCalculator (x / width, y / height), then
+  RefineLandmarksFromHeatmapCalculator: within a kernel around the point on
+  the heatmap, the sigmoid-weighted mean of the heatmap cells' indices,
+  where the largest weight reaches `MIN_CONFIDENCE_TO_REFINE`.
 
   Args:
-    image: The image (any real dtype).
-    x, y: Sample positions (same shape), pixel (i, j) at x = j, y = i.
-    replicate: Outside the image, take the nearest edge pixel
-      (BORDER_REPLICATE); otherwise zeros (BORDER_CONSTANT 0).
-
-  Returns:
-    float32 samples of shape x.shape (+ [C]).
+    raw: [39 * 5] the landmark model's first output.
+    heatmap: [h, w, 39] its heatmap logits.
+    input_hw: (height, width) of the model's input.
+    indices: The landmarks wanted.
   """
-  h, w = image.shape[:2]
-  x0 = np.floor(x)
-  y0 = np.floor(y)
-  fx = (x - x0).astype(np.float32)
-  fy = (y - y0).astype(np.float32)
-  x0 = x0.astype(np.int64)
-  y0 = y0.astype(np.int64)
-  out = 0.0
-  for dy, wy in ((0, 1 - fy), (1, fy)):
-    for dx, wx in ((0, 1 - fx), (1, fx)):
-      xi, yi = x0 + dx, y0 + dy
-      weight = wx * wy
-      if replicate:
-        value = image[np.clip(yi, 0, h - 1), np.clip(xi, 0, w - 1)]
-      else:
-        inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
-        value = image[np.clip(yi, 0, h - 1), np.clip(xi, 0, w - 1)]
-        weight = np.where(inside, weight, np.float32(0))
-      if image.ndim == 3:
-        weight = weight[..., None]
-      out = out + weight * value.astype(np.float32)
-  return np.asarray(out, np.float32)
+  values = np.asarray(raw, np.float32).reshape(NUM_LANDMARKS, LANDMARK_VALUES)
+  hm_h, hm_w = heatmap.shape[:2]
+  offset = (HEATMAP_KERNEL - 1) // 2
+  out = []
+  for k in indices:
+    x = float(values[k, 0]) / input_hw[1]
+    y = float(values[k, 1]) / input_hw[0]
+    col, row = int(x * hm_w), int(y * hm_h)  # C++ truncation.
+    if 0 <= col < hm_w and 0 <= row < hm_h:
+      r0, r1 = max(0, row - offset), min(hm_h, row + offset + 1)
+      c0, c1 = max(0, col - offset), min(hm_w, col + offset + 1)
+      confidence = sigmoid(heatmap[r0:r1, c0:c1, k])
+      total = float(confidence.sum())
+      if confidence.max() >= MIN_CONFIDENCE_TO_REFINE and total > 0:
+        rows, cols = np.mgrid[r0:r1, c0:c1]
+        x = float((cols * confidence).sum()) / hm_w / total
+        y = float((rows * confidence).sum()) / hm_h / total
+    out.append((x, y))
+  return np.asarray(out, np.float64)
 
 
-def crop_roi(image: np.ndarray, roi: RotatedRect, tensor_hw: Tuple[int, int],
-             replicate: bool) -> np.ndarray:
-  """The ROI of an image warped to the tensor size (ImageToTensor's warp).
-
-  Args:
-    image: [H, W, C] image.
-    roi: The region, in pixels.
-    tensor_hw: (height, width) of the output.
-    replicate: BORDER_REPLICATE (True) or BORDER_ZERO (False).
-
-  Returns:
-    float32 [height, width, C], in the image's value range.
-  """
-  th, tw = tensor_hw
-  v, u = np.mgrid[0:th, 0:tw].astype(np.float64)
-  m = roi_to_image_matrix(roi, tensor_hw)
-  x = m[0, 0] * u + m[0, 1] * v + m[0, 2]
-  y = m[1, 0] * u + m[1, 1] * v + m[1, 2]
-  return sample_bilinear(image, x, y, replicate)
+def landmarks_to_image(points: np.ndarray, roi: RotatedRect,
+                       input_hw: Tuple[int, int],
+                       image_hw: Tuple[int, int]) -> np.ndarray:
+  """LandmarkProjectionCalculator: ROI-normalised (x, y) to the image's
+  normalised coordinates."""
+  matrix = roi_geometry.roi_to_image_matrix(roi, input_hw)
+  pixels = roi_geometry.apply_affine(
+      matrix, points * (input_hw[1], input_hw[0]))
+  return pixels / (image_hw[1], image_hw[0])
 
 
-def mask_to_image(mask: np.ndarray, roi: RotatedRect,
-                  image_hw: Tuple[int, int],
-                  out_hw: Tuple[int, int]) -> np.ndarray:
-  """A [height, width] map over the ROI, warped back onto the image.
+def associate(tracked: Sequence[RotatedRect], detected: Sequence[RotatedRect],
+              min_similarity: float) -> List[RotatedRect]:
+  """AssociationNormRectCalculator: the tracked ROIs, then each detected
+  one, which replaces the ROIs its axis-aligned box overlaps by more than
+  `min_similarity` (IoU, rotation ignored as MediaPipe does)."""
+  result: List[RotatedRect] = []
+  for roi in list(tracked) + list(detected):
+    box = _rect_box(roi)
+    result = [r for r in result
+              if _iou(box, _rect_box(r)[None])[0] <= min_similarity]
+    result.append(roi)
+  return result
 
-  WarpAffineCalculator with the inverse of the ROI's matrix, BORDER_ZERO:
-  outside the ROI the map is 0. The result is sampled on an `out_hw` grid
-  over the image (the image's own size, or smaller for a smaller mask),
-  whose pixel centres are mapped to the image's pixel coordinates.
 
-  Args:
-    mask: [height, width] float map at the tensor's resolution.
-    roi: The region it covers, in image pixels.
-    image_hw: (H, W) of the image.
-    out_hw: (h, w) of the output.
-
-  Returns:
-    float32 [h, w].
-  """
-  (ih, iw), (oh, ow) = image_hw, out_hw
-  inverse = invert_affine(roi_to_image_matrix(roi, mask.shape[:2]))
-  # Output pixel centres in image pixels (the identity when out == image).
-  ys = (np.arange(oh) + 0.5) * (ih / oh) - 0.5
-  xs = (np.arange(ow) + 0.5) * (iw / ow) - 0.5
-  y, x = np.meshgrid(ys, xs, indexing='ij')
-  u = inverse[0, 0] * x + inverse[0, 1] * y + inverse[0, 2]
-  v = inverse[1, 0] * x + inverse[1, 1] * y + inverse[1, 2]
-  return sample_bilinear(mask, u, v, replicate=False)
+def _rect_box(roi: RotatedRect) -> np.ndarray:
+  return np.array([roi.cx - roi.width / 2, roi.cy - roi.height / 2,
+                   roi.cx + roi.width / 2, roi.cy + roi.height / 2])

@@ -6,8 +6,8 @@ Options per teacher (keys of `config.dataset.teacher_options`):
             with pip and cached)
   pose:     detector_path, landmark_path, wheel_path, cache_dir,
             num_threads, threshold, max_people, min_detection_score,
-            min_presence_score (all optional; the models are fetched as the
-            selfie model is)
+            min_presence_score, tracking (all optional; the models are
+            fetched as the selfie model is)
   tflite:   model_path, labels_path (required); input_range, num_threads,
             batch_size
   files:    classes_file (default: <manual_dir>/classes.txt)
@@ -38,7 +38,7 @@ _OPTIONAL = {
                'batch_size', 'threshold'),
     'pose': ('detector_path', 'landmark_path', 'wheel_path', 'cache_dir',
              'num_threads', 'threshold', 'max_people', 'min_detection_score',
-             'min_presence_score'),
+             'min_presence_score', 'tracking'),
     'tflite': ('input_range', 'num_threads', 'batch_size'),
     'files': ('classes_file',),
     'maskrcnn': ('arch', 'score_threshold', 'mask_threshold', 'min_size',

@@ -10,10 +10,13 @@ is, mediapipe_wheel.py), run with ai-edge-litert's Interpreter:
     segmentation of that crop.
 Each crop's segmentation is warped back onto the frame; the frame's mask is
 their union, thresholded. The processing is MediaPipe's, step by step
-(blazepose.py names the calculators); the options are those of its Tasks
-API PoseLandmarker (which finds several people; the legacy solution finds
-one), in its IMAGE mode: every frame is detected afresh, without tracking
-or temporal smoothing.
+(blazepose.py and roi_geometry.py name the calculators), with the options
+of its Tasks API PoseLandmarker, which finds several people (the legacy
+solution finds one). By default the frames of a call are taken as one video
+and people are tracked from frame to frame, as its VIDEO mode does (the
+region for the next frame comes from the landmarks; the detector runs while
+fewer than `max_people` are tracked); `tracking=False` is its IMAGE mode.
+Neither smooths landmarks or masks over time.
 
 Unlike the selfie model (trained on people close to the camera, upright),
 BlazePose is trained for whole bodies in any pose, at any distance the
@@ -29,6 +32,7 @@ from airstreams_jax.teachers import base
 from airstreams_jax.teachers import blazepose
 from airstreams_jax.teachers import litert_model
 from airstreams_jax.teachers import mediapipe_wheel
+from airstreams_jax.teachers import roi_geometry
 
 CLASS_NAMES = ('background', 'person')
 DETECTOR_MEMBER = mediapipe_wheel.Member(
@@ -46,6 +50,9 @@ LANDMARK_MEMBER = mediapipe_wheel.Member(
 DEFAULT_MIN_DETECTION_SCORE = 0.5
 NMS_IOU_THRESHOLD = 0.5
 DEFAULT_MIN_PRESENCE_SCORE = 0.5
+# min_tracking_confidence: the IoU above which a detected ROI replaces a
+# tracked one (AssociationNormRectCalculator).
+MIN_TRACKING_SIMILARITY = 0.5
 DEFAULT_MAX_PEOPLE = 3
 # The landmark model's input size and value range: ImageToTensorCalculator
 # of pose_landmark_by_roi_cpu.pbtxt ([0, 1], BORDER_REPLICATE).
@@ -127,7 +134,8 @@ class PoseTeacher(base.Teacher):
                threshold: float = 0.5,
                max_people: int = DEFAULT_MAX_PEOPLE,
                min_detection_score: float = DEFAULT_MIN_DETECTION_SCORE,
-               min_presence_score: float = DEFAULT_MIN_PRESENCE_SCORE):
+               min_presence_score: float = DEFAULT_MIN_PRESENCE_SCORE,
+               tracking: bool = True):
     """Loads the models, fetching those whose path is not given.
 
     Args:
@@ -144,6 +152,10 @@ class PoseTeacher(base.Teacher):
       min_detection_score: Detector score a person needs.
       min_presence_score: The landmark model's pose-presence score a
         person's crop needs for its mask to count.
+      tracking: Follow the people found from one frame to the next, as
+        MediaPipe's VIDEO mode does (the frames of a call are taken as
+        consecutive frames of one video); False detects every frame afresh
+        (IMAGE mode).
 
     Raises:
       base.TeacherSetupError: For an option out of range, or models that
@@ -163,6 +175,10 @@ class PoseTeacher(base.Teacher):
     self._max_people = int(max_people)
     self._min_detection_score = min_detection_score
     self._min_presence_score = min_presence_score
+    if not isinstance(tracking, (bool, np.bool_)):
+      raise base.TeacherSetupError(
+          f'tracking must be true or false, got {tracking!r}.')
+    self._tracking = bool(tracking)
     if not (detector_path and landmark_path):
       fetched = fetch_models(cache_dir, wheel_path)
       detector_path = detector_path or fetched[0]
@@ -190,15 +206,21 @@ class PoseTeacher(base.Teacher):
     self._score_output = d.output_shapes.index((num_anchors, 1))
     m = self._landmarks
     segmentation = (*_LANDMARK_HW, 1)
+    landmarks = (blazepose.NUM_LANDMARKS * blazepose.LANDMARK_VALUES,)
+    heatmaps = [i for i, shape in enumerate(m.output_shapes)
+                if len(shape) == 3 and shape[2] == blazepose.NUM_LANDMARKS]
     if (m.input_hw != _LANDMARK_HW or segmentation not in m.output_shapes or
-        (1,) not in m.output_shapes):
+        (1,) not in m.output_shapes or landmarks not in m.output_shapes or
+        len(heatmaps) != 1):
       raise base.TeacherSetupError(
           f'{m.path} is not a BlazePose landmark model: it maps '
           f'{list(m.input_hw)} to {m.output_shapes}, expected [256, 256] to '
-          'outputs including a (1,) pose flag and a (256, 256, 1) '
-          'segmentation.')
+          'outputs including (195,) landmarks, a (1,) pose flag, a (256, '
+          '256, 1) segmentation and an (h, w, 39) heatmap.')
     self._flag_output = m.output_shapes.index((1,))
     self._segmentation_output = m.output_shapes.index(segmentation)
+    self._landmark_output = m.output_shapes.index(landmarks)
+    self._heatmap_output = heatmaps[0]
 
   @property
   def class_names(self) -> Tuple[str, ...]:
@@ -216,8 +238,8 @@ class PoseTeacher(base.Teacher):
                                            blazepose.DETECTOR_INPUT_HW)
     # ImageToTensorCalculator of pose_detection_cpu.pbtxt: [-1, 1],
     # BORDER_ZERO (black bars, -1 after the range conversion).
-    pixels = blazepose.crop_roi(frame, roi, blazepose.DETECTOR_INPUT_HW,
-                                replicate=False)
+    pixels = roi_geometry.crop_roi(frame, roi, blazepose.DETECTOR_INPUT_HW,
+                                   replicate=False)
     outputs = self._detector.run(pixels * np.float32(2 / 255) - 1)
     scores, boxes, keypoints = blazepose.decode_detections(
         outputs[self._box_output], outputs[self._score_output],
@@ -227,41 +249,74 @@ class PoseTeacher(base.Teacher):
                                    NMS_IOU_THRESHOLD, self._max_people)
     return [blazepose.remove_letterbox(d, padding) for d in found]
 
-  def person_probabilities(self, frame: np.ndarray,
-                           out_hw: Tuple[int, int]
-                           ) -> Tuple[np.ndarray, List[blazepose.RotatedRect]]:
-    """One frame's person probability on an `out_hw` grid (the maximum
-    over the people found), with the regions of the people kept."""
+  def _person(self, frame: np.ndarray, roi: blazepose.RotatedRect,
+              out_hw: Tuple[int, int]
+              ) -> Optional[Tuple[np.ndarray, blazepose.RotatedRect]]:
+    """The landmark model on one region: (the person's probability on an
+    `out_hw` grid over the frame, the region to track it by in the next
+    frame), or None when the model sees no pose there."""
     image_hw = frame.shape[:2]
-    prob = np.zeros(out_hw, np.float32)
-    kept = []
-    for detection in self.detect(frame):
-      roi = blazepose.detection_to_roi(detection, image_hw)
-      if not roi.width > 0:  # Keypoints 0 and 1 coincide: no region.
-        continue
-      crop = blazepose.crop_roi(frame, roi, _LANDMARK_HW, replicate=True)
-      outputs = self._landmarks.run(crop * np.float32(1 / 255))
-      # ThresholdingCalculator and GateCalculator of
-      # tensors_to_pose_landmarks_and_segmentation.pbtxt: no pose, no mask.
-      if float(outputs[self._flag_output][0]) < self._min_presence_score:
-        continue
-      # TensorsToSegmentationCalculator: SIGMOID of the logits.
-      person = blazepose.sigmoid(outputs[self._segmentation_output][..., 0])
-      np.maximum(prob, blazepose.mask_to_image(person, roi, image_hw, out_hw),
-                 out=prob)
-      kept.append(roi)
-    return prob, kept
+    crop = roi_geometry.crop_roi(frame, roi, _LANDMARK_HW, replicate=True)
+    outputs = self._landmarks.run(crop * np.float32(1 / 255))
+    # ThresholdingCalculator and GateCalculator of
+    # tensors_to_pose_landmarks_and_segmentation.pbtxt: no pose, no mask.
+    if float(outputs[self._flag_output][0]) < self._min_presence_score:
+      return None
+    # TensorsToSegmentationCalculator: SIGMOID of the logits; then warped
+    # back onto the frame (zero outside the region).
+    person = blazepose.sigmoid(outputs[self._segmentation_output][..., 0])
+    prob = roi_geometry.mask_to_image(person, roi, image_hw, out_hw)
+    aux = blazepose.decode_landmarks(outputs[self._landmark_output],
+                                     outputs[self._heatmap_output],
+                                     _LANDMARK_HW)
+    keypoints = blazepose.landmarks_to_image(aux, roi, _LANDMARK_HW,
+                                             image_hw)
+    next_roi = blazepose.detection_to_roi(
+        blazepose.Detection(0.0, (0.0, 0.0, 0.0, 0.0), keypoints), image_hw)
+    return prob, next_roi
+
+  def run(self, frames: np.ndarray, out_hw: Tuple[int, int]):
+    """Yields, per frame in order, (person probability [*out_hw] float32
+    (the maximum over the people found), the regions whose masks count).
+
+    With tracking, a person found in one frame is looked for in the next
+    within the region its landmarks give (MediaPipe's VIDEO mode); the
+    detector runs on every frame where fewer than `max_people` are tracked,
+    and its regions replace the tracked ones they overlap.
+    """
+    tracked = []
+    for frame in frames:
+      if len(tracked) < self._max_people:
+        detected = [blazepose.detection_to_roi(d, frame.shape[:2])
+                    for d in self.detect(frame)]
+        rois = blazepose.associate(tracked, detected,
+                                   MIN_TRACKING_SIMILARITY)
+      else:
+        rois = tracked
+      prob = np.zeros(out_hw, np.float32)
+      kept, tracked = [], []
+      for roi in rois[:self._max_people]:
+        if not roi.width > 0:  # Keypoints 0 and 1 coincide: no region.
+          continue
+        found = self._person(frame, roi, out_hw)
+        if found is None:
+          continue
+        np.maximum(prob, found[0], out=prob)
+        kept.append(roi)
+        if self._tracking:
+          tracked.append(found[1])
+      yield prob, kept
 
   def probabilities(self, frames: np.ndarray) -> np.ndarray:
     """Person probabilities [T, h, w] float32 at the masks' size."""
     hw = litert_model.output_hw(frames.shape[1:3], _MASK_LIMIT_HW)
-    return np.stack([self.person_probabilities(f, hw)[0] for f in frames])
+    return np.stack([prob for prob, _ in self.run(frames, hw)])
 
   def segment(self, frames: np.ndarray,
               source: Optional[base.FrameSource] = None) -> np.ndarray:
     del source  # An image segmenter needs only the pixels.
     hw = litert_model.output_hw(frames.shape[1:3], _MASK_LIMIT_HW)
     masks = np.empty((len(frames), *hw), np.uint8)
-    for i, frame in enumerate(frames):
-      masks[i] = self.person_probabilities(frame, hw)[0] > self._threshold
+    for i, (prob, _) in enumerate(self.run(frames, hw)):
+      masks[i] = prob > self._threshold
     return masks
