@@ -2,8 +2,8 @@
 
 Usage (from the repository root):
   python -m experiments.teacher_montage --out=/tmp/teacher_montage \
-      [--root=../shared/realdata] [--videos] [--frames=8] \
-      [--teachers=selfie,pose]
+      [--root=../shared/realdata] [--videos --short_side=240 --fps=10] \
+      [--frames=8] [--teachers=selfie,pose] [--option=pose.max_people=1]
 
 For every clip under ROOT/actions/<class>/ (and ROOT/videos/ with
 --videos), the teachers label every frame (as a dataset build does; --fps
@@ -156,7 +156,11 @@ def main():
   for path in paths:
     # Every frame (or --fps of them), as a dataset build labels them: the
     # pose teacher tracks people from frame to frame.
-    video = video_io.decode(path, fps=args.fps, short_side=args.short_side)
+    try:
+      video = video_io.decode(path, fps=args.fps, short_side=args.short_side)
+    except video_io.VideoDecodeError as e:
+      print(f'{path}: skipped ({e})', flush=True)
+      continue
     frames = video.frames
     num_frames += len(frames)
     shown = np.unique(np.linspace(0, len(frames) - 1, args.frames).round()

@@ -18,9 +18,11 @@ region for the next frame comes from the landmarks; the detector runs while
 fewer than `max_people` are tracked); `tracking=False` is its IMAGE mode.
 Neither smooths landmarks or masks over time.
 
-Unlike the selfie model (trained on people close to the camera, upright),
-BlazePose is trained for whole bodies in any pose, at any distance the
-detector can see: a lifter lying on a bench, a diver in the air.
+Unlike the selfie model (trained on people close to the camera, upright,
+whose masks of small or distant people are loose blobs), BlazePose segments
+a whole body tightly, in any pose, once its region is found. The detector
+finds people by their face, though: a hidden or small face (a lifter under
+the bar, a distant diver in 320x240 footage) is often missed.
 """
 
 import os
