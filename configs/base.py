@@ -276,6 +276,13 @@ def get_config():
           min_size=config_dict.placeholder(int),
           num_threads=config_dict.placeholder(int),
           batch_size=config_dict.placeholder(int),
+          # The pose teacher's (teachers/pose.py).
+          detector_path=config_dict.placeholder(str),
+          landmark_path=config_dict.placeholder(str),
+          max_people=config_dict.placeholder(int),
+          min_detection_score=config_dict.placeholder(float),
+          min_presence_score=config_dict.placeholder(float),
+          tracking=config_dict.placeholder(bool),
       ),
       # How real videos are stored (each value is part of the dataset's
       # builder-config name, so changing one builds a new dataset).
