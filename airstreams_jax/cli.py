@@ -1,6 +1,27 @@
-"""Command-line helpers shared by the entry points: one-line errors, huge
-pages for the host buffers, a quiet TensorFlow start-up, and the console /
-log-file split of a run's logging."""
+"""How every command of the package starts: huge pages for the host buffers,
+a quiet TensorFlow start-up, absl flags with one-line errors, and the console /
+log-file split of a run's logging.
+
+Every entry point (`python -m airstreams_jax.<command>`) has the same shape:
+
+  if __name__ == '__main__':
+    # Before any other import: see cli.start.
+    from airstreams_jax import cli as _cli  # pylint: disable=g-import-not-at-top
+    _cli.start()
+
+  ...imports...
+
+  def define_flags() -> None:
+    # Defined by `cli.run`: importing the module defines no flag.
+    flags.DEFINE_string('workdir', None, '...')
+    flags.mark_flags_as_required(['workdir'])
+
+  def main() -> None:
+    ...  # reads flags.FLAGS.workdir
+
+  if __name__ == '__main__':
+    cli.run(main, define_flags)
+"""
 
 import importlib
 import importlib.util
@@ -10,8 +31,10 @@ import platform
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
+                    Tuple, Type)
 
+from absl import app
 from absl import flags
 from absl import logging as absl_logging
 
@@ -331,3 +354,87 @@ def setup_logging(log_file: Optional[str] = None) -> None:
     # Progress bars redrawn into a file or a CI log are pages of fragments.
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     tfds.disable_progress_bar()
+
+
+def start(tensorflow: bool = True) -> None:
+  """The first lines of every command, before it imports anything else.
+
+  Re-runs the process with huge pages where they help (`use_huge_pages`: the
+  re-run replaces the process, so it comes before any import), then imports
+  TensorFlow with its native start-up lines held back
+  (`quiet_tensorflow_import`), so that they come neither first on the console
+  nor in front of a one-line error.
+
+  Args:
+    tensorflow: False for a command that does not load TensorFlow (the
+      launcher, model_info, ...): only TF_CPP_MIN_LOG_LEVEL is set, for the
+      processes it starts.
+  """
+  use_huge_pages()
+  if tensorflow:
+    quiet_tensorflow_import()
+  else:
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+
+def run(main: Callable[[], Any], define_flags: Callable[[], None], *,
+        config_flag: str = '',
+        console_logging: bool = True,
+        log_file: Optional[Callable[[], Optional[str]]] = None,
+        one_line_errors: Sequence[Type[BaseException]] = ()) -> None:
+  """Runs `main` as the command: defines its flags, parses them, then runs it.
+
+  Args:
+    main: the command, without arguments (a positional argument on the
+      command line is a usage error). What it returns is the exit status.
+    define_flags: defines the command's flags in absl's FLAGS.
+    config_flag: the name of a `config_flags.DEFINE_config_file` flag, whose
+      mistakes (a misspelt `--config.<key>`, a config file that fails to
+      load) end the command in one line (`flags_parser`).
+    console_logging: set up the console and log-file logging
+      (`setup_logging`) before `main` runs.
+    log_file: gives the log file's path, once the flags are parsed.
+    one_line_errors: exception types that end the command with
+      'error: <the message in one line>' and exit status 1 instead of a
+      traceback (e.g. `errors.ConfigError`).
+
+  `--help` (`--helpshort`, `--helpfull`) prints the command's docstring and
+  flags and exits with status 0.
+  """
+  define_flags()
+  one_line_errors = tuple(one_line_errors)
+
+  def command(argv: List[str]) -> Any:
+    if len(argv) > 1:
+      raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    if console_logging:
+      setup_logging(log_file() if log_file else None)
+    try:
+      return main()
+    except one_line_errors as e:
+      sys.exit(f'error: {one_line(e)}')
+
+  parser = (flags_parser(flags.FLAGS[config_flag]) if config_flag
+            else app.parse_flags_with_usage)
+  app.run(command, flags_parser=_help_exits_with_0(parser))
+
+
+# absl's help flags print the usage, then exit with status 1.
+_HELP_PARSERS = tuple(c.parse.__code__ for c in (
+    app.HelpFlag, app.HelpfullFlag, app.HelpXMLFlag))
+
+
+def _help_exits_with_0(parser: Callable[[List[str]], Any]
+                       ) -> Callable[[List[str]], Any]:
+  """`parser`, where asking for help ends the process with status 0."""
+  def parse(argv):
+    try:
+      return parser(argv)
+    except SystemExit as e:
+      frames = e.__traceback__
+      while frames is not None:
+        if frames.tb_frame.f_code in _HELP_PARSERS:
+          sys.exit(0)
+        frames = frames.tb_next
+      raise
+  return parse

@@ -28,19 +28,16 @@ tflite: a TFLite flatbuffer at --out (the clip signature, CPU), with
 """
 
 if __name__ == '__main__':
-  # Before anything loads TensorFlow: its native start-up lines stay off the
-  # console (and from in front of a one-line error).
+  # Before any other import: see cli.start.
   from airstreams_jax import cli as _cli  # pylint: disable=g-import-not-at-top
-  _cli.quiet_tensorflow_import()
+  _cli.start()
 
 import json
 import os
 import shutil
-import sys
 import tempfile
 from typing import Any, Dict, Sequence
 
-from absl import app
 from absl import flags
 from absl import logging
 import jax
@@ -213,8 +210,8 @@ def load_classes(path: str) -> Dict[str, Any]:
 
 
 def define_flags() -> None:
-  """The command's flags; defined only when it runs as a program, so that
-  importing this module (a notebook, predict beside it) defines none."""
+  """The command's flags (defined by `cli.run`: importing this module, as a
+  notebook or a test does, defines none)."""
   flags.DEFINE_string('workdir', None, "A training run's workdir.")
   flags.DEFINE_string('out', None, 'The SavedModel directory or the .tflite '
                       'file to write.')
@@ -223,19 +220,12 @@ def define_flags() -> None:
   flags.mark_flags_as_required(['workdir', 'out'])
 
 
-def main(argv):
-  cli.setup_logging()
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+def main() -> None:
   args = flags.FLAGS
-  try:
-    path = export(args.workdir, args.out, args.format)
-  except errors.ConfigError as e:
-    sys.exit(f'error: {cli.one_line(e)}')
+  path = export(args.workdir, args.out, args.format)
   logging.info('Exported %s as %s', args.workdir, args.format)
   print(f'Wrote {path}')
 
 
 if __name__ == '__main__':
-  define_flags()
-  app.run(main)
+  cli.run(main, define_flags, one_line_errors=(errors.ConfigError,))

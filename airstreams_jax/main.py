@@ -12,18 +12,15 @@ Kept thin on purpose: the work happens in `airstreams_jax.training.train`,
 which tests and notebooks import directly.
 """
 
+if __name__ == '__main__':
+  # Before any other import: see cli.start.
+  from airstreams_jax import cli as _cli  # pylint: disable=g-import-not-at-top
+  _cli.start()
+
 import os
 import sys
 import traceback
 
-if __name__ == '__main__':
-  # Before anything else loads TensorFlow, whose native start-up lines would
-  # come first on the console (and before a one-line error).
-  from airstreams_jax import cli as _cli  # pylint: disable=g-import-not-at-top
-  _cli.use_huge_pages()  # Re-runs the process first where it helps.
-  _cli.quiet_tensorflow_import()
-
-from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 from absl import logging
 import jax
@@ -36,50 +33,57 @@ from airstreams_jax import mesh as mesh_lib
 from airstreams_jax.evolution import evolve
 from airstreams_jax.training import train
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Experiment config file, e.g. configs/synthetic.py:smoke.',
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string(
-    'workdir', None, 'Directory for checkpoints, logs and results; training '
-    'resumes from it.')
-_MODE = flags.DEFINE_enum(
-    'mode', 'train_and_eval', ['train_and_eval', 'eval', 'evolve'],
-    'What to run: train and evaluate, evaluate the latest checkpoint, or '
-    'search the loss weights (config.evolution).')
-# Multi-host: every process runs the same command with its own --process_id.
-# The upper-case environment variables of the same names are the fallback.
-_COORDINATOR = flags.DEFINE_string(
-    'coordinator_address', os.environ.get('COORDINATOR_ADDRESS'),
-    'host:port of process 0, for jax.distributed.initialize.')
-_NUM_PROCESSES = flags.DEFINE_integer(
-    'num_processes', int(os.environ.get('NUM_PROCESSES', '1')),
-    'Number of processes of a multi-host run.')
-_PROCESS_ID = flags.DEFINE_integer(
-    'process_id', int(os.environ.get('PROCESS_ID', '0')),
-    'This process\'s index in a multi-host run.')
-# Compiled steps are kept across runs (a minute of compiling on CPU saved by
-# the second run of a config); JAX's own variable names another place.
-_JIT_CACHE_DIR = flags.DEFINE_string(
-    'jit_cache_dir', os.environ.get(
-        'JAX_COMPILATION_CACHE_DIR',
-        os.path.join(os.path.expanduser('~'), '.cache', 'airstreams_jax',
-                     'jit')),
-    "JAX's persistent compilation cache ('' turns it off).")
-flags.mark_flags_as_required(['config', 'workdir'])
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command's flags (defined by `cli.run`)."""
+  config_flags.DEFINE_config_file(
+      'config', None,
+      'Experiment config file, e.g. configs/synthetic.py:smoke.',
+      lock_config=True)
+  flags.DEFINE_string(
+      'workdir', None, 'Directory for checkpoints, logs and results; '
+      'training resumes from it.')
+  flags.DEFINE_enum(
+      'mode', 'train_and_eval', ['train_and_eval', 'eval', 'evolve'],
+      'What to run: train and evaluate, evaluate the latest checkpoint, or '
+      'search the loss weights (config.evolution).')
+  # Multi-host: every process runs the same command with its own
+  # --process_id. The upper-case environment variables of the same names are
+  # the fallback.
+  flags.DEFINE_string(
+      'coordinator_address', os.environ.get('COORDINATOR_ADDRESS'),
+      'host:port of process 0, for jax.distributed.initialize.')
+  flags.DEFINE_integer(
+      'num_processes', int(os.environ.get('NUM_PROCESSES', '1')),
+      'Number of processes of a multi-host run.')
+  flags.DEFINE_integer(
+      'process_id', int(os.environ.get('PROCESS_ID', '0')),
+      'This process\'s index in a multi-host run.')
+  # Compiled steps are kept across runs (a minute of compiling on CPU saved
+  # by the second run of a config); JAX's own variable names another place.
+  flags.DEFINE_string(
+      'jit_cache_dir', os.environ.get(
+          'JAX_COMPILATION_CACHE_DIR',
+          os.path.join(os.path.expanduser('~'), '.cache', 'airstreams_jax',
+                       'jit')),
+      "JAX's persistent compilation cache ('' turns it off).")
+  flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def _init_distributed() -> None:
   """Joins a multi-host run when one is asked for (before any JAX use)."""
-  if _NUM_PROCESSES.value <= 1:
+  if FLAGS.num_processes <= 1:
     return
-  if not _COORDINATOR.value:
+  if not FLAGS.coordinator_address:
     sys.exit('error: --num_processes > 1 needs --coordinator_address '
              '(host:port of process 0).')
-  if not 0 <= _PROCESS_ID.value < _NUM_PROCESSES.value:
-    sys.exit(f'error: --process_id={_PROCESS_ID.value} must be in '
-             f'[0, {_NUM_PROCESSES.value}).')
-  jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
-                             _PROCESS_ID.value)
+  if not 0 <= FLAGS.process_id < FLAGS.num_processes:
+    sys.exit(f'error: --process_id={FLAGS.process_id} must be in '
+             f'[0, {FLAGS.num_processes}).')
+  jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
+                             FLAGS.process_id)
   # Orbax's barriers around a checkpoint save through the coordination
   # service too, not through a device collective that gives a process left
   # behind (a slower disk) only 30 s; see mesh.wait_for_all_processes.
@@ -114,18 +118,15 @@ def _log_file(workdir: str):
   if '://' in workdir:
     return None
   # The flag, not jax.process_index(): the backends start after logging is set.
-  name = ('main.log' if _PROCESS_ID.value == 0 else
-          f'main.process{_PROCESS_ID.value}.log')
+  name = ('main.log' if FLAGS.process_id == 0 else
+          f'main.process{FLAGS.process_id}.log')
   return os.path.join(workdir, name)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  _check_workdir(_WORKDIR.value)
-  cli.setup_logging(_log_file(_WORKDIR.value))
-  if _JIT_CACHE_DIR.value:
-    jax.config.update('jax_compilation_cache_dir', _JIT_CACHE_DIR.value)
+def main() -> None:
+  _check_workdir(FLAGS.workdir)
+  if FLAGS.jit_cache_dir:
+    jax.config.update('jax_compilation_cache_dir', FLAGS.jit_cache_dir)
     if 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS' not in os.environ:
       # Every program, not only those over JAX's 1 s default: the dozens of
       # small ones (metrics, evaluation views, samples) took 45 of the
@@ -135,12 +136,12 @@ def main(argv):
   # tf.data only; keep TensorFlow off any accelerator JAX will use.
   tf.config.set_visible_devices([], 'GPU')
   try:
-    if _MODE.value == 'eval':
-      results = train.evaluate_checkpoint(_CONFIG.value, _WORKDIR.value)
-    elif _MODE.value == 'evolve':
-      results = evolve.evolve(_CONFIG.value, _WORKDIR.value)
+    if FLAGS.mode == 'eval':
+      results = train.evaluate_checkpoint(FLAGS.config, FLAGS.workdir)
+    elif FLAGS.mode == 'evolve':
+      results = evolve.evolve(FLAGS.config, FLAGS.workdir)
     else:
-      results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+      results = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except (errors.ConfigError, FloatingPointError) as e:
     # A config error (found before any compilation) or a non-finite step
     # (reporting.check_step_finite): one line that names the fix, no traceback.
@@ -153,11 +154,11 @@ def main(argv):
     if cause is not None:
       logging.info('Stopped by a storage error.', exc_info=True,
                    extra={cli.FILE_ONLY: True})
-      log_file = _log_file(_WORKDIR.value)
+      log_file = _log_file(FLAGS.workdir)
       _fail(f'error: {errors.storage_error_line(cause)}' +
             (f' Traceback in {log_file}.'
              if log_file and not cli.log_file_failed() else ''))
-    if _NUM_PROCESSES.value <= 1:
+    if FLAGS.num_processes <= 1:
       raise
     if isinstance(e, jax.errors.JaxRuntimeError):
       # A collective with a process that died (its socket reset) or hung.
@@ -172,7 +173,7 @@ def main(argv):
     traceback.print_exc()
     _fail(f'error: process {jax.process_index()} stopped by the error above.')
   if jax.process_index() == 0:
-    if _MODE.value == 'evolve':
+    if FLAGS.mode == 'evolve':
       _print_evolution_summary(results)
     else:
       _print_summary(results)
@@ -200,7 +201,7 @@ def _fail(message: str) -> None:
   (100 s), and then abort with pages of coordination-service logs. The
   others fail their next collective with this one and leave the same way.
   """
-  if _NUM_PROCESSES.value <= 1:
+  if FLAGS.num_processes <= 1:
     sys.exit(message)
   print(message, file=sys.stderr)
   logging.flush()
@@ -229,7 +230,7 @@ def _print_summary(results) -> None:
         f"{results['num_examples']} held-out clips (chance "
         f"{1 / results['num_classes']:.4f}; single-stream heads: {streams})"
         f"{_representation_summary(results.get('representations', {}))}. "
-        f"Results: {os.path.join(_WORKDIR.value, 'eval_results.json')}")
+        f"Results: {os.path.join(FLAGS.workdir, 'eval_results.json')}")
 
 
 def _print_evolution_summary(results) -> None:
@@ -243,4 +244,5 @@ def _print_evolution_summary(results) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=cli.flags_parser(_CONFIG))
+  cli.run(main, define_flags, config_flag='config',
+          log_file=lambda: _log_file(FLAGS.workdir))

@@ -47,13 +47,16 @@ The dataset is never built: the class counts come from the config (see
 `default_class_counts`) or from --num_classes / --num_seg_classes.
 """
 
+if __name__ == '__main__':
+  # Before any other import: see cli.start.
+  from airstreams_jax import cli as _cli  # pylint: disable=g-import-not-at-top
+  _cli.start(tensorflow=False)
+
 import dataclasses
-import functools
 import math
 import sys
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-from absl import app
 from absl import flags
 import flax.linen as nn
 import jax
@@ -411,37 +414,33 @@ def format_report(costs: Mapping[str, Any]) -> str:
   return '\n'.join(lines)
 
 
-def _define_flags():
-  """Defines the flags; only when run as a program.
-
-  Importing this module for its functions must leave the global flag registry
-  alone: `airstreams_jax.main` defines its own --config.
-  """
-  config = config_flags.DEFINE_config_file(
+def define_flags() -> None:
+  """The command's flags (defined by `cli.run`: importing this module for its
+  functions leaves the global flag registry alone; `airstreams_jax.main`
+  defines its own --config)."""
+  config_flags.DEFINE_config_file(
       'config', None, 'Experiment config file, e.g. configs/synthetic.py.',
       lock_config=True)
-  num_classes = flags.DEFINE_integer(
+  flags.DEFINE_integer(
       'num_classes', None, 'Action classes. Default: '
       'config.dataset.synthetic.num_classes if the config has it, else '
       f'{DEFAULT_NUM_CLASSES}.', lower_bound=1)
-  num_seg_classes = flags.DEFINE_integer(
+  flags.DEFINE_integer(
       'num_seg_classes', None, 'Teacher classes, background included '
       '(e.g. 2 for the selfie teacher, 91 for COCO Mask R-CNN). Default: '
       f'{DEFAULT_NUM_SEG_CLASSES}, the synthetic teacher.', lower_bound=1)
   flags.mark_flag_as_required('config')
-  return config, num_classes, num_seg_classes
 
 
-def main(argv, *, config_flag, num_classes_flag, num_seg_classes_flag):
+def main() -> None:
   """Prints the report of --config."""
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  config = config_flag.value
+  args = flags.FLAGS
+  config = args.config
   num_classes, num_seg_classes = default_class_counts(config.dataset)
-  if num_classes_flag.value is not None:
-    num_classes = num_classes_flag.value
-  if num_seg_classes_flag.value is not None:
-    num_seg_classes = num_seg_classes_flag.value
+  if args.num_classes is not None:
+    num_classes = args.num_classes
+  if args.num_seg_classes is not None:
+    num_seg_classes = args.num_seg_classes
   try:
     costs = model_costs(config, num_classes, num_seg_classes)
   except errors.ConfigError as e:
@@ -450,8 +449,4 @@ def main(argv, *, config_flag, num_classes_flag, num_seg_classes_flag):
 
 
 if __name__ == '__main__':
-  _config, _num_classes, _num_seg_classes = _define_flags()
-  app.run(functools.partial(main, config_flag=_config,
-                            num_classes_flag=_num_classes,
-                            num_seg_classes_flag=_num_seg_classes),
-          flags_parser=cli.flags_parser(_config))
+  cli.run(main, define_flags, config_flag='config', console_logging=False)

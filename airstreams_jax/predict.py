@@ -12,11 +12,9 @@ heads are skipped.
 """
 
 if __name__ == '__main__':
-  # Before anything loads TensorFlow: its native start-up lines stay off the
-  # console (and from in front of a one-line error).
+  # Before any other import: see cli.start.
   from airstreams_jax import cli as _cli  # pylint: disable=g-import-not-at-top
-  _cli.use_huge_pages()  # Re-runs the process first where it helps.
-  _cli.quiet_tensorflow_import()
+  _cli.start()
 
 import functools
 import json
@@ -27,7 +25,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import tensorflow as tf
-from absl import app
 from absl import flags
 from tensorflow.io import gfile
 
@@ -73,8 +70,8 @@ def predict(workdir: str, video_path: str) -> List[Tuple[str, float]]:
 
 
 def define_flags() -> None:
-  """The command's flags; defined only when it runs as a program, so that
-  importing this module (a notebook, export beside it) defines none."""
+  """The command's flags (defined by `cli.run`: importing this module, as a
+  notebook or export does, defines none)."""
   flags.DEFINE_string('workdir', None, "A training run's workdir.")
   flags.DEFINE_string('video', None, 'The video file.')
   flags.DEFINE_integer('top_k', 5, 'How many classes to print.',
@@ -84,15 +81,10 @@ def define_flags() -> None:
   flags.mark_flags_as_required(['workdir', 'video'])
 
 
-def main(argv):
-  cli.setup_logging()
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+def main() -> None:
   args = flags.FLAGS
   try:
     ranked = predict(args.workdir, args.video)
-  except errors.ConfigError as e:
-    sys.exit(f'error: {cli.one_line(e)}')
   except video_io.VideoDecodeError as e:  # Its reason; the file named here.
     sys.exit(f'error: --video={args.video}: {cli.one_line(e)}')
   for name, score in ranked[:args.top_k]:
@@ -103,5 +95,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  define_flags()
-  app.run(main)
+  cli.run(main, define_flags, one_line_errors=(errors.ConfigError,))

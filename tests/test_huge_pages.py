@@ -6,6 +6,7 @@ large allocations on this machine."""
 import os
 import subprocess
 import sys
+from unittest import mock
 
 import pytest
 
@@ -130,15 +131,31 @@ def test_the_test_workers_run_with_it():
 
 @pytest.mark.parametrize('path', [
     'airstreams_jax/main.py', 'airstreams_jax/predict.py',
-    'airstreams_jax/visualize/__main__.py', 'airstreams_jax/tools/benchmark.py',
-    'airstreams_jax/tools/ablations.py'])
+    'airstreams_jax/export.py', 'airstreams_jax/model_info.py',
+    'airstreams_jax/visualize/__main__.py', 'airstreams_jax/launch/__main__.py',
+    'airstreams_jax/tools/benchmark.py', 'airstreams_jax/tools/ablations.py',
+    'airstreams_jax/tools/fault_injection.py',
+    'airstreams_jax/tools/make_video_folder.py',
+    'airstreams_jax/tools/summarize_sweep.py'])
 def test_the_entry_points_rerun_before_loading_anything(path):
-  """Their first `if __name__ == '__main__':` block calls it before any
-  heavy import (the tests' own runs of them have the tunable already, so
-  they would not notice a missing call)."""
+  """Their first `if __name__ == '__main__':` block calls `cli.start` (which
+  calls it first) before any import (the tests' own runs of them have the
+  tunable already, so they would not notice a missing call)."""
   with open(os.path.join(_ROOT, path)) as f:
     text = f.read()
-  block = text[text.index("if __name__ == '__main__':"):]
-  assert block.index('_cli.use_huge_pages()') < block.index(
-      '_cli.quiet_tensorflow_import()') < block.index('\nimport ')
-  assert '\nimport jax' not in text[:text.index("if __name__ == '__main__':")]
+  first = text.index("if __name__ == '__main__':")
+  block = text[first:]
+  assert block.index('_cli.start(') < min(
+      block.index('\nimport '), block.index('\nfrom '))
+  assert '\nimport ' not in text[:first] and '\nfrom ' not in text[:first]
+
+
+def test_start_reruns_before_it_loads_tensorflow():
+  calls = []
+  with mock.patch.object(cli, 'use_huge_pages',
+                         lambda: calls.append('huge pages')), \
+       mock.patch.object(cli, 'quiet_tensorflow_import',
+                         lambda: calls.append('tensorflow')):
+    cli.start()
+    cli.start(tensorflow=False)
+  assert calls == ['huge pages', 'tensorflow', 'huge pages']

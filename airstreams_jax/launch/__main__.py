@@ -11,54 +11,62 @@ units and resumes the others. `--launcher=xmanager` submits the same units as
 an XManager experiment (needs `pip install xmanager`).
 """
 
+if __name__ == '__main__':
+  # Before any other import: see cli.start. The launcher does not use
+  # TensorFlow; its children inherit TF_CPP_MIN_LOG_LEVEL.
+  from airstreams_jax import cli as _cli  # pylint: disable=g-import-not-at-top
+  _cli.start(tensorflow=False)
+
 import os
 import shlex
 import sys
 
-# TensorFlow's start-up chatter: the launcher does not use TF, its children
-# inherit this.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
-from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
+from airstreams_jax import cli
 from airstreams_jax import errors
 from airstreams_jax.launch import local
 from airstreams_jax.launch import record as record_lib
 from airstreams_jax.launch import sweep as sweep_lib
 
-_SWEEP = flags.DEFINE_string(
-    'sweep', None, 'A sweep file and its argument: path/sweep.py[:arg].')
-_ROOT = flags.DEFINE_string(
-    'root', None, 'The sweep\'s directory: one workdir per unit and '
-    'experiment.json.')
-_PARALLEL = flags.DEFINE_integer('parallel', 1, 'Units running at once.')
-_DRY_RUN = flags.DEFINE_bool(
-    'dry_run', False, 'Check the sweep and print each unit\'s command; run '
-    'nothing, write nothing.')
-_LAUNCHER = flags.DEFINE_enum(
-    'launcher', 'local', ['local', 'xmanager'],
-    'local: subprocesses on this machine; xmanager: an XManager experiment '
-    '(xm_local executor).')
-_CPUS_PER_UNIT = flags.DEFINE_integer(
-    'cpus_per_unit', None, 'CPU cores pinned to each running unit; default: '
-    'the cores shared equally when --parallel > 1, else not pinned.')
-_GPUS_PER_UNIT = flags.DEFINE_integer(
-    'gpus_per_unit', 0, 'GPUs per running unit (CUDA_VISIBLE_DEVICES); 0 = '
-    'all visible.')
-_CPU_DEVICES_PER_UNIT = flags.DEFINE_integer(
-    'cpu_devices_per_unit', 0, 'Fake JAX CPU devices per unit (to try '
-    'sharding on a CPU machine); 0 = one.')
-flags.mark_flags_as_required(['sweep', 'root'])
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command's flags (defined by `cli.run`)."""
+  flags.DEFINE_string(
+      'sweep', None, 'A sweep file and its argument: path/sweep.py[:arg].')
+  flags.DEFINE_string(
+      'root', None, 'The sweep\'s directory: one workdir per unit and '
+      'experiment.json.')
+  flags.DEFINE_integer('parallel', 1, 'Units running at once.')
+  flags.DEFINE_bool(
+      'dry_run', False, 'Check the sweep and print each unit\'s command; run '
+      'nothing, write nothing.')
+  flags.DEFINE_enum(
+      'launcher', 'local', ['local', 'xmanager'],
+      'local: subprocesses on this machine; xmanager: an XManager experiment '
+      '(xm_local executor).')
+  flags.DEFINE_integer(
+      'cpus_per_unit', None, 'CPU cores pinned to each running unit; '
+      'default: the cores shared equally when --parallel > 1, else not '
+      'pinned.')
+  flags.DEFINE_integer(
+      'gpus_per_unit', 0, 'GPUs per running unit (CUDA_VISIBLE_DEVICES); 0 = '
+      'all visible.')
+  flags.DEFINE_integer(
+      'cpu_devices_per_unit', 0, 'Fake JAX CPU devices per unit (to try '
+      'sharding on a CPU machine); 0 = one.')
+  flags.mark_flags_as_required(['sweep', 'root'])
 
 
 def _resources() -> local.Resources:
-  default = local.default_resources(_PARALLEL.value)
+  default = local.default_resources(FLAGS.parallel)
   return local.Resources(
-      cpus_per_unit=(default.cpus_per_unit if _CPUS_PER_UNIT.value is None
-                     else _CPUS_PER_UNIT.value),
-      gpus_per_unit=_GPUS_PER_UNIT.value,
-      cpu_devices_per_unit=_CPU_DEVICES_PER_UNIT.value)
+      cpus_per_unit=(default.cpus_per_unit if FLAGS.cpus_per_unit is None
+                     else FLAGS.cpus_per_unit),
+      gpus_per_unit=FLAGS.gpus_per_unit,
+      cpu_devices_per_unit=FLAGS.cpu_devices_per_unit)
 
 
 def print_plan(units, root: str) -> None:
@@ -70,31 +78,29 @@ def print_plan(units, root: str) -> None:
   print(f'{len(units)} units; workdirs under {root}.')
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if _PARALLEL.value < 1:
-    sys.exit(f'error: --parallel={_PARALLEL.value}; give at least 1.')
+def main() -> None:
+  if FLAGS.parallel < 1:
+    sys.exit(f'error: --parallel={FLAGS.parallel}; give at least 1.')
   try:
-    units = sweep_lib.load(_SWEEP.value)
+    units = sweep_lib.load(FLAGS.sweep)
   except errors.ConfigError as e:
     sys.exit(f'error: {e}')
-  if _DRY_RUN.value:
-    print_plan(units, _ROOT.value)
+  if FLAGS.dry_run:
+    print_plan(units, FLAGS.root)
     return
-  if _LAUNCHER.value == 'xmanager' and (
-      _PARALLEL.value != 1 or _GPUS_PER_UNIT.value or _CPUS_PER_UNIT.value
-      or _CPU_DEVICES_PER_UNIT.value):
+  if FLAGS.launcher == 'xmanager' and (
+      FLAGS.parallel != 1 or FLAGS.gpus_per_unit or FLAGS.cpus_per_unit
+      or FLAGS.cpu_devices_per_unit):
     sys.exit('error: --parallel and the per-unit resource flags apply to the '
              'local launcher; XManager runs every unit whose dependencies '
              'are done at once, with the devices its executor gives it.')
   try:
-    if _LAUNCHER.value == 'xmanager':
+    if FLAGS.launcher == 'xmanager':
       from airstreams_jax.launch import xm_launcher  # pylint: disable=g-import-not-at-top
-      result = xm_launcher.launch(units, _ROOT.value, sweep=_SWEEP.value)
+      result = xm_launcher.launch(units, FLAGS.root, sweep=FLAGS.sweep)
     else:
-      result = local.run(units, _ROOT.value, sweep=_SWEEP.value,
-                         parallel=_PARALLEL.value, resources=_resources())
+      result = local.run(units, FLAGS.root, sweep=FLAGS.sweep,
+                         parallel=FLAGS.parallel, resources=_resources())
   except (errors.ConfigError, ValueError) as e:
     sys.exit(f'error: {e}')
   except KeyboardInterrupt as e:
@@ -103,10 +109,10 @@ def main(argv):
   counts = record_lib.counts(result)
   print(f"Sweep: {counts['done']} of {len(result['units'])} units done, "
         f"{counts['failed']} failed, {counts['blocked']} blocked. Record: "
-        f"{os.path.join(_ROOT.value, record_lib.RECORD_FILE)}")
+        f"{os.path.join(FLAGS.root, record_lib.RECORD_FILE)}")
   if counts['failed'] or counts['blocked']:
     sys.exit(1)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main, define_flags, console_logging=False)

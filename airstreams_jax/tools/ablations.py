@@ -26,11 +26,9 @@ manual_dir, a misspelt key, a value out of range) before any unit starts.
 """
 
 if __name__ == '__main__':
-  # Before anything loads TensorFlow: its native start-up lines stay off the
-  # console (and from in front of a one-line error).
+  # Before any other import: see cli.start.
   from airstreams_jax import cli as _cli  # pylint: disable=g-import-not-at-top
-  _cli.use_huge_pages()  # Re-runs the process first where it helps.
-  _cli.quiet_tensorflow_import()
+  _cli.start()
 
 import dataclasses
 import os
@@ -38,7 +36,6 @@ import sys
 import time
 from typing import Any, Dict, List, Sequence
 
-from absl import app
 from absl import flags
 import jax
 import numpy as np
@@ -73,30 +70,37 @@ WEIGHT_LABELS = {
     'uniform': 'uniform weights (all 1)',
     'evolved': 'evolved weights'}
 
-_DATASET_CONFIG = flags.DEFINE_string(
-    'dataset_config', 'configs/synthetic.py',
-    'The config of every unit, as main\'s --config: file.py[:arg].')
-_SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per setting.')
-_ROOT = flags.DEFINE_string('root', None, 'The sweep\'s directory.')
-_PARALLEL = flags.DEFINE_integer('parallel', 1, 'Units running at once.')
-_GPUS_PER_UNIT = flags.DEFINE_integer(
-    'gpus_per_unit', 0, 'GPUs per running unit (CUDA_VISIBLE_DEVICES); 0 = '
-    'all visible.')
-_STEPS = flags.DEFINE_integer(
-    'steps', 0, 'num_train_steps of each training; 0 = the config\'s.')
-_EVALUATIONS = flags.DEFINE_integer(
-    'evaluations', 0, 'Weightings the evolution evaluates; 0 = the config\'s.')
-_PROXY_STEPS = flags.DEFINE_integer(
-    'proxy_steps', 0, 'Steps of each proxy training; 0 = the config\'s.')
-_DATA_DIR = flags.DEFINE_string(
-    'data_dir', '', 'dataset.data_dir of every unit; empty = the config\'s.')
-_SET = flags.DEFINE_multi_string(
-    'set', [], 'KEY=VALUE: --config.KEY=VALUE for every unit (repeatable), '
-    'e.g. --set=dataset.manual_dir=/data/hmdb51.')
-_TABLES_ONLY = flags.DEFINE_bool(
-    'tables_only', False, 'Write tables.md from the finished units; run '
-    'nothing.')
-flags.mark_flags_as_required(['root'])
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command's flags (defined by `cli.run`)."""
+  flags.DEFINE_string(
+      'dataset_config', 'configs/synthetic.py',
+      'The config of every unit, as main\'s --config: file.py[:arg].')
+  flags.DEFINE_integer('seeds', 3, 'Seeds per setting.')
+  flags.DEFINE_string('root', None, 'The sweep\'s directory.')
+  flags.DEFINE_integer('parallel', 1, 'Units running at once.')
+  flags.DEFINE_integer(
+      'gpus_per_unit', 0, 'GPUs per running unit (CUDA_VISIBLE_DEVICES); 0 = '
+      'all visible.')
+  flags.DEFINE_integer(
+      'steps', 0, 'num_train_steps of each training; 0 = the config\'s.')
+  flags.DEFINE_integer(
+      'evaluations', 0,
+      'Weightings the evolution evaluates; 0 = the config\'s.')
+  flags.DEFINE_integer(
+      'proxy_steps', 0, 'Steps of each proxy training; 0 = the config\'s.')
+  flags.DEFINE_string(
+      'data_dir', '',
+      'dataset.data_dir of every unit; empty = the config\'s.')
+  flags.DEFINE_multi_string(
+      'set', [], 'KEY=VALUE: --config.KEY=VALUE for every unit (repeatable), '
+      'e.g. --set=dataset.manual_dir=/data/hmdb51.')
+  flags.DEFINE_bool(
+      'tables_only', False, 'Write tables.md from the finished units; run '
+      'nothing.')
+  flags.mark_flags_as_required(['root'])
 
 
 def _setting(name: str) -> str:
@@ -221,12 +225,12 @@ def write_tables(root: str, record: Dict[str, Any], title: str = '') -> str:
 def sweep_arg() -> str:
   """This run as the sweep file's argument (for the record; the --set
   overrides are in each unit's entry)."""
-  parts = [f'dataset_config={_DATASET_CONFIG.value}',
-           f'seeds={_SEEDS.value}', f'steps={_STEPS.value}',
-           f'evaluations={_EVALUATIONS.value}',
-           f'proxy_steps={_PROXY_STEPS.value}']
-  if _DATA_DIR.value:
-    parts.append(f'data_dir={_DATA_DIR.value}')
+  parts = [f'dataset_config={FLAGS.dataset_config}',
+           f'seeds={FLAGS.seeds}', f'steps={FLAGS.steps}',
+           f'evaluations={FLAGS.evaluations}',
+           f'proxy_steps={FLAGS.proxy_steps}']
+  if FLAGS.data_dir:
+    parts.append(f'data_dir={FLAGS.data_dir}')
   return ','.join(parts)
 
 
@@ -328,15 +332,12 @@ def checked_units(dataset_config: str, sets: Sequence[str] = (),
   return units
 
 
-def main(argv):
-  cli.setup_logging()
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  root = _ROOT.value
-  seeds = f'{_SEEDS.value} seed' + ('s' if _SEEDS.value > 1 else '')
-  title = (f'Ablations: {_DATASET_CONFIG.value}, {seeds}'
-           + (f', {_STEPS.value} steps' if _STEPS.value else ''))
-  if _TABLES_ONLY.value:
+def main() -> None:
+  root = FLAGS.root
+  seeds = f'{FLAGS.seeds} seed' + ('s' if FLAGS.seeds > 1 else '')
+  title = (f'Ablations: {FLAGS.dataset_config}, {seeds}'
+           + (f', {FLAGS.steps} steps' if FLAGS.steps else ''))
+  if FLAGS.tables_only:
     record = record_lib.read(root)
     if record is None:
       sys.exit(f'error: no {record_lib.RECORD_FILE} in {root}; run the '
@@ -346,18 +347,18 @@ def main(argv):
   arg = sweep_arg()
   try:
     units = checked_units(
-        _DATASET_CONFIG.value, _SET.value, seeds=_SEEDS.value,
-        steps=_STEPS.value, evaluations=_EVALUATIONS.value,
-        proxy_steps=_PROXY_STEPS.value, data_dir=_DATA_DIR.value)
+        FLAGS.dataset_config, FLAGS.set, seeds=FLAGS.seeds,
+        steps=FLAGS.steps, evaluations=FLAGS.evaluations,
+        proxy_steps=FLAGS.proxy_steps, data_dir=FLAGS.data_dir)
   except (errors.ConfigError, ValueError) as e:
     sys.exit(f'error: {e}')
   started = time.time()
   try:
     resources = dataclasses.replace(
-        local.default_resources(_PARALLEL.value),
-        gpus_per_unit=_GPUS_PER_UNIT.value)
+        local.default_resources(FLAGS.parallel),
+        gpus_per_unit=FLAGS.gpus_per_unit)
     record = local.run(units, root, sweep=f'{SWEEP_FILE}:{arg}',
-                       parallel=_PARALLEL.value, resources=resources)
+                       parallel=FLAGS.parallel, resources=resources)
   except ValueError as e:
     sys.exit(f'error: {e}')
   except KeyboardInterrupt as e:
@@ -375,4 +376,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main, define_flags)

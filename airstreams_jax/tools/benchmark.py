@@ -38,11 +38,9 @@ checked at the end. Takes about 25 minutes on 2 CPU cores (`--quick`: about
 """
 
 if __name__ == '__main__':
-  # Before anything loads TensorFlow: its native start-up lines stay off the
-  # console.
+  # Before any other import: see cli.start.
   from airstreams_jax import cli as _cli  # pylint: disable=g-import-not-at-top
-  _cli.use_huge_pages()  # Re-runs the process first where it helps.
-  _cli.quiet_tensorflow_import()
+  _cli.start()
 
 import contextlib
 import importlib.util
@@ -58,6 +56,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from airstreams_jax import atomic_write
+from airstreams_jax import cli
 from airstreams_jax import model_info
 from configs import mit as mit_config
 from configs import synthetic as synthetic_config
@@ -65,24 +64,27 @@ from airstreams_jax.tools import benchmark_measurements as measure
 from airstreams_jax.tools import torch_worker
 from airstreams_jax.tools.peak_memory import PeakMemory
 
-_OUT = flags.DEFINE_string('out', 'benchmark.json', 'JSON file to write.')
-_QUICK = flags.DEFINE_bool('quick', False, 'Fewer rounds, K = 1, 2 only.')
-_ROUNDS = flags.DEFINE_integer('rounds', None, 'Timed rounds (default 5, '
-                               '--quick 2).')
-_PAPER_BATCH = flags.DEFINE_integer('paper_batch', 2,
-                                    'Batch of the paper-scale train step.')
-_TORCH = flags.DEFINE_bool('torch', True, 'Time the PyTorch twin when '
-                           'PyTorch is installed.')
-_ONLY = flags.DEFINE_list('only', [], 'Only these sections (default all): '
-                          'matmul, synthetic, paper, flow, pipeline, '
-                          'teacher, evolution.')
-_OFFICIAL_FLOW = flags.DEFINE_string(
-    'official_flow', '', 'Path of the official PyTorch rep_flow_layer.py '
-    '(not in this repository) to time against ours.')
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command's flags (defined by `cli.run`)."""
+  flags.DEFINE_string('out', 'benchmark.json', 'JSON file to write.')
+  flags.DEFINE_bool('quick', False, 'Fewer rounds, K = 1, 2 only.')
+  flags.DEFINE_integer('rounds', None, 'Timed rounds (default 5, --quick 2).')
+  flags.DEFINE_integer('paper_batch', 2, 'Batch of the paper-scale train step.')
+  flags.DEFINE_bool('torch', True, 'Time the PyTorch twin when PyTorch is '
+                    'installed.')
+  flags.DEFINE_list('only', [], 'Only these sections (default all): '
+                    'matmul, synthetic, paper, flow, pipeline, teacher, '
+                    'evolution.')
+  flags.DEFINE_string(
+      'official_flow', '', 'Path of the official PyTorch rep_flow_layer.py '
+      '(not in this repository) to time against ours.')
 
 
 def torch_available() -> bool:
-  return _TORCH.value and importlib.util.find_spec('torch') is not None
+  return FLAGS.torch and importlib.util.find_spec('torch') is not None
 
 
 # --------------------------------------------------------------------------
@@ -262,30 +264,28 @@ SECTIONS = ('matmul', 'synthetic', 'paper', 'flow', 'pipeline', 'teacher',
 TWIN_SECTIONS = ('synthetic', 'paper', 'flow')
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  unknown = sorted(set(_ONLY.value) - set(SECTIONS))
+def main() -> None:
+  unknown = sorted(set(FLAGS.only) - set(SECTIONS))
   if unknown:
     raise app.UsageError(f'--only: unknown sections {unknown}; use some of '
                          f'{SECTIONS}.')
-  if _OFFICIAL_FLOW.value and not os.path.isfile(_OFFICIAL_FLOW.value):
-    raise app.UsageError(f'--official_flow={_OFFICIAL_FLOW.value}: no such '
+  if FLAGS.official_flow and not os.path.isfile(FLAGS.official_flow):
+    raise app.UsageError(f'--official_flow={FLAGS.official_flow}: no such '
                          'file; give the path of the official '
                          'rep_flow_layer.py.')
-  if _OFFICIAL_FLOW.value and not torch_available():
+  if FLAGS.official_flow and not torch_available():
     raise app.UsageError("--official_flow needs PyTorch: pip install -e "
                          "'.[torch]' (and no --torch=false).")
-  out_dir = os.path.dirname(os.path.abspath(_OUT.value))
+  out_dir = os.path.dirname(os.path.abspath(FLAGS.out))
   if not os.access(out_dir, os.W_OK):
-    raise app.UsageError(f'--out={_OUT.value}: {out_dir} is not writable; '
+    raise app.UsageError(f'--out={FLAGS.out}: {out_dir} is not writable; '
                          'give another path.')
   # Progress is this script's own lines; library notices would bury them.
   logging.set_verbosity(logging.ERROR)
   tf.get_logger().setLevel('ERROR')
   tfds.disable_progress_bar()
-  quick = _QUICK.value
-  rounds = _ROUNDS.value or (2 if quick else 5)
+  quick = FLAGS.quick
+  rounds = FLAGS.rounds or (2 if quick else 5)
   memory = PeakMemory()
   results: Dict[str, Any] = {'machine': measure.machine(), 'rounds': rounds,
                              'quick': quick}
@@ -295,19 +295,19 @@ def main(argv):
         f'PyTorch twin: {"yes" if torch_available() else "no"}', flush=True)
   syn = synthetic_config.get_config()
   with contextlib.ExitStack() as stack:
-    selected = set(_ONLY.value or SECTIONS)
+    selected = set(FLAGS.only or SECTIONS)
     worker = (stack.enter_context(torch_worker.TorchWorker())
               if torch_available() and selected & set(TWIN_SECTIONS)
               else None)
     run_sections(results, syn, rounds, quick, memory, worker)
   keys = flat_keys(results)
-  atomic_write.write_whole(_OUT.value, json.dumps(
+  atomic_write.write_whole(FLAGS.out, json.dumps(
       {**keys, 'details': results}, indent=1, sort_keys=True))
   print(table(results))
   print('Goals (GitHub issue 12):')
   print('\n'.join(goals(keys)))
   print(f'{results["seconds"] / 60:.1f} min; load average at the end '
-        f'{results["load_average_at_end"]:.1f}; written to {_OUT.value}')
+        f'{results["load_average_at_end"]:.1f}; written to {FLAGS.out}')
 
 
 def run_sections(results: Dict[str, Any], syn, rounds: int, quick: bool,
@@ -323,9 +323,8 @@ def run_sections(results: Dict[str, Any], syn, rounds: int, quick: bool,
           syn.batch_size, rounds, 2 if quick else 3, memory, worker),
       'paper': lambda: measure.bench_model(
           'paper', mit_config.get_config(), measure.PAPER_CLASSES,
-          _PAPER_BATCH.value, rounds, 1, memory, worker),
-      'flow': lambda: measure.bench_flow(rounds, worker,
-                                         _OFFICIAL_FLOW.value),
+          FLAGS.paper_batch, rounds, 1, memory, worker),
+      'flow': lambda: measure.bench_flow(rounds, worker, FLAGS.official_flow),
       'pipeline': lambda: measure.bench_pipeline(syn, syn.batch_size,
                                                  20 if quick else 60),
       'teacher': lambda: measure.bench_teacher(rounds),
@@ -334,16 +333,16 @@ def run_sections(results: Dict[str, Any], syn, rounds: int, quick: bool,
   }
   start = time.perf_counter()
   for name in SECTIONS:
-    if _ONLY.value and name not in _ONLY.value:
+    if FLAGS.only and name not in FLAGS.only:
       continue
     measure.progress(f'{name} ...')
     results[name] = sections[name]()
     # What is measured so far survives a later failure or Ctrl-C.
-    atomic_write.write_whole(_OUT.value, json.dumps(
+    atomic_write.write_whole(FLAGS.out, json.dumps(
         {'details': results}, indent=1, sort_keys=True))
   results['seconds'] = time.perf_counter() - start
   results['load_average_at_end'] = os.getloadavg()[0]
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main, define_flags, console_logging=False)

@@ -21,6 +21,11 @@ The helpers (`run_main` and the kill conditions) are what
 tests/test_fault_injection.py uses to place kills at chosen moments.
 """
 
+if __name__ == '__main__':
+  # Before any other import: see cli.start.
+  from airstreams_jax import cli as _cli  # pylint: disable=g-import-not-at-top
+  _cli.start(tensorflow=False)
+
 import dataclasses
 import json
 import os
@@ -33,6 +38,10 @@ import sys
 import threading
 import time
 from typing import Callable, Dict, List, Optional, Sequence
+
+from absl import flags
+
+from airstreams_jax import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Orbax writes a checkpoint into `<step>.orbax-checkpoint-tmp-<n>` and renames
@@ -216,10 +225,16 @@ def run_trial(command: Sequence[str], workdir: str, kill_when: KillWhen,
   return runs
 
 
-def main(argv):
-  del argv
+def define_flags() -> None:
+  """The command's flags (defined by `cli.run`)."""
+  flags.DEFINE_integer('kills', 20, 'Killed runs (each then resumed).')
+  flags.DEFINE_string('root', 'workdirs/fault_injection', 'Workdirs go here.')
+  flags.DEFINE_integer('seed', 0, 'Seed of the kill moments.')
+  flags.DEFINE_string('data_dir', '', 'tfds data dir ("" = the default).')
+
+
+def main() -> int:
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
   values = flags.FLAGS
   root = os.path.abspath(values.root)
   os.makedirs(root, exist_ok=True)
@@ -275,10 +290,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_integer('kills', 20, 'Killed runs (each then resumed).')
-  flags.DEFINE_string('root', 'workdirs/fault_injection', 'Workdirs go here.')
-  flags.DEFINE_integer('seed', 0, 'Seed of the kill moments.')
-  flags.DEFINE_string('data_dir', '', 'tfds data dir ("" = the default).')
-  app.run(main)
+  cli.run(main, define_flags, console_logging=False)

@@ -20,30 +20,20 @@ corruption options, a corrupted copy imitating an imperfect teacher; ROOT gets
 `classes.txt`. Videos are H.264 (libx264, CRF 18) mp4 files.
 """
 
+if __name__ == '__main__':
+  # Before any other import: see cli.start.
+  from airstreams_jax import cli as _cli  # pylint: disable=g-import-not-at-top
+  _cli.start(tensorflow=False)
+
 import os
 
-from absl import app
 from absl import flags
 import numpy as np
 
+from airstreams_jax import cli
 from airstreams_jax.data import synthetic_generator
 from airstreams_jax.teachers import oracle
 from airstreams_jax.tools import video_files
-
-_ROOT = flags.DEFINE_string('root', None, 'Folder to write (created).',
-                            required=True)
-_NUM_TRAIN = flags.DEFINE_integer('num_train', 512, 'Training videos.')
-_NUM_TEST = flags.DEFINE_integer('num_test', 128, 'Test videos.')
-_NUM_CLASSES = flags.DEFINE_integer('num_classes', 6, 'Action classes.')
-_NUM_FRAMES = flags.DEFINE_integer('num_frames', 16, 'Frames per video.')
-_IMAGE_SIZE = flags.DEFINE_integer('image_size', 96, 'Frame side (pixels).')
-_FPS = flags.DEFINE_integer('fps', 8, 'Frame rate written in the files.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Generator seed.')
-_DROP = flags.DEFINE_float('oracle_drop_prob', 0.0,
-                           'Teacher misses an object class for a whole video '
-                           'with this probability.')
-_ERODE = flags.DEFINE_integer('oracle_erode_px', 0,
-                              'Teacher shrinks objects by this many pixels.')
 
 _SPLITS = (('train', 0), ('test', 1))
 
@@ -74,16 +64,34 @@ def write_folder(root: str, *, num_train: int, num_test: int,
     f.write('\n'.join(synthetic_generator.CATEGORY_NAMES) + '\n')
 
 
-def main(argv):
-  del argv
-  write_folder(_ROOT.value, num_train=_NUM_TRAIN.value,
-               num_test=_NUM_TEST.value, num_classes=_NUM_CLASSES.value,
-               num_frames=_NUM_FRAMES.value, image_size=_IMAGE_SIZE.value,
-               fps=_FPS.value, seed=_SEED.value, drop_prob=_DROP.value,
-               erode_px=_ERODE.value)
-  print(f'Wrote {_NUM_TRAIN.value} train and {_NUM_TEST.value} test videos '
-        f'to {_ROOT.value}')
+def define_flags() -> None:
+  """The command's flags (defined by `cli.run`)."""
+  flags.DEFINE_string('root', None, 'Folder to write (created).')
+  flags.DEFINE_integer('num_train', 512, 'Training videos.')
+  flags.DEFINE_integer('num_test', 128, 'Test videos.')
+  flags.DEFINE_integer('num_classes', 6, 'Action classes.')
+  flags.DEFINE_integer('num_frames', 16, 'Frames per video.')
+  flags.DEFINE_integer('image_size', 96, 'Frame side (pixels).')
+  flags.DEFINE_integer('fps', 8, 'Frame rate written in the files.')
+  flags.DEFINE_integer('seed', 0, 'Generator seed.')
+  flags.DEFINE_float('oracle_drop_prob', 0.0,
+                     'Teacher misses an object class for a whole video with '
+                     'this probability.')
+  flags.DEFINE_integer('oracle_erode_px', 0,
+                       'Teacher shrinks objects by this many pixels.')
+  flags.mark_flags_as_required(['root'])
+
+
+def main() -> None:
+  args = flags.FLAGS
+  write_folder(args.root, num_train=args.num_train, num_test=args.num_test,
+               num_classes=args.num_classes, num_frames=args.num_frames,
+               image_size=args.image_size, fps=args.fps, seed=args.seed,
+               drop_prob=args.oracle_drop_prob,
+               erode_px=args.oracle_erode_px)
+  print(f'Wrote {args.num_train} train and {args.num_test} test videos to '
+        f'{args.root}')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main, define_flags, console_logging=False)

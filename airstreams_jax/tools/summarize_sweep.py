@@ -13,36 +13,34 @@ Cells are percentages except θ, λ, τ; '(n)' is the number of seeds.
 """
 
 if __name__ == '__main__':
-  # Before anything loads TensorFlow: its native start-up lines stay off the
-  # console (and from in front of a one-line error).
+  # Before any other import: see cli.start.
   from airstreams_jax import cli as _cli  # pylint: disable=g-import-not-at-top
-  _cli.quiet_tensorflow_import()
+  _cli.start()
 
 import os
 import sys
 
-from absl import app
 from absl import flags
 
 from airstreams_jax import cli
 from airstreams_jax.launch import record as record_lib
 from airstreams_jax.tools import sweep_tables
 
-_ROOT = flags.DEFINE_string('root', None, "The sweep's directory.")
-_OUT = flags.DEFINE_string('out', '', 'The Markdown file; default '
-                           'ROOT/summary.md.')
+
+def define_flags() -> None:
+  """The command's flags (defined by `cli.run`)."""
+  flags.DEFINE_string('root', None, "The sweep's directory.")
+  flags.DEFINE_string('out', '', 'The Markdown file; default ROOT/summary.md.')
+  flags.mark_flags_as_required(['root'])
 
 
-def main(argv):
-  cli.setup_logging()
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  root = _ROOT.value
+def main() -> None:
+  root = flags.FLAGS.root
   if not os.path.exists(os.path.join(root, record_lib.RECORD_FILE)):
     sys.exit(f'error: {root} holds no {record_lib.RECORD_FILE}; give the '
              '--root of a sweep (python -m airstreams_jax.launch).')
   text = sweep_tables.summary_markdown(root, record_lib.read(root))
-  out = _OUT.value or os.path.join(root, 'summary.md')
+  out = flags.FLAGS.out or os.path.join(root, 'summary.md')
   with open(out, 'w') as f:
     f.write(text)
   print(text)
@@ -50,5 +48,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  flags.mark_flags_as_required(['root'])
-  app.run(main)
+  cli.run(main, define_flags)

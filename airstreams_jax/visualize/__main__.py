@@ -21,16 +21,12 @@ pictures during training (`samples/*`, `eval/confusion_matrix`).
 """
 
 if __name__ == '__main__':
-  # Before anything loads TensorFlow: its native start-up lines stay off the
-  # console (and from in front of a one-line error).
+  # Before any other import: see cli.start.
   from airstreams_jax import cli as _cli  # pylint: disable=g-import-not-at-top
-  _cli.use_huge_pages()  # Re-runs the process first where it helps.
-  _cli.quiet_tensorflow_import()
+  _cli.start()
 
 import os
-import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -38,32 +34,28 @@ from airstreams_jax import cli
 from airstreams_jax import errors
 from airstreams_jax.visualize import run_figures
 
-_WORKDIR = flags.DEFINE_string(
-    'workdir', None, "A training run's or an evolution's workdir.")
-_OUT = flags.DEFINE_string('out', '', 'Where the PNGs go; default '
-                           'WORKDIR/figures.')
-_NUM_CLIPS = flags.DEFINE_integer('num_clips', 4, 'Clips drawn in the flow '
-                                  'and segmentation figures.', lower_bound=1)
-_SPLIT = flags.DEFINE_string('split', '', "The dataset split; default the "
-                             "run's evaluation split.")
+
+def define_flags() -> None:
+  """The command's flags (defined by `cli.run`)."""
+  flags.DEFINE_string(
+      'workdir', None, "A training run's or an evolution's workdir.")
+  flags.DEFINE_string('out', '', 'Where the PNGs go; default WORKDIR/figures.')
+  flags.DEFINE_integer('num_clips', 4, 'Clips drawn in the flow and '
+                       'segmentation figures.', lower_bound=1)
+  flags.DEFINE_string('split', '', "The dataset split; default the run's "
+                      'evaluation split.')
+  flags.mark_flags_as_required(['workdir'])
 
 
-def main(argv):
-  cli.setup_logging()
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  out = _OUT.value or os.path.join(_WORKDIR.value, 'figures')
-  try:
-    written = run_figures.write_figures(
-        _WORKDIR.value, out, num_clips=_NUM_CLIPS.value,
-        split=_SPLIT.value)
-  except errors.ConfigError as e:
-    sys.exit(f'error: {cli.one_line(e)}')
+def main() -> None:
+  args = flags.FLAGS
+  out = args.out or os.path.join(args.workdir, 'figures')
+  written = run_figures.write_figures(
+      args.workdir, out, num_clips=args.num_clips, split=args.split)
   for name, path in written.items():
     logging.info('%s: %s', name, path)
     print(f'Wrote {path}')
 
 
 if __name__ == '__main__':
-  flags.mark_flags_as_required(['workdir'])
-  app.run(main)
+  cli.run(main, define_flags, one_line_errors=(errors.ConfigError,))
