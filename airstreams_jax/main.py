@@ -31,6 +31,7 @@ from airstreams_jax import cli
 from airstreams_jax import errors
 from airstreams_jax import mesh as mesh_lib
 from airstreams_jax.evolution import evolve
+from airstreams_jax.training import reporting
 from airstreams_jax.training import train
 
 FLAGS = flags.FLAGS
@@ -210,26 +211,8 @@ def _fail(message: str) -> None:
   os._exit(1)  # pylint: disable=protected-access
 
 
-def _representation_summary(representations) -> str:
-  """'; learned segmentation mIoU 0.61 against the teacher, learned flow
-  direction accuracy 0.85' for what the run measured."""
-  parts = []
-  if 'seg_miou' in representations:
-    parts.append(f"learned segmentation mIoU {representations['seg_miou']:.3f}"
-                 ' against the teacher')
-  if 'flow_direction_accuracy' in representations:
-    parts.append('learned flow direction accuracy '
-                 f"{representations['flow_direction_accuracy']:.3f}")
-  return ''.join(f'; {p}' for p in parts)
-
-
 def _print_summary(results) -> None:
-  streams = ', '.join(f'{k} {v:.4f}' for k, v in results['per_stream'].items()
-                      if k != 'merged')
-  print(f"Step {results['step']}: merged top-1 {results['top1']:.4f} on "
-        f"{results['num_examples']} held-out clips (chance "
-        f"{1 / results['num_classes']:.4f}; single-stream heads: {streams})"
-        f"{_representation_summary(results.get('representations', {}))}. "
+  print(f"{reporting.evaluation_line(results)}. "
         f"Results: {os.path.join(FLAGS.workdir, 'eval_results.json')}")
 
 

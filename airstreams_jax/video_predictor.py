@@ -61,6 +61,13 @@ class VideoPrediction:
              float(np.max(w.scores))) for w in self.windows]
 
 
+# What a video is judged by: windows over the whole video, or the
+# evaluation protocol's views (`dataset.eval_clips` clips evenly spaced x
+# `eval_crops` crops, as the test-set evaluation and the exported model's
+# classify_video signature score a video).
+VIEWS = ('windows', 'eval')
+
+
 class VideoPredictor:
   """Scores whole videos with a trained run; see the module docstring.
 
@@ -69,11 +76,15 @@ class VideoPredictor:
     window_stride_seconds: how far apart windows start; None: one clip's
       duration (windows side by side, each frame seen once).
     batch_size: windows scored at once (the compiled program's batch).
+    views: 'windows' (the default) or 'eval' (see `VIEWS`; no timeline).
   """
 
   def __init__(self, workdir: str,
                window_stride_seconds: Optional[float] = None,
-               batch_size: int = 8):
+               batch_size: int = 8, views: str = 'windows'):
+    if views not in VIEWS:
+      raise ValueError(f'views={views!r}: use one of {VIEWS}.')
+    self.views = views
     if window_stride_seconds is not None and not window_stride_seconds > 0:
       raise ValueError('The window stride must be > 0 seconds, got '
                        f'{window_stride_seconds}.')
@@ -109,6 +120,13 @@ class VideoPredictor:
              3: 'three square crops (both ends and the centre of the long '
                 'side)'}.get(int(d.eval_crops),
                              f'{d.eval_crops} square crops along the long side')
+    if self.views == 'eval':
+      return (f'the evaluation views: {d.eval_clips} clip(s) of '
+              f'{self.num_frames} frames (one stored frame in '
+              f'{self.frame_stride}; {rate}, short side {d.short_side} px) '
+              f'evenly spaced over the video (one: the middle clip), each on '
+              f'{crops} resized to {d.image_size} px; the scores are their '
+              'mean (no timeline)')
     stride = (f'every {self.window_stride_seconds:g} s'
               if self.window_stride_seconds else
               'side by side (each starting where the last ended)')
@@ -154,6 +172,8 @@ class VideoPredictor:
     video = self.decode(path)
     frames, times = video.frames, np.asarray(video.timestamps, np.float64)
     num_stored = len(frames)
+    if self.views == 'eval':
+      return self._predict_eval_views(path, frames)
     # The stored frames' rate, for the stride and the windows' ends.
     rate = ((num_stored - 1) / (times[-1] - times[0])
             if num_stored > 1 and times[-1] > times[0] else
@@ -178,3 +198,24 @@ class VideoPredictor:
                            scores=scores.mean(0), windows=scored,
                            num_stored_frames=num_stored,
                            repeated_frames=windows.repeated)
+
+  def _predict_eval_views(self, path: str,
+                          frames: np.ndarray) -> VideoPrediction:
+    """The evaluation protocol's views of the whole video, scored at once."""
+    repeated = video_windows.repeated_frames(len(frames), self.num_frames,
+                                             self.frame_stride)
+    if repeated:
+      logging.warning(
+          '%s: %d stored frames, shorter than the model\'s clip of %d frames '
+          'at stride %d: %d of its %d frames repeat the last one.', path,
+          len(frames), self.num_frames, self.frame_stride, repeated,
+          self.num_frames)
+    example = {'video': tf.constant(frames), 'label': tf.constant(-1)}
+    views = pipeline.preprocess_eval(
+        example, dataset_config=self._dataset)['video'].numpy()
+    scores = np.asarray(self._score(self._state, jnp.asarray(
+        views[None]))['merged'][0])
+    return VideoPrediction(path=path, class_names=self.class_names,
+                           scores=scores, windows=[],
+                           num_stored_frames=len(frames),
+                           repeated_frames=repeated)

@@ -24,7 +24,7 @@ LAYERS = (
     ('data',),
     ('training',),
     ('evolution', 'launch', 'model_info'),
-    ('visualize', 'predict', 'export'),
+    ('visualize', 'predict', 'video_predictor', 'export'),
     ('main', 'tools'),
 )
 _RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
