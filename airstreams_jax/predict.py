@@ -195,9 +195,10 @@ def main() -> int:
   predictor = video_predictor.VideoPredictor(
       args.workdir, window_stride_seconds=args.window_stride,
       batch_size=args.batch_size, views=args.views)
-  logging.info('Scoring %s.', predictor.views_description())
   if args.format == 'text':
     print(f'Scored: {predictor.views_description()}.')
+  else:  # On stderr, beside the data on stdout.
+    logging.info('Scoring %s.', predictor.views_description())
   predictions, failed = [], []
   several = len(paths) > 1
   for path in tqdm.tqdm(paths, unit='video', disable=not several,
