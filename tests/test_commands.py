@@ -20,7 +20,9 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Each command and flags its help must list.
 COMMANDS = {
     'airstreams_jax.main': ('config', 'workdir', 'mode', 'jit_cache_dir'),
-    'airstreams_jax.predict': ('workdir', 'video', 'top_k', 'output_json'),
+    'airstreams_jax.predict': ('workdir', 'video', 'top_k', 'output_json',
+                               'window_stride', 'views', 'format'),
+    'airstreams_jax.data.build': ('config',),
     'airstreams_jax.export': ('workdir', 'out', 'format'),
     'airstreams_jax.model_info': ('config', 'num_classes', 'num_seg_classes'),
     'airstreams_jax.visualize': ('workdir', 'out', 'num_clips', 'split'),

@@ -23,8 +23,8 @@ LAYERS = (
     ('models', 'teachers', 'plotting'),
     ('data',),
     ('training',),
-    ('evolution', 'launch', 'model_info'),
-    ('visualize', 'predict', 'video_predictor', 'export'),
+    ('evolution', 'launch', 'model_info', 'video_predictor'),
+    ('visualize', 'predict', 'export'),
     ('main', 'tools'),
 )
 _RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}

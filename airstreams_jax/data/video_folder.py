@@ -18,9 +18,16 @@ From `main` (builds on first use; see configs/video_folder.py):
       --workdir=W --config.dataset.manual_dir=ROOT \
       --config.dataset.data_dir=D --config.dataset.teacher=selfie
 
-With tfds's build command (the default config: selfie teacher, short side
-128, every frame, masks of short side 64; `--config` takes a JSON of other
-options):
+Built ahead of training, with the same storage options as the config (so
+`main` then finds it built):
+
+  python -m airstreams_jax.data.build --config=configs/video_folder.py \
+      --config.dataset.manual_dir=ROOT --config.dataset.data_dir=D
+
+With tfds's build command, which knows no experiment config: its defaults
+(selfie teacher, short side 128, every frame, masks of short side 64) are
+not configs/video_folder.py's (short side 96, masks 48), so `main` with that
+config would build again; `--config` takes a JSON of other options:
 
   python -m airstreams_jax.data.video_folder --manual_dir=ROOT \
       --data_dir=D [--config '{"teacher": "files", "fps": 8}']
