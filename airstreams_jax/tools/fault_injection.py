@@ -43,7 +43,9 @@ from absl import flags
 
 from airstreams_jax import cli
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The repository root: main runs there (its config paths are relative to it).
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 # Orbax writes a checkpoint into `<step>.orbax-checkpoint-tmp-<n>` and renames
 # it to `<step>` once complete.
 _TMP_MARK = '.orbax-checkpoint-tmp'
