@@ -85,7 +85,7 @@ def use_small_cpu_model(config) -> None:
   config.optimizer.learning_rate = 3e-3
   config.model.tower = SMALL_TOWER
   config.model.dropout_rate = 0.2
-  config.model.flow = dict(num_iter=10, bottleneck=1, presmooth_sigma=0.0)
+  config.model.flow.update(num_iter=10, bottleneck=1, presmooth_sigma=0.0)
   config.model.seg = dict(widths=(8, 16, 16, 32), output_stride=16,
                           decoder_features=16)
 
@@ -141,7 +141,7 @@ def shrink_for_smoke(config) -> None:
   config.optimizer.warmup_steps = 2
   config.model.tower = SMALL_TOWER
   config.model.dropout_rate = 0.2
-  config.model.flow = dict(num_iter=3, bottleneck=1, presmooth_sigma=0.0)
+  config.model.flow.update(num_iter=3, bottleneck=1, presmooth_sigma=0.0)
   config.model.seg = dict(widths=(8, 16, 16, 32), output_stride=16,
                           decoder_features=8)
   config.dataset.image_size = 32
@@ -242,7 +242,15 @@ def get_config():
       pointwise_convs='auto',
       # presmooth_sigma: a fixed Gaussian blur before the TV-L1 iterations
       # (rep_flow.RepresentationFlow); 0 = none, as the paper.
-      flow=dict(num_iter=20, bottleneck=1, presmooth_sigma=0.0),
+      # pyramid_levels=1, warps=1: the paper's single-scale layer (one
+      # linearisation, motion up to about a pixel). More: coarse to fine as
+      # OpenCV's DualTVL1 (models/flow_pyramid.py), levels scale_step apart
+      # (OpenCV: 0.8), `warps` linearisations of num_iter iterations each
+      # per level, the second frame warped by warp_interpolation ('bicubic'
+      # as OpenCV, or 'bilinear').
+      flow=dict(num_iter=20, bottleneck=1, presmooth_sigma=0.0,
+                pyramid_levels=1, warps=1, scale_step=0.8,
+                warp_interpolation='bicubic'),
       # A second flow layer on the first one's output (rep_flow.FlowOfFlow):
       # conv to `features` channels, then a flow layer with these options.
       flow_of_flow=dict(enabled=False, features=16, num_iter=20,

@@ -14,6 +14,7 @@ Conventions:
     width, u2 along the rows, so that I_{t+1}(x + u) ~= I_t(x).
 """
 
+import functools
 import math
 from typing import Any, Mapping, Optional
 
@@ -141,14 +142,47 @@ def tvl1_flow(i0: Array, i1: Array, *, theta: Array, lam: Array, tau: Array,
   Returns:
     (u1, u2): displacement along the width and along the rows, [..., H, W].
   """
+  gx = central_grad(i1, img_grad_x, _X_AXIS)
+  gy = central_grad(i1, img_grad_y, _Y_AXIS)
+  rho_c = i1 - i0 + _EPS
+  zeros = jnp.zeros((2,) + i0.shape, i0.dtype)
+  u, _, _ = tvl1_iterations(
+      gx, gy, rho_c, (zeros, zeros, zeros), theta=theta, lam=lam, tau=tau,
+      div_x=div_x, div_y=div_y, flow_grad_x=flow_grad_x,
+      flow_grad_y=flow_grad_y, num_iter=num_iter)
+  return u[0], u[1]
+
+
+def tvl1_iterations(gx: Array, gy: Array, rho_c: Array,
+                    init: tuple[Array, Array, Array], *, theta: Array,
+                    lam: Array, tau: Array, div_x: Array, div_y: Array,
+                    flow_grad_x: Array, flow_grad_y: Array, num_iter: int
+                    ) -> tuple[Array, Array, Array]:
+  """`num_iter` TV-L1 iterations on one linearisation of the data term.
+
+  The data term is rho(u) = rho_c + gx u1 + gy u2: `tvl1_flow` linearises at
+  u = 0 (rho_c = I1 - I0, g = grad I1); a coarse-to-fine pass
+  (`flow_pyramid`) linearises at the current flow u0 with the second frame
+  and its gradient warped by u0 (rho_c = I1(x + u0) - g . u0 - I0).
+
+  Args:
+    gx: Image gradient along the width, [..., H, W].
+    gy: Image gradient along the rows.
+    rho_c: Constant part of the linearised data term.
+    init: (u, px, py), each [2, ..., H, W]: the flow [u1, u2] and the dual
+      variables [p11, p21] (along the width) and [p12, p22] (along the rows)
+      to start from.
+    theta, lam, tau, div_x, div_y, flow_grad_x, flow_grad_y, num_iter: as
+      in `tvl1_flow`.
+
+  Returns:
+    (u, px, py) after the iterations.
+  """
   theta = jnp.abs(theta) + _EPS
   l_t = lam * theta
   taut = tau / theta
 
-  gx = central_grad(i1, img_grad_x, _X_AXIS)
-  gy = central_grad(i1, img_grad_y, _Y_AXIS)
   g2 = gx**2 + gy**2 + _EPS
-  rho_c = i1 - i0 + _EPS
   # Where the image gradient vanishes the reference leaves v = u. The double
   # `where` keeps 1/g2 (and its derivative) finite in the unused branch, which
   # would otherwise turn into 0 * inf = NaN in the backward pass.
@@ -167,7 +201,7 @@ def tvl1_flow(i0: Array, i1: Array, *, theta: Array, lam: Array, tau: Array,
   # channel), so those reductions end in a vector, which XLA:CPU splits
   # across threads, and the per-image sums are added once after the loop.
   # 2026-12-06, fwd+bwd at (1,16,112,112,3) K=1 20 iterations: 155 -> 140 ms.
-  per_image = i0.shape[:-2] + (1, 1)
+  per_image = gx.shape[:-2] + (1, 1)
 
   def loop_scalar(value):
     return jnp.broadcast_to(value, per_image)
@@ -210,17 +244,16 @@ def tvl1_flow(i0: Array, i1: Array, *, theta: Array, lam: Array, tau: Array,
     py = (py + wy) / denom
     return (u, px, py), None
 
-  zeros = jnp.zeros((2,) + i0.shape, i0.dtype)
   # `scan` instead of a Python loop: an unrolled loop makes XLA:CPU compile
   # time and run time grow roughly quadratically with num_iter. Checkpointing
   # the body stores only the carry (u, px, py) per iteration for the backward
   # pass and recomputes the rest (about 4x less memory, and faster on CPU).
   # The image terms (gx, gy, rho_c, ...) are loop constants, saved once.
   # prevent_cse is unnecessary inside scan and would only block fusion.
-  (u, _, _), _ = jax.lax.scan(
-      jax.checkpoint(step, prevent_cse=False), (zeros, zeros, zeros), None,
+  carry, _ = jax.lax.scan(
+      jax.checkpoint(step, prevent_cse=False), tuple(init), None,
       length=num_iter)
-  return u[0], u[1]
+  return carry
 
 
 def mean_flow(flow: Array) -> Array:
@@ -291,6 +324,16 @@ class RepresentationFlow(nn.Module):
     residual: K > 1 only. Map the 2K flow channels back to C with a bias-free
       1x1 conv, apply BatchNorm with scale initialised to 0, add the input and
       apply ReLU, so that the layer starts as relu(input).
+    pyramid_levels: 1 (with warps = 1) is the paper's single-scale layer.
+      More runs TV-L1 coarse to fine on up to this many levels (levels under
+      16 px are dropped), warping the second frame by the flow so far, as
+      OpenCV's DualTVL1 does (models/flow_pyramid.py): it follows motion of
+      several pixels, which one linearisation at u = 0 cannot.
+    warps: Linearisations (warps) per level, each of `num_iter` iterations.
+    scale_step: Size ratio of consecutive pyramid levels, in (0, 1); 0.8 is
+      OpenCV's default.
+    warp_interpolation: 'bicubic' (OpenCV's; agrees with its DualTVL1) or
+      'bilinear' (cheaper).
     dtype: Compute dtype.
     param_dtype: Parameter dtype.
   """
@@ -302,6 +345,10 @@ class RepresentationFlow(nn.Module):
   train_flow_grad: bool = True
   presmooth_sigma: float = 0.0
   residual: bool = False
+  pyramid_levels: int = 1
+  warps: int = 1
+  scale_step: float = 0.8
+  warp_interpolation: str = 'bicubic'
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -338,6 +385,11 @@ class RepresentationFlow(nn.Module):
       raise ValueError(f'bottleneck must be >= 1, got {self.bottleneck}.')
     if self.residual and self.bottleneck == 1:
       raise ValueError('residual=True needs bottleneck > 1.')
+    if self.pyramid_levels < 1 or self.warps < 1:
+      raise ValueError('pyramid_levels and warps must be >= 1, got '
+                       f'{self.pyramid_levels} and {self.warps}.')
+    if not 0 < self.scale_step < 1:
+      raise ValueError(f'scale_step must be in (0, 1), got {self.scale_step}.')
     x = jnp.asarray(x, self.dtype)
     inputs = x
     channels = x.shape[-1]
@@ -364,7 +416,17 @@ class RepresentationFlow(nn.Module):
     x = jnp.moveaxis(x, -1, 2)
     if self.presmooth_sigma > 0:
       x = gaussian_blur(x, self.presmooth_sigma)
-    u1, u2 = tvl1_flow(
+    if self.pyramid_levels == 1 and self.warps == 1:
+      # The paper's layer (one linearisation at u = 0), kept as it was.
+      flow_fn = tvl1_flow
+    else:
+      # Imported here: flow_pyramid builds on this module's iterations.
+      from airstreams_jax.models import flow_pyramid  # pylint: disable=g-import-not-at-top
+      flow_fn = functools.partial(
+          flow_pyramid.tvl1_flow_pyramid, levels=self.pyramid_levels,
+          warps=self.warps, scale_step=self.scale_step,
+          interpolation=self.warp_interpolation)
+    u1, u2 = flow_fn(
         x[:, :-1], x[:, 1:],
         theta=self._value('theta', _THETA, self.train_hyper),
         lam=self._value('lambda', _LAMBDA, self.train_hyper),

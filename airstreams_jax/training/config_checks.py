@@ -28,6 +28,7 @@ from airstreams_jax import sharding as sharding_lib
 from airstreams_jax.data import dataset_from_config
 from airstreams_jax.data import synthetic_generator
 from airstreams_jax.models import airstreams
+from airstreams_jax.models import flow_pyramid
 from airstreams_jax.models import tvn
 from airstreams_jax.training import losses
 from airstreams_jax.training import optim
@@ -110,6 +111,15 @@ def check_values(config) -> None:
     _require(config, key, _integer_at_least(1), positive)
   _require(config, 'model.flow.presmooth_sigma', _finite_at_least(0),
            'a value >= 0 (0: no pre-smoothing)')
+  if 'pyramid_levels' in config.model.flow:  # Configs of runs before it.
+    for key in ('pyramid_levels', 'warps'):
+      _require(config, 'model.flow.' + key, _integer_at_least(1),
+               'an integer >= 1 (1 and 1: the paper\'s single scale)')
+    _require(config, 'model.flow.scale_step', lambda v: 0 < v < 1,
+             'a value in (0, 1) (OpenCV: 0.8)')
+    _require(config, 'model.flow.warp_interpolation',
+             lambda v: v in flow_pyramid.INTERPOLATIONS,
+             f'one of {flow_pyramid.INTERPOLATIONS}')
   _require(config, 'model.seg.output_stride',
            lambda v: v in SEG_OUTPUT_STRIDES, f'one of {SEG_OUTPUT_STRIDES}')
   _require(config, 'model.seg.decoder_features', _integer_at_least(0),
