@@ -6,6 +6,9 @@ Recognition" (CVPR 2019) with the semantics of the TensorFlow reference
 rep_flow_2d_layer.py`): a fixed number of TV-L1 iterations around a single
 linearisation point u0 = 0 (no warping, no pyramid), in which the hyper
 parameters (theta, lambda, tau) and the small difference kernels may be learned.
+`RepresentationFlow(pyramid_levels > 1 or warps > 1)` runs the same
+iterations coarse to fine instead (models/flow_pyramid.py), for motion of
+more than a pixel.
 
 Conventions:
   * Input and output are video clips [B, T, H, W, C] (channels last).
