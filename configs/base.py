@@ -251,7 +251,7 @@ def get_config():
       flow=dict(num_iter=20, bottleneck=1, presmooth_sigma=0.0,
                 pyramid_levels=1, warps=1, scale_step=0.8,
                 warp_interpolation='bicubic'),
-      # A second flow layer on the first one's output (rep_flow.FlowOfFlow):
+      # A second flow layer on the first one's output (flow_of_flow.FlowOfFlow):
       # conv to `features` channels, then a flow layer with these options.
       flow_of_flow=dict(enabled=False, features=16, num_iter=20,
                         bottleneck=1),

@@ -9,7 +9,7 @@ import pytest
 
 from airstreams_jax.models import airstreams
 from airstreams_jax.models import drn
-from airstreams_jax.models import rep_flow
+from airstreams_jax.models import flow_of_flow
 from airstreams_jax.models import tvn
 from airstreams_jax.training import losses
 from configs import synthetic
@@ -211,7 +211,7 @@ def test_flow_of_flow_stream_shapes_and_gradients():
 
   # The layer itself (a small compile): the last genuine frame is repeated
   # and every part learns.
-  layer = rep_flow.FlowOfFlow(first=dict(num_iter=3), features=6,
+  layer = flow_of_flow.FlowOfFlow(first=dict(num_iter=3), features=6,
                               second=dict(num_iter=3, bottleneck=2))
   x = jnp.asarray(np.random.default_rng(4).normal(size=(2, 4, 16, 16, 3)),
                   jnp.float32)

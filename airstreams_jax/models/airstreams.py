@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from airstreams_jax.models import drn
+from airstreams_jax.models import flow_of_flow as flow_of_flow_lib
 from airstreams_jax.models import rep_flow
 from airstreams_jax.models import tvn
 
@@ -69,7 +70,7 @@ class AIRStreams(nn.Module):
       forward pass is unchanged.
     flow: keyword arguments of `rep_flow.RepresentationFlow`.
     flow_of_flow: None, or the `features` and second-layer keyword arguments
-      of a `rep_flow.FlowOfFlow` that then replaces the single flow layer
+      of a `flow_of_flow.FlowOfFlow` that then replaces the single flow layer
       (`flow` configures its first layer).
     seg_widths: DRN-18 stage widths.
     seg_output_stride: DRN-18 output stride.
@@ -129,7 +130,7 @@ class AIRStreams(nn.Module):
             **dict(self.flow or {}), dtype=self.dtype, name='flow_layer')
       else:
         second = dict(self.flow_of_flow)
-        flow_layer = rep_flow.FlowOfFlow(
+        flow_layer = flow_of_flow_lib.FlowOfFlow(
             first=self.flow, features=second.pop('features', 16),
             second=second, dtype=self.dtype, name='flow_layer')
       flow = flow_layer(x, train)
