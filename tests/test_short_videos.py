@@ -40,7 +40,10 @@ def test_short_videos_are_warned_and_named_in_the_report(tmp_path, caplog):
         short_side=24, mask_size=12, build_workers=1,
         num_frames=_NUM_FRAMES, frame_stride=_FRAME_STRIDE))
   builder = dataset_from_config.make_builder(config.dataset)
-  with caplog.at_level(logging.INFO):
+  # absl's logger too: a TFLite conversion earlier in the process (the
+  # teacher tests, export) leaves it at WARNING.
+  with caplog.at_level(logging.INFO), caplog.at_level(logging.INFO,
+                                                      logger='absl'):
     dataset_from_config.prepare(builder)
   expected = {relative: video_windows.repeated_frames(
       n, _NUM_FRAMES, _FRAME_STRIDE) for relative, n in _VIDEOS.items()}

@@ -2,6 +2,7 @@
 
 import hashlib
 import importlib.util
+import logging
 import os
 import zipfile
 
@@ -197,6 +198,7 @@ def keras_models(tmp_path_factory):
   pooled = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(scores))
   tmp = tmp_path_factory.mktemp('tflite')
   rng = np.random.default_rng(0)
+  absl_level = logging.getLogger('absl').level
 
   def representative():
     for _ in range(8):
@@ -211,10 +213,13 @@ def keras_models(tmp_path_factory):
       pooled=_convert(pooled, tmp / 'pooled.tflite'),
       quantised=_convert(model, tmp / 'quantised.tflite', representative),
       labels=str(labels), dir=tmp)
-  # set_random_seed set TensorFlow's global seed for the whole process;
-  # with one set, the training pipeline's shuffle (a seed tensor per epoch)
-  # fails to trace, so it is unset for the tests that run after these.
+  # What this left set for the whole process is undone for the tests that
+  # run after these: set_random_seed set TensorFlow's global seed, with
+  # which the training pipeline's shuffle (a seed tensor per epoch) fails to
+  # trace; the TFLite converter set absl's logger to WARNING, which hides
+  # the INFO lines other tests read.
   tf.random.set_seed(None)
+  logging.getLogger('absl').setLevel(absl_level)
   return models
 
 
