@@ -40,59 +40,117 @@ tf.config.set_visible_devices([], 'GPU')
 # The suite runs on two pytest-xdist workers (pytest.ini: -n 2): most of a
 # test's time is single-threaded Python (imports, tracing, loading compiled
 # programs, the subprocesses' start), so two workers on two cores overlap what
-# one leaves idle. A worker takes whole groups (the scheduler below); a group
-# is a test module unless named here: the tests that share the
-# `smoke_main_run` fixture stay in one group (it runs once), long tests that
-# share nothing run as groups of their own. Groups start longest first
-# (seconds of a full run), so the last to start is short and both workers
-# finish together.
-_GROUP_OF_TEST = {
-    'test_train.py::test_main_smoke_end_to_end_then_resume': 'smoke_main_run',
-    'test_train.py::test_sharded_train_step_equals_unsharded': 'sharded_step',
-    'test_train.py::test_a_non_finite_step_stops_training_before_it_is_saved':
-        'non_finite_step',
-}
-_GROUP_OF_MODULE = {'test_fault_injection.py': 'smoke_main_run'}
-_LONGEST_GROUPS_FIRST = (
-    'smoke_main_run',  # ~650 s
-    'test_evolution.py',  # ~400 s
-    'test_launch.py',  # ~300 s
-    'test_multihost.py',  # ~300 s
-    'sharded_step',  # ~230 s
-    'test_model.py',  # ~230 s
-    'test_notebook.py',  # ~185 s
-    'non_finite_step',  # ~85 s
-)
+# one leaves idle. A worker takes whole work units (scopes), which the
+# markers decide (`_scope`): a fast test runs with its module (its
+# module-scoped fixtures are built once); a slow one is a unit of its own,
+# so that the two workers share the long tests; tests that share a run (a
+# fixture in `_SHARED_RUNS`) or carry the same `xdist_group` mark are one
+# unit (the run happens once). Slow units go out first, then those around a
+# shared run (a training), then the larger first, so that the last units to
+# start are short and both workers finish together.
+#
+# xdist's own `--dist loadgroup` does not work here: it appends the group to
+# `item._nodeid`, which pytest 9 no longer reads (tests of one group went to
+# both workers). And its controller sees node ids only, not marks; the
+# workers therefore write each test's unit to a file that the controller's
+# scheduler reads (`pytest_configure_node`, `_Scheduling`).
+_SHARED_RUNS = ('smoke_main_run', 'in_process_run', 'evolved_search')
 
 
-def _group(nodeid: str) -> str:
-  """'tests/test_x.py::test_y[param]' -> the name of its group."""
-  module, _, test = nodeid.partition('::')
-  module = os.path.basename(module)
-  test = test.split('[')[0]
-  return _GROUP_OF_TEST.get(f'{module}::{test}',
-                            _GROUP_OF_MODULE.get(module, module))
+def _scope(item) -> str:
+  group = item.get_closest_marker('xdist_group')
+  if group:
+    return 'group:' + str(group.args[0] if group.args else
+                          group.kwargs.get('name', 'default'))
+  for fixture in _SHARED_RUNS:
+    if fixture in item.fixturenames:
+      return 'group:' + fixture
+  if item.get_closest_marker('slow'):
+    return item.nodeid
+  return item.nodeid.partition('::')[0]
 
 
+@pytest.hookimpl(trylast=True)  # After `-m` and `-k` deselect.
 def pytest_collection_modifyitems(config, items):
-  del config  # Unused.
-  rank = {name: i for i, name in enumerate(_LONGEST_GROUPS_FIRST)}
-  # A stable sort: within a group, tests keep the order of their file.
-  items.sort(key=lambda item: rank.get(_group(item.nodeid), len(rank)))
+  scopes = {item.nodeid: _scope(item) for item in items}
+  slow = {scopes[item.nodeid] for item in items
+          if item.get_closest_marker('slow')}
+  size = {}
+  for scope in scopes.values():
+    size[scope] = size.get(scope, 0) + 1
+  # A stable sort: slow units first, then the shared runs, then by size (the
+  # number of tests, xdist's own measure); within a unit, tests keep the
+  # order of their file.
+  items.sort(key=lambda item: (
+      scopes[item.nodeid] not in slow,
+      not scopes[item.nodeid].startswith('group:'),
+      -size[scopes[item.nodeid]]))
+  path = getattr(config, 'workerinput', {}).get('airstreams_scopes_file')
+  if path:  # A pytest-xdist worker: tell the controller the units.
+    tmp = f"{path}.{config.workerinput['workerid']}"
+    with open(tmp, 'w') as f:
+      json.dump(scopes, f)
+    os.replace(tmp, path)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+  """The controller, for each worker: where the workers write the units."""
+  config = node.config
+  if not hasattr(config, '_airstreams_scopes_dir'):
+    config._airstreams_scopes_dir = tempfile.TemporaryDirectory(  # pylint: disable=protected-access
+        prefix='airstreams_test_scopes_')
+    config.add_cleanup(config._airstreams_scopes_dir.cleanup)  # pylint: disable=protected-access
+  node.workerinput['airstreams_scopes_file'] = os.path.join(
+      config._airstreams_scopes_dir.name, 'scopes.json')  # pylint: disable=protected-access
+
+
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-  """xdist's scope scheduling with the groups above as scopes (its own
-  loadgroup marks do not reach pytest 9's node ids). Groups go out in
-  collection order (pytest.ini: --no-loadscope-reorder), longest first."""
+  """xdist's scope scheduling with the units above as scopes. Units go out
+  in collection order (pytest.ini: --no-loadscope-reorder)."""
   from xdist.scheduler import LoadScopeScheduling  # pylint: disable=g-import-not-at-top
 
-  class GroupScheduling(LoadScopeScheduling):
+  class _Scheduling(LoadScopeScheduling):
+    """Scopes from the workers' file (collected before scheduling starts)."""
+
+    _scopes = None
 
     def _split_scope(self, nodeid: str) -> str:
-      return _group(nodeid)
+      if self._scopes is None:
+        with open(os.path.join(config._airstreams_scopes_dir.name,  # pylint: disable=protected-access
+                               'scopes.json')) as f:
+          self._scopes = json.load(f)
+      return self._scopes[nodeid]
 
-  return GroupScheduling(config, log)
+    def _reschedule(self, node) -> None:
+      """As xdist's, but a worker gets its next unit only when it holds its
+      last test (xdist: two), so that no long unit waits on a busy worker
+      while the other has nothing left."""
+      if node.shutting_down:
+        return
+      if not self.workqueue:
+        node.shutdown()
+        return
+      if self._pending_of(self.assigned_work[node]) <= 1:
+        self._assign_work_unit(node)
+
+  return _Scheduling(config, log)
+
+
+@pytest.fixture(autouse=True)
+def _only_slow_tests_start_processes(request, monkeypatch):
+  """The development tier (`-m "not slow"`) starts no process: a test that
+  does fails here until it is marked slow."""
+  if request.node.get_closest_marker('slow'):
+    return
+
+  def refuse(self, args, *unused_args, **unused_kwargs):
+    del self
+    raise AssertionError(
+        f'{request.node.nodeid} starts a process ({args!r:.120}): mark it '
+        '@pytest.mark.slow (pytest.ini says which tests are slow).')
+  monkeypatch.setattr(subprocess.Popen, '__init__', refuse)
 
 
 @pytest.fixture(scope='session')

@@ -162,6 +162,7 @@ def test_the_table_puts_the_twin_beside_ours():
   assert row.split()[-3:] == ['0.50', '1.00', '0.50x']
 
 
+@pytest.mark.slow
 def test_the_torch_worker_runs_callables_in_a_process_of_its_own(tmp_path):
   from airstreams_jax.tools import torch_worker  # pylint: disable=g-import-not-at-top
   path = tmp_path / 'calls.txt'
@@ -199,6 +200,7 @@ def test_the_torch_worker_runs_callables_in_a_process_of_its_own(tmp_path):
   assert process.poll() == 0
 
 
+@pytest.mark.slow
 def test_a_busy_torch_worker_is_killed_when_closed():
   from airstreams_jax.tools import torch_worker  # pylint: disable=g-import-not-at-top
   worker = torch_worker.TorchWorker()
@@ -221,6 +223,7 @@ def test_a_busy_torch_worker_is_killed_when_closed():
   assert errors and 'died' in str(errors[0])
 
 
+@pytest.mark.slow
 def test_a_dying_torch_worker_is_reported():
   from airstreams_jax.tools import torch_worker  # pylint: disable=g-import-not-at-top
   with torch_worker.TorchWorker() as worker:
@@ -251,6 +254,7 @@ def test_the_twin_infers_in_eval_mode_between_train_steps():
   assert not torch.equal(fns['infer'](), first)  # The step changed weights.
 
 
+@pytest.mark.slow
 def test_the_twin_trains_in_the_worker():
   pytest.importorskip('torch')
   from airstreams_jax.tools import torch_worker  # pylint: disable=g-import-not-at-top

@@ -59,6 +59,7 @@ def _stderr_of(code):
                         check=True).stderr
 
 
+@pytest.mark.slow
 def test_quiet_tensorflow_import_holds_back_the_startup_lines():
   loud = _stderr_of('import tensorflow')
   if not loud.strip():

@@ -42,6 +42,7 @@ def test_errors_name_the_problem(run_without_checkpoint, tmp_path, fmt,
   assert not os.path.exists(out)
 
 
+@pytest.mark.slow
 def test_cli_error_is_one_line(run_without_checkpoint, tmp_path):
   proc = subprocess.run(
       [sys.executable, '-m', 'airstreams_jax.export',

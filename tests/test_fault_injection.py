@@ -17,6 +17,9 @@ import pytest
 
 from airstreams_jax.tools import fault_injection as fi
 
+# Every test here starts `main` subprocesses.
+pytestmark = pytest.mark.slow
+
 
 def test_killed_twice_then_resumed_gives_the_uninterrupted_weights(
     tmp_path, data_dir, smoke_main_run):

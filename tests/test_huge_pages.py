@@ -78,6 +78,7 @@ def _thp_mode():
     return ''
 
 
+@pytest.mark.slow
 def test_an_entry_point_reruns_itself_once_with_the_tunable(tmp_path):
   env = {k: v for k, v in os.environ.items()
          if k not in ('GLIBC_TUNABLES', 'AIRSTREAMS_JAX_HUGE_PAGES_RERUN')}
@@ -102,6 +103,7 @@ def test_an_entry_point_reruns_itself_once_with_the_tunable(tmp_path):
     assert int(faults) < opted_out_faults / 10
 
 
+@pytest.mark.slow
 def test_a_module_run_inside_another_program_is_not_rerun(tmp_path):
   """Under a host that runs the file itself (here runpy, as IPython's %run
   or a debugger would) re-running would replace the host: one start."""

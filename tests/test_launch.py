@@ -43,6 +43,7 @@ def test_product_of_axes_names_and_flattens():
                                                 'streams=rgb,seed=2')
 
 
+@pytest.mark.slow
 def test_command_flags_parse_back_to_the_overridden_config(tmp_path):
   """What main's --config.* flags make of a unit equals apply_overrides."""
   overrides = {'model.streams': ('rgb', 'flow'), 'model.stop_gradient': True,
@@ -189,6 +190,7 @@ def test_gpu_slots_share_the_visible_gpus(monkeypatch):
     resources.check(3)
 
 
+@pytest.mark.slow
 def test_fake_device_slots_get_their_count_and_patient_collectives(
     monkeypatch):
   monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=8 '
@@ -220,6 +222,7 @@ def test_dependency_order_puts_dependencies_first():
   assert units[names.index('evolved')].dependencies() == ['evolve']
 
 
+@pytest.mark.slow
 def test_launch_cli_rejects_a_bad_sweep_in_one_line(tmp_path):
   sweep_file = tmp_path / 'bad_sweep.py'
   sweep_file.write_text(textwrap.dedent(f"""
@@ -245,6 +248,7 @@ def _smoke_unit(name, data_dir, **overrides):
                     name=name)
 
 
+@pytest.mark.slow
 def test_local_sweep_order_failures_and_rerun(tmp_path, data_dir):
   """Two smoke trainings (one waiting for the other), a unit that fails and
   one that waits for it; then a rerun that only retries the failure."""
@@ -305,6 +309,7 @@ def test_local_sweep_order_failures_and_rerun(tmp_path, data_dir):
     local.run(sweep.check(changed), root, out=io.StringIO())
 
 
+@pytest.mark.slow
 def test_sigterm_stops_children_and_a_rerun_resumes(tmp_path, data_dir):
   """SIGTERM to the launcher mid-training: the child stops, the record says
   interrupted; the same command again resumes the workdir and finishes."""
@@ -484,6 +489,7 @@ def test_ablations_check_everything_before_any_unit_starts(
       message.format(empty=tmp_path / 'empty')), str(raised.value)
 
 
+@pytest.mark.slow
 def test_ablations_cli_stops_in_one_line_before_any_unit(tmp_path):
   proc = subprocess.run(
       [sys.executable, '-m', 'airstreams_jax.tools.ablations',
@@ -548,6 +554,7 @@ def _alive(pid):
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith('linux'),
                     reason='PR_SET_PDEATHSIG is Linux-only.')
 def test_children_die_with_a_killed_launcher(tmp_path):

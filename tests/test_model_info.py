@@ -32,18 +32,7 @@ def _run_cli(*args):
 
 
 @pytest.fixture(scope='module')
-def cli_smoke():
-  """The CLI on the smoke config, started first to run beside `smoke_costs`."""
-  proc = _run_cli(f'--config={SMOKE}')
-  yield proc
-  if proc.poll() is None:
-    proc.kill()
-  proc.communicate()
-
-
-@pytest.fixture(scope='module')
-def smoke_costs(cli_smoke):
-  del cli_smoke  # Only started before this, to overlap with it.
+def smoke_costs():
   config = synthetic.get_config('smoke')
   num_classes, num_seg_classes = model_info.default_class_counts(
       config.dataset)
@@ -199,10 +188,12 @@ def test_training_counts_no_backward_for_heads_with_zero_weight(smoke_costs):
             uniform['parts'][part]['train_flops']), part
 
 
-def test_cli_ends_with_the_four_summary_lines(cli_smoke, smoke_costs):
+@pytest.mark.slow
+def test_cli_ends_with_the_four_summary_lines(smoke_costs):
+  cli = _run_cli(f'--config={SMOKE}')
   _, costs = smoke_costs
-  stdout, stderr = cli_smoke.communicate(timeout=600)
-  assert cli_smoke.returncode == 0, stderr[-3000:]
+  stdout, stderr = cli.communicate(timeout=600)
+  assert cli.returncode == 0, stderr[-3000:]
   lines = stdout.strip().splitlines()[-4:]
   keys = [line.split(':')[0] for line in lines]
   assert tuple(keys) == model_info.SUMMARY_KEYS
@@ -214,6 +205,7 @@ def test_cli_ends_with_the_four_summary_lines(cli_smoke, smoke_costs):
     assert values[key] == pytest.approx(expected[key], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_rejects_an_unknown_config_key_in_one_line():
   proc = _run_cli(f'--config={SMOKE}', '--config.model.nope=1')
   _, stderr = proc.communicate(timeout=300)

@@ -10,12 +10,16 @@ import threading
 import time
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from airstreams_jax.data import dataset_from_config
 from configs import synthetic as synthetic_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Every test here starts `main` subprocesses.
+pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:

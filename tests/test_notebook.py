@@ -7,6 +7,7 @@ import sys
 
 import nbformat
 from nbclient import NotebookClient
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, 'notebooks', 'quickstart.ipynb')
@@ -21,6 +22,7 @@ def test_notebook_is_committed_without_outputs():
     assert cell.outputs == [] and cell.execution_count is None, cell.source[:80]
 
 
+@pytest.mark.slow
 def test_notebook_runs_top_to_bottom(tmp_path, data_dir):
   notebook = nbformat.read(NOTEBOOK, as_version=4)
   env = dict(os.environ,

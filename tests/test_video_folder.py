@@ -331,6 +331,7 @@ def test_the_log_counts_the_bad_inputs(built, root, tmp_path, caplog):
           [ex['video_id'] for ex in built[1]['train']])
 
 
+@pytest.mark.slow
 def test_tfds_build_command(root, tmp_path):
   # tfds's build code (flags of `tfds build`), run through the module.
   data_dir = tmp_path / 'tfds'
@@ -427,6 +428,7 @@ def _write_bad(path: str, kind: str, good: str) -> None:
                     os.path.splitext(path)[0] + '.masks.npz')
 
 
+@pytest.mark.slow
 def test_a_large_folder_with_every_kind_of_bad_entry(tmp_path):
   """Hundreds of entries, a tenth of them bad in every way: each bad one is
   named with its reason, no good one is lost, the build finishes, and a
@@ -490,6 +492,7 @@ def _without_permission_override() -> None:
       raise OSError(ctypes.get_errno(), 'prctl(PR_CAPBSET_DROP)')
 
 
+@pytest.mark.slow
 def test_unreadable_videos_masks_and_folders_are_named(tmp_path):
   root = tmp_path / 'videos'
   for split in ('train', 'test'):

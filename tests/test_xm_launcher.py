@@ -48,6 +48,7 @@ def _files(directory):
           for name in names]
 
 
+@pytest.mark.slow
 def test_sweep_runs_as_work_units_after_their_dependencies(
     tmp_path, data_dir, xm_home, monkeypatch):
   pytest.importorskip('xmanager')
@@ -100,6 +101,7 @@ def test_sweep_runs_as_work_units_after_their_dependencies(
   assert all(s == {'first': 'done', 'second': 'done'} for s in snapshots)
 
 
+@pytest.mark.slow
 def test_failed_unit_is_recorded_and_blocks_the_units_after_it(
     tmp_path, xm_home, monkeypatch):
   pytest.importorskip('xmanager')
