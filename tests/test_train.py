@@ -1,4 +1,6 @@
-"""The trainer: sharded equals unsharded, and `main` end to end."""
+"""The trainer: `train_and_evaluate` in process (and what its run gives:
+figures, predictions, the exported model), sharded equals unsharded, and
+`main` end to end."""
 
 import json
 import os
@@ -18,12 +20,15 @@ import tensorflow as tf
 from airstreams_jax import export
 from airstreams_jax import mesh as mesh_lib
 from airstreams_jax import predict as predict_lib
+from airstreams_jax.training import evaluation
 from airstreams_jax.training import losses
 from airstreams_jax.training import setup as setup_lib
+from airstreams_jax.training import train
 from airstreams_jax.training import trained_run
 from airstreams_jax.plotting import figures
 from airstreams_jax.visualize import run_figures
 from configs import synthetic
+from tests import config_fuzz
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,6 +42,90 @@ def _smoke_config(data_dir, **overrides):
   return config
 
 
+@pytest.fixture(scope='module')
+def in_process_run(tmp_path_factory, data_dir):
+  """Two steps of the smoke config through `train_and_evaluate`, in this
+  process (after flax's examples/imagenet train_test.py): (workdir, the
+  results it returned)."""
+  workdir = str(tmp_path_factory.mktemp('in_process') / 'run')
+  config = _smoke_config(data_dir, num_train_steps=2, log_every_steps=1,
+                         eval_every_steps=2, checkpoint_every_steps=2)
+  return workdir, train.train_and_evaluate(config, workdir)
+
+
+def test_train_and_evaluate_on_the_smoke_config(in_process_run):
+  workdir, results = in_process_run
+  with open(os.path.join(workdir, 'eval_results.json')) as f:
+    assert json.load(f) == json.loads(json.dumps(results))  # As returned.
+  assert results['step'] == 2
+  assert results['num_examples'] == 16  # The whole smoke test split, once.
+  for key in ('top1', 'top5', 'mean_class_accuracy'):
+    assert 0.0 <= results[key] <= 1.0, key
+  assert set(results['per_stream']) == {'rgb', 'flow', 'semantic', 'merged'}
+  assert results['per_stream']['merged'] == results['top1']
+  rep = results['representations']
+  for key in ('seg_pixel_accuracy', 'seg_miou', 'truth_seg_miou',
+              'truth_teacher_miou', 'flow_epe', 'flow_direction_accuracy'):
+    assert np.isfinite(rep[key]), key
+  # The hash is that of the weights saved at the last step.
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2']
+  run = trained_run.TrainedRun.load(workdir)
+  assert run.step == 2
+  assert results['params_sha256'] == evaluation.params_sha256(
+      run.variables['params'])
+  events = [os.path.join(workdir, f) for f in os.listdir(workdir)
+            if f.startswith('events.out.tfevents')]
+  scalars = {v.tag: float(tf.make_ndarray(v.tensor))
+             for path in events
+             for event in tf.compat.v1.train.summary_iterator(path)
+             for v in event.summary.value
+             if v.tag in ('train/loss', 'eval/top1')}
+  assert np.isfinite(scalars['train/loss']) and scalars['train/loss'] > 0
+  assert scalars['eval/top1'] == pytest.approx(results['top1'])
+
+
+@pytest.mark.slow
+def test_the_figures_of_a_run(in_process_run, tmp_path):
+  """python -m airstreams_jax.visualize's figures of a trained run."""
+  workdir, results = in_process_run
+  written = run_figures.write_figures(workdir, str(tmp_path / 'figures'),
+                                      num_clips=3)
+  assert sorted(written) == ['confusion', 'flow', 'segmentation']
+  for name, path in written.items():
+    pixels = np.asarray(Image.open(path).convert('RGB'))
+    assert pixels.std() > 10, name  # Not blank.
+  rows = figures.TITLE_HEIGHT + 3 * (96 + figures.GAP)
+  assert Image.open(written['flow']).size == (
+      figures.LABEL_WIDTH + 4 * (96 + figures.GAP) + figures.LEGEND_WIDTH,
+      rows)  # Frames t, t+1, learned and true flow; 3 clips.
+  assert Image.open(written['segmentation']).size[1] == rows
+  matrix = run_figures.confusion_matrix(
+      trained_run.TrainedRun.load(workdir), '')
+  assert matrix.sum() == 16  # Every test video once ...
+  assert np.trace(matrix) / 16 == pytest.approx(results['top1'])  # ... as
+  # the evaluation scored them.
+
+
+@pytest.mark.slow
+def test_predict_and_the_exported_model_agree(in_process_run, tmp_path):
+  """predict's scores of a video file on the evaluation protocol's views,
+  and the exported RGB-only model (SavedModel and TFLite, which score those
+  views) against the JAX logits and those scores."""
+  workdir, _ = in_process_run
+  video_path = str(tmp_path / 'clip.mp4')
+  _write_mp4(video_path, np.random.default_rng(0).integers(
+      0, 256, (10, 48, 64, 3), dtype=np.uint8))
+  ranked = predict_lib.predict(workdir, video_path, views='eval')
+  with open(os.path.join(workdir, 'classes.json')) as f:
+    assert sorted(n for n, _ in ranked) == sorted(
+        json.load(f)['class_names'])
+  scores = dict(ranked)
+  assert abs(sum(scores.values()) - 1) < 1e-4  # Mean of softmaxes.
+  assert [v for _, v in ranked] == sorted(scores.values(), reverse=True)
+  _check_export(workdir, str(tmp_path), video_path, scores)
+
+
+@pytest.mark.slow
 def test_sharded_train_step_equals_unsharded(data_dir):
   assert jax.device_count() == 8, 'conftest should fake 8 CPU devices'
   config = _smoke_config(data_dir)
@@ -109,6 +198,7 @@ def _main(*args, check=True):
   return proc
 
 
+@pytest.mark.slow
 def test_main_smoke_end_to_end_then_resume(tmp_path, data_dir,
                                           smoke_main_run):
   workdir = str(tmp_path / 'run')
@@ -168,8 +258,11 @@ def test_main_smoke_end_to_end_then_resume(tmp_path, data_dir,
   scores_path = str(tmp_path / 'scores.json')
   proc = _predict(f'--workdir={workdir}', f'--video={video_path}',
                   '--top_k=3', f'--output_json={scores_path}')
-  lines = proc.stdout.strip().splitlines()
-  assert len(lines) == 3
+  # The video's top classes, one '  0.1234  name' line each (then its
+  # windows' timeline).
+  lines = [line for line in proc.stdout.splitlines()
+           if re.match(r' {2}\d\.\d{4}  \S', line)]
+  assert len(lines) == 3, proc.stdout
   with open(os.path.join(workdir, 'classes.json')) as f:
     class_names = json.load(f)['class_names']
   with open(scores_path) as f:
@@ -188,26 +281,8 @@ def test_main_smoke_end_to_end_then_resume(tmp_path, data_dir,
   assert proc.returncode == 1
   assert proc.stderr.strip() == f'error: --video={missing}: file not found'
 
-
-  # The paper's figures of the run (python -m airstreams_jax.visualize).
-  written = run_figures.write_figures(workdir, str(tmp_path / 'figures'),
-                                      num_clips=3)
-  assert sorted(written) == ['confusion', 'flow', 'segmentation']
-  for name, path in written.items():
-    pixels = np.asarray(Image.open(path).convert('RGB'))
-    assert pixels.std() > 10, name  # Not blank.
-  rows = figures.TITLE_HEIGHT + 3 * (96 + figures.GAP)
-  assert Image.open(written['flow']).size == (
-      figures.LABEL_WIDTH + 4 * (96 + figures.GAP) + figures.LEGEND_WIDTH,
-      rows)  # Frames t, t+1, learned and true flow; 3 clips.
-  assert Image.open(written['segmentation']).size[1] == rows
-  matrix = run_figures.confusion_matrix(
-      trained_run.TrainedRun.load(workdir), '')
-  assert matrix.sum() == 16  # Every test video once ...
-  assert np.trace(matrix) / 16 == pytest.approx(results['top1'])  # ... as
-  # the evaluation scored them.
-
-  _check_export(workdir, str(tmp_path), video_path, scores)
+  # (The figures and the exported model of a trained run:
+  # test_the_figures_of_a_run, test_predict_and_the_exported_model_agree.)
 
   # ... and raising the step budget resumes from step 8.
   proc = _main(*common, '--config.num_train_steps=10')
@@ -218,6 +293,7 @@ def test_main_smoke_end_to_end_then_resume(tmp_path, data_dir,
   assert 'Resumed from the checkpoint of step 8' in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_non_finite_step_stops_training_before_it_is_saved(tmp_path,
                                                              data_dir):
   workdir = str(tmp_path / 'run')
@@ -341,15 +417,40 @@ def _write_mp4(path, frames):
     container.mux(stream.encode())
 
 
+_BAD_OVERRIDES = [
+    ('--config.num_train_step=3', "unknown config key 'num_train_step'"),
+    ('--config.batch_size=12', 'not divisible by the 8 devices'),
+    ('--config.loss_weights_file=/nonexistent/w.json', 'does not exist'),
+    ('--config.optimizer.name=adam',
+     "config.optimizer.name='adam' is unknown"),
+    ('--config.model.grad_scale=-0.5', 'config.model.grad_scale=-0.5 must'),
+    ('--config.optimizer.seg_lr_multiplier=-1',
+     'config.optimizer.seg_lr_multiplier=-1.0'),
+]
+
+
+@pytest.mark.parametrize('override,message', _BAD_OVERRIDES)
+def test_bad_config_overrides_are_one_line_errors(tmp_path, override,
+                                                  message):
+  """What main does with its flags up to where it would build the dataset
+  (tests/config_fuzz.py): the flags parser, then the config checks; the
+  error is one line and nothing was built or compiled."""
+  key = override[len('--config.'):].split('=')[0].split('.')[-1]
+  case = config_fuzz.run_case(config_fuzz.Case([override], key),
+                              str(tmp_path / 'never_built'))
+  assert case.caught, (case.why, case.message)
+  assert case.message.startswith('error:') and message in case.message, (
+      case.message)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize('args,message', [
+    # One of each way main stops before any work: its flags parser, the
+    # config checks (the other bad overrides above take the same way), its
+    # own workdir check.
     (['--config.num_train_step=3'], "unknown config key 'num_train_step'"),
     (['--config.batch_size=12'], 'not divisible by the 8 devices'),
     (['--workdir=/nonexistent_parent_dir/run'], 'does not exist'),
-    (['--config.loss_weights_file=/nonexistent/w.json'], 'does not exist'),
-    (['--config.optimizer.name=adam'], "config.optimizer.name='adam' is unknown"),
-    (['--config.model.grad_scale=-0.5'], 'config.model.grad_scale=-0.5 must'),
-    (['--config.optimizer.seg_lr_multiplier=-1'],
-     'config.optimizer.seg_lr_multiplier=-1.0'),
 ])
 def test_main_rejects_bad_input_in_one_line(tmp_path, args, message):
   argv = ['--config=configs/synthetic.py:smoke',
