@@ -262,6 +262,7 @@ def test_group_step_is_sequential_on_cpu_unless_asked_and_checked(
     proxies.check_evolution(config)
 
 
+@pytest.mark.slow
 def test_vmapped_proxy_training_equals_separate_runs(proxy_setup):
   proxy_trainer = proxies.ProxyTrainer(proxy_setup, group_size=2,
                                        group_step='vmap')
@@ -353,12 +354,22 @@ def test_figure_bars_are_as_tall_as_the_weights():
   assert (panel < 200).any()
 
 
-def test_evolve_writes_weights_that_training_accepts(tmp_path, smoke_config,
-                                                     search_config,
-                                                     proxy_trainer):
-  workdir = str(tmp_path / 'evolve')
+@pytest.fixture(scope='module')
+def evolved_search(tmp_path_factory, search_config, proxy_trainer):
+  """The tiny search, run once in this process and shared: (its workdir, a
+  copy of its config, its results, its history file's text)."""
+  workdir = str(tmp_path_factory.mktemp('evolved_search') / 'evolve')
   config_of_run = search_config.copy_and_resolve_references()
   results = evolve_lib.evolve(search_config, workdir, trainer=proxy_trainer)
+  with open(os.path.join(workdir, search_lib.HISTORY_FILE)) as f:
+    return workdir, config_of_run, results, f.read()
+
+
+@pytest.mark.slow
+def test_evolve_writes_weights_that_training_accepts(smoke_config,
+                                                     evolved_search):
+  workdir, config_of_run, results, _ = evolved_search
+  config_of_run = config_of_run.copy_and_resolve_references()  # Changed below.
   assert results['num_evaluated'] == results['num_trained'] == 3
   assert results['metric'] == 'top1'
 
@@ -415,6 +426,7 @@ def test_proxy_config_holds_out_part_of_the_training_split(smoke_config):
     proxies.proxy_config(config)
 
 
+@pytest.mark.slow
 def test_main_evolve_reports_bad_settings_in_one_line(tmp_path):
   proc = subprocess.run(
       [sys.executable, '-m', 'airstreams_jax.main',
@@ -467,12 +479,10 @@ def test_history_of_another_search_is_refused(tmp_path, smoke_config):
   assert not os.path.exists(tmp_path / 'never_built')
 
 
+@pytest.mark.slow
 def test_a_search_killed_mid_proxy_resumes_to_the_uninterrupted_history(
-    tmp_path, data_dir, search_config, proxy_trainer):
-  reference = str(tmp_path / 'reference')
-  evolve_lib.evolve(search_config, reference, trainer=proxy_trainer)
-  with open(os.path.join(reference, search_lib.HISTORY_FILE)) as f:
-    expected = f.read()
+    tmp_path, data_dir, search_config, evolved_search):
+  expected = evolved_search[3]  # The uninterrupted search, in process.
   # The same search through `main`, on one device as the reference.
   workdir = str(tmp_path / 'killed')
   evolution = search_config.evolution
