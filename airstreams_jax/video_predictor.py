@@ -144,6 +144,15 @@ class VideoPredictor:
                            max_frames=d.get('max_frames', 0),
                            short_side=d.get('short_side', 0))
 
+  def _warn_if_short(self, path: str, num_stored: int, repeated: int):
+    """Once per video: never pad a short one silently."""
+    if repeated:
+      logging.warning(
+          '%s: %d stored frames, shorter than the model\'s clip of %d frames '
+          'at stride %d: %d of its %d frames repeat the last one.', path,
+          num_stored, self.num_frames, self.frame_stride, repeated,
+          self.num_frames)
+
   def _window_views(self, frames: np.ndarray) -> np.ndarray:
     """uint8 [V, T, S, S, 3]: the evaluation crops of one window."""
     example = {'video': tf.constant(frames), 'label': tf.constant(-1)}
@@ -183,12 +192,7 @@ class VideoPredictor:
               if self.window_stride_seconds else clip_span)
     windows = video_windows.sliding_windows(
         num_stored, self.num_frames, self.frame_stride, stride)
-    if windows.repeated:
-      logging.warning(
-          '%s: %d stored frames, shorter than the model\'s clip of %d frames '
-          'at stride %d: %d of its %d frames repeat the last one.', path,
-          num_stored, self.num_frames, self.frame_stride, windows.repeated,
-          self.num_frames)
+    self._warn_if_short(path, num_stored, windows.repeated)
     scores = self._scores([self._window_views(frames[idx])
                            for idx in windows.indices])
     scored = [WindowScores(float(times[idx[0]]),
@@ -204,12 +208,7 @@ class VideoPredictor:
     """The evaluation protocol's views of the whole video, scored at once."""
     repeated = video_windows.repeated_frames(len(frames), self.num_frames,
                                              self.frame_stride)
-    if repeated:
-      logging.warning(
-          '%s: %d stored frames, shorter than the model\'s clip of %d frames '
-          'at stride %d: %d of its %d frames repeat the last one.', path,
-          len(frames), self.num_frames, self.frame_stride, repeated,
-          self.num_frames)
+    self._warn_if_short(path, len(frames), repeated)
     example = {'video': tf.constant(frames), 'label': tf.constant(-1)}
     views = pipeline.preprocess_eval(
         example, dataset_config=self._dataset)['video'].numpy()

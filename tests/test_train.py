@@ -20,6 +20,7 @@ import tensorflow as tf
 from airstreams_jax import export
 from airstreams_jax import mesh as mesh_lib
 from airstreams_jax import predict as predict_lib
+from airstreams_jax import video_predictor
 from airstreams_jax.training import evaluation
 from airstreams_jax.training import losses
 from airstreams_jax.training import setup as setup_lib
@@ -104,6 +105,47 @@ def test_the_figures_of_a_run(in_process_run, tmp_path):
   assert matrix.sum() == 16  # Every test video once ...
   assert np.trace(matrix) / 16 == pytest.approx(results['top1'])  # ... as
   # the evaluation scored them.
+
+
+def test_video_predictor_judges_every_window(in_process_run, tmp_path,
+                                             caplog):
+  """Windows side by side over the whole video (the smoke clip: 4 frames at
+  stride 1), each scored like the evaluation's centre crop; the video's
+  scores are their mean; a short video is warned about once."""
+  workdir, _ = in_process_run
+  rng = np.random.default_rng(1)
+  long_path, short_path = str(tmp_path / 'long.mp4'), str(tmp_path / 's.mp4')
+  _write_mp4(long_path, rng.integers(0, 256, (10, 48, 64, 3), np.uint8))
+  _write_mp4(short_path, rng.integers(0, 256, (3, 48, 64, 3), np.uint8))
+  predictor = video_predictor.VideoPredictor(workdir, batch_size=2)
+  long = predictor.predict(long_path)
+  # 10 frames: windows at 0, 4 and (the tail) 6; 10 fps.
+  assert [round(w.start_seconds, 3) for w in long.windows] == [0.0, 0.4, 0.6]
+  assert long.windows[-1].end_seconds == pytest.approx(1.0)
+  np.testing.assert_allclose(long.scores, np.mean(
+      [w.scores for w in long.windows], 0), rtol=1e-6)
+  # Each window's scores are those of its frames as one evaluated clip.
+  frames = predictor.decode(long_path).frames
+  one = predictor._window_views(frames[4:8])[None]  # pylint: disable=protected-access
+  expected = predictor._score(predictor._state, one)['merged'][0]  # pylint: disable=protected-access
+  np.testing.assert_allclose(long.windows[1].scores, expected, rtol=1e-5,
+                             atol=1e-6)
+  assert long.repeated_frames == 0
+  with caplog.at_level('WARNING'):
+    short = predictor.predict(short_path)
+  assert len(short.windows) == 1 and short.repeated_frames == 1
+  assert [r.getMessage() for r in caplog.records
+          if 'shorter than the model' in r.getMessage()] == [
+              f'{short_path}: 3 stored frames, shorter than the model\'s clip '
+              'of 4 frames at stride 1: 1 of its 4 frames repeat the last one.']
+  # The command's outputs for scripts.
+  rows = predict_lib.csv_rows(long)
+  assert [r[1] for r in rows] == [0, 1, 2, 'video']
+  assert predict_lib.as_json(long)['windows'][2]['start_seconds'] == (
+      pytest.approx(0.6))
+  segments = predict_lib.timeline(long)
+  assert segments[0][0] == 0.0 and segments[-1][1] == pytest.approx(1.0)
+  assert len(segments) <= 3
 
 
 @pytest.mark.slow
