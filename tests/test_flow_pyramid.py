@@ -23,6 +23,7 @@ import pytest
 from airstreams_jax import errors
 from airstreams_jax.models import flow_pyramid
 from airstreams_jax.models import rep_flow
+import flow_gradient_checks
 
 # The real clips live beside the repository, never in it (PROVENANCE.md).
 REALDATA = os.path.normpath(os.path.join(
@@ -471,41 +472,14 @@ def test_layer_gradients_match_finite_differences():
         jax.jit(model.init)(jax.random.PRNGKey(0), x)['params'])
     params['theta'] = jnp.asarray(0.25)
     w = jnp.asarray(rng.normal(size=(1, 2, 20, 20, 4)))
-
-    def loss(params, x):
-      return jnp.sum(model.apply({'params': params}, x) * w)
-
-    loss_jit = jax.jit(loss)
-    g_params, g_x = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
     # Small: a step of 1e-5 moves some pixels across a threshold of the
     # TV-L1 step (a kink), which shows as a 1e-4 error.
-    eps = 1e-7
-
-    def check(analytic, plus, minus, what):
-      fd = (float(plus) - float(minus)) / (2 * eps)
-      err = abs(fd - float(analytic)) / max(abs(float(analytic)), 1.0)
-      print(f'{what}: analytic {float(analytic):.6e} fd {fd:.6e} err '
-            f'{err:.1e}')
-      assert np.isfinite(float(analytic)) and err <= 1e-5, what
-
-    for name, idx in (('theta', ()), ('lambda', ()), ('tau', ()),
-                      ('img_grad_x', (2,)), ('img_grad_y', (0,)),
-                      ('div_x', (1,)), ('flow_grad_y', (0,)),
-                      ('bottleneck_in', (1, 0))):
-      def bumped(delta, name=name, idx=idx):
-        p = dict(params)
-        if name == 'bottleneck_in':
-          p[name] = {'kernel': p[name]['kernel'].at[idx].add(delta)}
-        else:
-          p[name] = p[name].at[idx].add(delta)
-        return loss_jit(p, x)
-      g = (g_params[name]['kernel'] if name == 'bottleneck_in'
-           else g_params[name])
-      check(g[idx], bumped(eps), bumped(-eps), f'{name}{list(idx)}')
-    for i in range(2):
-      d = jnp.asarray(rng.normal(size=x.shape))
-      check(jnp.vdot(g_x, d), loss_jit(params, x + eps * d),
-            loss_jit(params, x - eps * d), f'input direction {i}')
+    flow_gradient_checks.check_layer_gradients(
+        model, params, x, w,
+        (('theta', ()), ('lambda', ()), ('tau', ()), ('img_grad_x', (2,)),
+         ('img_grad_y', (0,)), ('div_x', (1,)), ('flow_grad_y', (0,)),
+         ('bottleneck_in', (1, 0))),
+        eps=1e-7, input_directions=2, rng=rng)
 
 
 def test_layer_options():

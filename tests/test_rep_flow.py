@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from airstreams_jax.models import rep_flow
+import flow_gradient_checks
 
 RepresentationFlow = rep_flow.RepresentationFlow
 
@@ -213,42 +214,14 @@ def test_gradients_match_finite_differences(bottleneck):
     w = jnp.asarray(np.random.default_rng(7).normal(size=(1, 3, 8, 8,
                                                          2 * bottleneck)))
 
-    def loss(params, x):
-      return jnp.sum(model.apply({'params': params}, x) * w)
-
-    loss_jit = jax.jit(loss)
-    g_params, g_x = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
-    eps = 1e-6
-
-    def check(analytic, f_plus, f_minus, what):
-      fd = (float(f_plus) - float(f_minus)) / (2 * eps)
-      analytic = float(analytic)
-      err = abs(fd - analytic) / max(abs(analytic), 1.0)
-      print(f'{what}: analytic {analytic:.6e} fd {fd:.6e} rel err {err:.1e}')
-      assert err <= 1e-5, what
-
     entries = [('theta', ()), ('lambda', ()), ('tau', ()),
                ('img_grad_x', (0,)), ('img_grad_y', (2,)), ('div_x', (1,)),
                ('div_y', (0,)), ('flow_grad_x', (0,)), ('flow_grad_y', (1,))]
     if bottleneck > 1:
       entries.append(('bottleneck_in', (1, 0)))
-    for name, idx in entries:
-      def bumped(delta, name=name, idx=idx):
-        p = flax.core.unfreeze(params)
-        if name == 'bottleneck_in':
-          p[name]['kernel'] = p[name]['kernel'].at[idx].add(delta)
-        else:
-          p[name] = p[name].at[idx].add(delta)
-        return loss_jit(p, x)
-      g = (g_params[name]['kernel'] if name == 'bottleneck_in'
-           else g_params[name])
-      check(g[idx], bumped(eps), bumped(-eps), f'{name}{list(idx)}')
-
-    rng = np.random.default_rng(8)
-    for i in range(3):
-      d = jnp.asarray(rng.normal(size=x.shape))
-      check(jnp.vdot(g_x, d), loss_jit(params, x + eps * d),
-            loss_jit(params, x - eps * d), f'input direction {i}')
+    flow_gradient_checks.check_layer_gradients(
+        model, params, x, w, entries, eps=1e-6, input_directions=3,
+        rng=np.random.default_rng(8))
 
 
 @pytest.mark.parametrize('num_iter,dx,dy', [(20, 0.3, -0.2), (50, 0.5, -0.3)])
