@@ -114,11 +114,9 @@ def timeline(prediction: video_predictor.VideoPrediction
 def text_report(prediction: video_predictor.VideoPrediction,
                 top_k: int) -> str:
   """A video's top classes, then its timeline (windows mode)."""
-  duration = (prediction.windows[-1].end_seconds if prediction.windows
-              else None)
   head = (f'{prediction.path}: {len(prediction.windows)} windows over '
-          f'{_seconds(duration)} s' if prediction.windows else
-          f'{prediction.path}:')
+          f'{_seconds(prediction.windows[-1].end_seconds)} s'
+          if prediction.windows else f'{prediction.path}:')
   lines = [head] + [f'  {score:.4f}  {name}'
                     for name, score in prediction.top(top_k)]
   if prediction.windows:
@@ -158,9 +156,10 @@ def csv_rows(prediction: video_predictor.VideoPrediction) -> List[List[Any]]:
   rows = [[prediction.path, i, f'{s:.3f}', f'{e:.3f}', label, f'{score:.6f}']
           for i, (s, e, label, score) in enumerate(prediction.window_top())]
   name, score = prediction.top(1)[0]
-  end = prediction.windows[-1].end_seconds if prediction.windows else ''
-  rows.append([prediction.path, 'video', '0.000' if end != '' else '',
-               f'{end:.3f}' if end != '' else '', name, f'{score:.6f}'])
+  # --views=eval has no windows, so no time span.
+  span = (['0.000', f'{prediction.windows[-1].end_seconds:.3f}']
+          if prediction.windows else ['', ''])
+  rows.append([prediction.path, 'video', *span, name, f'{score:.6f}'])
   return rows
 
 
