@@ -17,6 +17,7 @@ if __name__ == '__main__':
   from airstreams_jax import cli as _cli  # pylint: disable=g-import-not-at-top
   _cli.start()
 
+import functools
 import os
 import sys
 import traceback
@@ -28,6 +29,7 @@ from ml_collections import config_flags
 import tensorflow as tf
 
 from airstreams_jax import cli
+from airstreams_jax import cluster
 from airstreams_jax import errors
 from airstreams_jax import mesh as mesh_lib
 from airstreams_jax.evolution import evolve
@@ -52,7 +54,8 @@ def define_flags() -> None:
       'search the loss weights (config.evolution).')
   # Multi-host: every process runs the same command with its own
   # --process_id. The upper-case environment variables of the same names are
-  # the fallback.
+  # the fallback. Without either, a cluster JAX detects (SLURM, Open MPI, a
+  # TPU pod slice, Kubernetes) decides; see cluster.py.
   flags.DEFINE_string(
       'coordinator_address', os.environ.get('COORDINATOR_ADDRESS'),
       'host:port of process 0, for jax.distributed.initialize.')
@@ -73,18 +76,31 @@ def define_flags() -> None:
   flags.mark_flags_as_required(['config', 'workdir'])
 
 
+@functools.lru_cache(maxsize=None)
+def _processes() -> cluster.Processes:
+  """This process's place in the run, found once: the log file's name needs
+  it before main runs, main to join the run."""
+  given = any(FLAGS[name].present for name in _PROCESS_FLAGS) or any(
+      name.upper() in os.environ for name in _PROCESS_FLAGS)
+  try:
+    return cluster.resolve(given, FLAGS.coordinator_address,
+                           FLAGS.num_processes, FLAGS.process_id)
+  except ValueError as e:
+    sys.exit(f'error: {e}')
+
+
+_PROCESS_FLAGS = ('coordinator_address', 'num_processes', 'process_id')
+
+
 def _init_distributed() -> None:
-  """Joins a multi-host run when one is asked for (before any JAX use)."""
-  if FLAGS.num_processes <= 1:
+  """Joins a multi-host run when one is asked for or detected (before any
+  JAX use)."""
+  processes = _processes()
+  if processes.source:
+    logging.info('%s', cluster.describe(processes))
+  if not processes.multi_process:
     return
-  if not FLAGS.coordinator_address:
-    sys.exit('error: --num_processes > 1 needs --coordinator_address '
-             '(host:port of process 0).')
-  if not 0 <= FLAGS.process_id < FLAGS.num_processes:
-    sys.exit(f'error: --process_id={FLAGS.process_id} must be in '
-             f'[0, {FLAGS.num_processes}).')
-  jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
-                             FLAGS.process_id)
+  cluster.initialize(processes)
   # Orbax's barriers around a checkpoint save through the coordination
   # service too, not through a device collective that gives a process left
   # behind (a slower disk) only 30 s; see mesh.wait_for_all_processes.
@@ -118,9 +134,10 @@ def _log_file(workdir: str):
   remote workdir such as gs://, whose logs the job's platform keeps."""
   if '://' in workdir:
     return None
-  # The flag, not jax.process_index(): the backends start after logging is set.
-  name = ('main.log' if FLAGS.process_id == 0 else
-          f'main.process{FLAGS.process_id}.log')
+  # Not jax.process_index(): the backends start after logging is set.
+  process_id = _processes().process_id
+  name = 'main.log' if process_id == 0 else f'main.process{process_id}.log'
+
   return os.path.join(workdir, name)
 
 
@@ -159,7 +176,7 @@ def main() -> None:
       _fail(f'error: {errors.storage_error_line(cause)}' +
             (f' Traceback in {log_file}.'
              if log_file and not cli.log_file_failed() else ''))
-    if FLAGS.num_processes <= 1:
+    if not _processes().multi_process:
       raise
     if isinstance(e, jax.errors.JaxRuntimeError):
       # A collective with a process that died (its socket reset) or hung.
@@ -202,7 +219,7 @@ def _fail(message: str) -> None:
   (100 s), and then abort with pages of coordination-service logs. The
   others fail their next collective with this one and leave the same way.
   """
-  if FLAGS.num_processes <= 1:
+  if not _processes().multi_process:
     sys.exit(message)
   print(message, file=sys.stderr)
   logging.flush()

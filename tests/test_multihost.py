@@ -1,6 +1,7 @@
 """Two processes on 127.0.0.1 train exactly like one with the same batch."""
 
 import glob
+import json
 import os
 import re
 import socket
@@ -15,11 +16,15 @@ import tensorflow as tf
 
 from airstreams_jax.data import dataset_from_config
 from configs import synthetic as synthetic_config
+from tests import simulated_clusters
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Every test here starts `main` subprocesses.
 pytestmark = pytest.mark.slow
+# The tests that share the module's reference runs: one unit of work, so
+# that one worker trains each reference once (conftest._scope).
+_SHARED = pytest.mark.xdist_group('multihost_reference_runs')
 
 
 def _free_port() -> int:
@@ -39,9 +44,10 @@ def _train_losses(workdir: str) -> dict:
   return losses
 
 
-def _launch(workdir, devices, data_dir, extra=()):
+def _launch(workdir, devices, data_dir, extra=(), env=None):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2',
-             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+             **(env or {}))
   return subprocess.Popen(
       [sys.executable, '-m', 'airstreams_jax.main',
        '--config=configs/synthetic.py:smoke', f'--workdir={workdir}',
@@ -99,56 +105,130 @@ def _failure(proc, lines):
   return proc.returncode, '\n'.join(informative[:20] + lines[-30:])
 
 
-def test_two_processes_match_one_process(tmp_path, data_dir):
+@pytest.fixture(scope='module')
+def one_process_run(tmp_path_factory, data_dir):
+  """The one-process reference (8 devices) that the two-process runs of
+  this module are compared with; trained once.
+
+  Returns:
+    Its workdir (read, never changed).
+  """
+  workdir = str(tmp_path_factory.mktemp('one_process') / 'run')
+  reference = _launch(workdir, 8, data_dir)
+  try:
+    lines, reader = _read_stderr(reference)
+    reference.wait(timeout=1200)
+    reader.join(timeout=10)
+    assert reference.returncode == 0, _failure(reference, lines)
+  finally:
+    _end([reference])
+  return workdir
+
+
+def _wait_all(procs, readers) -> None:
+  """Waits for every process to end; fails naming the first that failed."""
+  for proc, (lines, reader) in zip(procs, readers):
+    proc.wait(timeout=1200)
+    reader.join(timeout=10)
+    failure = _failure(proc, lines)
+    assert failure is None, failure
+
+
+def _assert_same_training(one: str, two: str) -> None:
+  """The two-process run in `two` trained as the one-process run in `one`."""
+  losses_one, losses_two = _train_losses(one), _train_losses(two)
+  assert sorted(losses_one) == sorted(losses_two) == [1, 2, 3]
+  np.testing.assert_allclose([losses_two[s] for s in (1, 2, 3)],
+                             [losses_one[s] for s in (1, 2, 3)], rtol=1e-5)
+  assert os.path.isdir(os.path.join(two, 'checkpoints', '3'))
+
+
+@_SHARED
+def test_two_processes_match_one_process(tmp_path, data_dir, one_process_run):
   # Process 0 finds another run building the dataset (the test holds the
   # build lock) while process 1 waits for the dataset: the lock is freed 45 s
-  # after process 1 has started, so that they reach their first collective at
-  # least 45 s apart, more than the 30 s in which the CPU collectives (gloo)
-  # expect a peer. Under load, compiling at different paces did the same and
-  # made the run fail and abort (SIGABRT) at times.
+  # after process 1 has logged its devices, so that they reach their first
+  # collective at least 45 s apart, more than the 30 s in which the CPU
+  # collectives (gloo) expect a peer. Under load, compiling at different
+  # paces did the same and made the run fail and abort (SIGABRT) at times.
   config = synthetic_config.get_config('smoke')
   config.dataset.data_dir = data_dir
-  # The one-process reference trains during those 45 s: the lock is taken
-  # once it has passed its own dataset check, and kept until it has
-  # finished, so that it never compiles while the two processes do.
-  single = str(tmp_path / 'one_process')
   double = str(tmp_path / 'two_processes')
   address = f'127.0.0.1:{_free_port()}'
-  reference = _launch(single, 8, data_dir)
-  procs = [reference]
+  procs = []
   try:
-    reference_lines, reference_reader = _read_stderr(reference)
-    # Its log line once the dataset is there (and the lock about to be
-    # freed).
-    _wait_for_line(reference, reference_lines, '(Dataset|Built) ')
-    with dataset_from_config.build_lock(dataset_from_config.make_builder(config.dataset).data_dir):
-      pair = [_launch(double, 4, data_dir,
-                      [f'--coordinator_address={address}',
-                       '--num_processes=2', f'--process_id={i}'])
-              for i in range(2)]
-      procs += pair
-      pair_lines = [_read_stderr(proc) for proc in pair]
+    with dataset_from_config.build_lock(
+        dataset_from_config.make_builder(config.dataset).data_dir):
+      procs = [_launch(double, 4, data_dir,
+                       [f'--coordinator_address={address}',
+                        '--num_processes=2', f'--process_id={i}'])
+               for i in range(2)]
+      readers = [_read_stderr(proc) for proc in procs]
       # Process 1 logs its devices just before it waits for the dataset.
-      _wait_for_line(pair[1], pair_lines[1][0], 'JAX devices: ')
-      waiting_since = time.monotonic()
-      reference.wait(timeout=1200)
-      reference_reader.join(timeout=10)
-      assert reference.returncode == 0, _failure(reference, reference_lines)
-      time.sleep(max(0., 45 - (time.monotonic() - waiting_since)))
-    for proc, (lines, reader) in zip(pair, pair_lines):
-      proc.wait(timeout=1200)
-      reader.join(timeout=10)
-      failure = _failure(proc, lines)
-      assert failure is None, failure
+      _wait_for_line(procs[1], readers[1][0], 'JAX devices: ')
+      time.sleep(45)
+    _wait_all(procs, readers)
   finally:
     _end(procs)
-
-  one, two = _train_losses(single), _train_losses(double)
-  assert sorted(one) == sorted(two) == [1, 2, 3]
-  np.testing.assert_allclose([two[s] for s in (1, 2, 3)],
-                             [one[s] for s in (1, 2, 3)], rtol=1e-5)
+  _assert_same_training(one_process_run, double)
   assert os.path.exists(os.path.join(double, 'eval_results.json'))
-  assert os.path.isdir(os.path.join(double, 'checkpoints', '3'))
+
+
+def _slurm_pair(workdir, data_dir, port, extra=()):
+  """Two tasks of a simulated SLURM job (the variables srun sets, which
+  JAX's SlurmCluster reads) and no process flags."""
+  procs = []
+  for i in range(2):
+    env = simulated_clusters.slurm_environment(4242, i, 2, '127.0.0.1')
+    # The coordinator's port, which SLURM derives from the job id, on a
+    # port known to be free here (JAX's own override).
+    env['JAX_COORDINATOR_PORT'] = str(port)
+    procs.append(_launch(workdir, 4, data_dir, extra, env=env))
+  return procs
+
+
+@pytest.fixture(scope='module')
+def slurm_run(tmp_path_factory, data_dir):
+  """An uninterrupted run of two simulated SLURM tasks.
+
+  Returns:
+    (workdir, the port, each process's stderr lines).
+  """
+  workdir = str(tmp_path_factory.mktemp('slurm') / 'run')
+  port = _free_port()
+  procs = []
+  try:
+    procs = _slurm_pair(workdir, data_dir, port)
+    readers = [_read_stderr(proc) for proc in procs]
+    _wait_all(procs, readers)
+  finally:
+    _end(procs)
+  return workdir, port, [lines for lines, _ in readers]
+
+
+def _eval_results(workdir: str) -> dict:
+  with open(os.path.join(workdir, 'eval_results.json')) as f:
+    return json.load(f)
+
+
+@_SHARED
+def test_two_slurm_tasks_without_flags_form_one_run(slurm_run,
+                                                    one_process_run):
+  """Each task finds its place, they train together, and as one process
+  does."""
+  double, port, lines = slurm_run
+  for i in range(2):
+    assert any(line.endswith(f'SLURM: process {i} of 2, coordinator '
+                             f'127.0.0.1:{port}') for line in lines[i]), (
+                                 lines[i])
+  _assert_same_training(one_process_run, double)
+  one, two = _eval_results(one_process_run), _eval_results(double)
+  # Process 1 wrote its own log file: the detected id named it.
+  assert os.path.exists(os.path.join(double, 'main.process1.log'))
+  assert two['step'] == one['step'] == 3
+  for key, value in one.items():
+    if isinstance(value, float):
+      assert two[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
 
 
 def _kill_at_step_3(tmp_path, data_dir, victim: int):
