@@ -43,9 +43,12 @@ from absl import logging
 import jax
 import numpy as np
 import tensorflow as tf
+from tensorflow.io import gfile
 
+from airstreams_jax import atomic_write
 from airstreams_jax import cli
 from airstreams_jax import errors
+from airstreams_jax import user_paths
 from airstreams_jax.data import pipeline
 from airstreams_jax.training import trained_run
 
@@ -127,11 +130,15 @@ def check_args(workdir: str, out: str, fmt: str) -> None:
   if fmt not in FORMATS:
     raise errors.ConfigError(f'--format={fmt!r} is unknown; use one of '
                              f'{", ".join(FORMATS)}.')
-  if not os.path.isdir(workdir):
+  if not gfile.isdir(workdir):
     raise errors.ConfigError(f'--workdir={workdir} does not exist; give the '
                              'workdir of a training run.')
-  parent = os.path.dirname(os.path.abspath(out))
-  if not os.path.isdir(parent):
+  if fmt == 'saved_model' and user_paths.is_remote(out):
+    raise errors.ConfigError(f'--out={out}: a SavedModel is written to a '
+                             'local directory; export there, then copy it '
+                             '(gsutil cp -r).')
+  parent = os.path.dirname(user_paths.absolute(out))
+  if not gfile.isdir(parent):
     raise errors.ConfigError(f'--out={out}: its directory {parent} does not '
                              'exist; create it first.')
 
@@ -179,12 +186,9 @@ def export_tflite(run: trained_run.TrainedRun, out: str) -> str:
   converter = tf.lite.TFLiteConverter.from_concrete_functions(
       [module.serve.get_concrete_function()], module)
   flatbuffer = converter.convert()
-  temporary = out + '.tmp'
-  with open(temporary, 'wb') as f:
-    f.write(flatbuffer)
-  os.replace(temporary, out)
-  with open(out + '.classes.json', 'w') as f:
-    json.dump(_classes_and_decoding(run), f, indent=2)
+  atomic_write.write_whole(out, flatbuffer)
+  atomic_write.write_whole(out + '.classes.json', json.dumps(
+      _classes_and_decoding(run), indent=2))
   return out
 
 
@@ -202,8 +206,8 @@ def load_classes(path: str) -> Dict[str, Any]:
   candidates = [os.path.join(path, 'assets', CLASSES_ASSET),
                 path + '.classes.json']
   for candidate in candidates:
-    if os.path.exists(candidate):
-      with open(candidate) as f:
+    if gfile.exists(candidate):
+      with gfile.GFile(candidate) as f:
         return json.load(f)
   raise errors.ConfigError(f'{path}: no {CLASSES_ASSET} beside it; was it '
                            'written by airstreams_jax.export?')

@@ -19,7 +19,8 @@ _ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 # Each unit is a subpackage or a top-level module of the package.
 LAYERS = (
-    ('errors', 'cli', 'cluster', 'mesh', 'sharding', 'atomic_write'),
+    ('errors', 'cli', 'cluster', 'mesh', 'user_paths', 'sharding',
+     'atomic_write'),
     ('models', 'teachers', 'plotting'),
     ('data',),
     ('training',),

@@ -26,8 +26,10 @@ from typing import List, Sequence, Tuple
 
 from absl import logging
 import tensorflow_datasets as tfds
+from tensorflow.io import gfile
 
 from airstreams_jax import errors
+from airstreams_jax import user_paths
 from airstreams_jax.data import video_dataset_builder
 from airstreams_jax.data.video_entries import ActionInterval, VideoEntry
 
@@ -63,26 +65,26 @@ def find_files(manual_dir: str) -> Tuple[str, str]:
   Raises:
     ConfigError: Naming what is missing.
   """
-  manual_dir = os.path.abspath(os.path.expanduser(manual_dir))
-  if not os.path.isdir(manual_dir):
+  manual_dir = user_paths.absolute(manual_dir)
+  if not gfile.isdir(manual_dir):
     raise _error(f'manual_dir {manual_dir!r} is not a directory')
   wanted = [CLASSES_FILE, *SPLIT_FILES.values()]
   annotation_dir = None
   for candidate in ANNOTATION_DIRS:
     folder = os.path.join(manual_dir, candidate)
-    if all(os.path.isfile(os.path.join(folder, f)) for f in wanted):
+    if all(user_paths.is_file(os.path.join(folder, f)) for f in wanted):
       annotation_dir = os.path.normpath(folder)
       break
   if annotation_dir is None:
     missing = [f for f in wanted
-               if not any(os.path.isfile(os.path.join(manual_dir, d, f))
+               if not any(user_paths.is_file(os.path.join(manual_dir, d, f))
                           for d in ANNOTATION_DIRS)]
     if missing:
       raise _error(f'annotation file(s) missing: {", ".join(missing)}')
     raise _error(f'{", ".join(wanted)} must be in the same folder')
   for candidate in VIDEO_DIRS:
     video_dir = os.path.join(manual_dir, candidate)
-    if os.path.isdir(video_dir):
+    if gfile.isdir(video_dir):
       return annotation_dir, video_dir
   raise _error(f'no video folder {" or ".join(VIDEO_DIRS)} in {manual_dir}')
 
@@ -100,7 +102,7 @@ def read_classes(path: str) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
     ConfigError: On a malformed line or a repeated id, naming the line.
   """
   ids, names = [], []
-  with open(path, encoding='utf-8-sig') as f:
+  with user_paths.open_text(path) as f:
     for line_number, line in enumerate(f, 1):
       text = line.strip()
       if not text:
@@ -180,7 +182,7 @@ def read_split(path: str, class_ids: Sequence[str],
   """
   entries = []
   seen = set()
-  with open(path, newline='', encoding='utf-8-sig') as f:
+  with user_paths.open_text(path, newline='') as f:
     reader = csv.DictReader(f)
     missing = {'id', 'actions'} - set(reader.fieldnames or ())
     if missing:

@@ -10,9 +10,11 @@ from typing import Any, Dict, Tuple
 
 from absl import logging
 import jax
+from tensorflow.io import gfile
 
 from airstreams_jax import errors
 from airstreams_jax import mesh as mesh_lib
+from airstreams_jax import user_paths
 from airstreams_jax.data import charades
 from airstreams_jax.data import hmdb51
 from airstreams_jax.data import moments_in_time
@@ -53,7 +55,7 @@ class DatasetMeta:
 
 
 def _data_dir(dataset_config) -> str:
-  return os.path.expanduser(dataset_config.data_dir or
+  return user_paths.absolute(dataset_config.data_dir or
                             '~/tensorflow_datasets')
 
 
@@ -129,8 +131,8 @@ def make_video_builder(builder_cls, dataset_config, **config_options):
         f'Dataset {name!r} reads a local copy: set '
         '--config.dataset.manual_dir=DIR (and --config.dataset.data_dir for '
         'the built dataset).')
-  manual_dir = os.path.abspath(os.path.expanduser(d.manual_dir))
-  if not os.path.isdir(manual_dir):
+  manual_dir = user_paths.absolute(d.manual_dir)
+  if not gfile.isdir(manual_dir):
     raise errors.ConfigError(
         f'--config.dataset.manual_dir={d.manual_dir}: no such directory; '
         f'{builder_cls.MANUAL_DOWNLOAD_INSTRUCTIONS}')
@@ -168,10 +170,16 @@ def make_video_builder(builder_cls, dataset_config, **config_options):
 def build_lock(data_dir: str):
   """Serialises the builds of one dataset version by separate runs (e.g.
   the parallel units of a sweep that all need a dataset not yet built): an
-  exclusive lock on `<data_dir>.lock`. Local paths only; on a bucket the
-  runs of a sweep should share a prebuilt dataset (`tfds build`).
+  exclusive lock on `<data_dir>.lock`. Local paths only: an object store
+  (gs://) has no lock that every run would honour (flock is local, and a
+  lock object left by a killed run would block the others for good), so
+  there the build is not serialised; build the dataset once
+  (`python -m airstreams_jax.data.build`) before a sweep shares it.
   """
-  if '://' in data_dir:
+  if user_paths.is_remote(data_dir):
+    logging.info('Not locking the build of %s: a remote data_dir has no '
+                 'shared lock; build it once before parallel runs use it.',
+                 data_dir)
     yield
     return
   os.makedirs(os.path.dirname(data_dir), exist_ok=True)

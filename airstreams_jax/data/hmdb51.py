@@ -19,8 +19,10 @@ from typing import Dict, List, Sequence, Tuple
 
 from absl import logging
 import tensorflow_datasets as tfds
+from tensorflow.io import gfile
 
 from airstreams_jax import errors
+from airstreams_jax import user_paths
 from airstreams_jax.data import video_dataset_builder
 from airstreams_jax.data.video_entries import VideoEntry
 
@@ -61,7 +63,7 @@ def read_split_file(path: str) -> List[Tuple[str, str]]:
   """
   pairs = []
   seen = {}
-  with open(path, encoding='utf-8-sig') as f:
+  with user_paths.open_text(path) as f:
     for line_number, line in enumerate(f, 1):
       fields = line.strip().rsplit(None, 1)
       if not fields:
@@ -96,13 +98,13 @@ def split_files(manual_dir: str, split: int) -> Dict[str, str]:
   """
   if split not in SPLITS:
     raise errors.ConfigError(f'HMDB51 split must be 1, 2 or 3, got {split!r}.')
-  if not os.path.isdir(manual_dir):
+  if not gfile.isdir(manual_dir):
     raise _error(f'manual_dir {manual_dir!r} is not a directory')
   split_dir = os.path.join(manual_dir, SPLIT_DIR)
-  if not os.path.isdir(split_dir):
+  if not gfile.isdir(split_dir):
     raise _error(f'no split folder {split_dir}')
   files = {}
-  for name in sorted(os.listdir(split_dir)):
+  for name in sorted(gfile.listdir(split_dir)):
     match = _SPLIT_FILE.match(name)
     if match and int(match['split']) == split:
       files[match['cls']] = os.path.join(split_dir, name)
@@ -131,14 +133,14 @@ def list_videos(manual_dir: str, split: int) -> video_dataset_builder.VideoListi
   Raises:
     ConfigError: If a file or folder is missing or a split file is malformed.
   """
-  manual_dir = os.path.abspath(os.path.expanduser(manual_dir))
+  manual_dir = user_paths.absolute(manual_dir)
   files = split_files(manual_dir, split)
   class_names = tuple(files)
   if len(class_names) != NUM_CLASSES:
     logging.warning('HMDB51 split %d: %d classes, the official copy has %d.',
                     split, len(class_names), NUM_CLASSES)
   missing_dirs = [c for c in class_names
-                  if not os.path.isdir(os.path.join(manual_dir, c))]
+                  if not gfile.isdir(os.path.join(manual_dir, c))]
   if missing_dirs:
     raise _error(f'{len(missing_dirs)} class folder(s) missing: '
                  f'{_first(missing_dirs)}')
@@ -150,7 +152,7 @@ def list_videos(manual_dir: str, split: int) -> video_dataset_builder.VideoListi
         continue
       split_name = _SPLIT_IDS[split_id]
       path = os.path.join(manual_dir, class_name, name)
-      if not os.path.isfile(path):
+      if not user_paths.is_file(path):
         bad.append(video_dataset_builder.BadInput(
             path, f'listed in {files[class_name]} but not on disk',
             split_name))

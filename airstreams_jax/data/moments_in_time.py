@@ -23,8 +23,10 @@ from typing import Dict, List, Tuple
 
 from absl import logging
 import tensorflow_datasets as tfds
+from tensorflow.io import gfile
 
 from airstreams_jax import errors
+from airstreams_jax import user_paths
 from airstreams_jax.data import video_dataset_builder
 from airstreams_jax.data.video_entries import VideoEntry
 
@@ -58,15 +60,15 @@ def find_root(manual_dir: str) -> str:
   Raises:
     ConfigError: Naming what is missing.
   """
-  manual_dir = os.path.abspath(os.path.expanduser(manual_dir))
-  if not os.path.isdir(manual_dir):
+  manual_dir = user_paths.absolute(manual_dir)
+  if not gfile.isdir(manual_dir):
     raise _error(f'manual_dir {manual_dir!r} is not a directory')
   nested = os.path.join(manual_dir, ROOT_DIR)
-  root = nested if os.path.isdir(nested) else manual_dir
+  root = nested if gfile.isdir(nested) else manual_dir
   wanted = [CATEGORIES_FILE] + [f for f, _ in SPLIT_FILES.values()]
-  missing = [f for f in wanted if not os.path.isfile(os.path.join(root, f))]
+  missing = [f for f in wanted if not user_paths.is_file(os.path.join(root, f))]
   missing += [d + '/' for _, d in SPLIT_FILES.values()
-              if not os.path.isdir(os.path.join(root, d))]
+              if not gfile.isdir(os.path.join(root, d))]
   if missing:
     raise _error(f'missing in {root}: {", ".join(missing)}')
   return root
@@ -87,7 +89,7 @@ def read_categories(path: str) -> Tuple[str, ...]:
   """
   by_index = {}
   names = set()
-  with open(path, encoding='utf-8-sig') as f:
+  with user_paths.open_text(path) as f:
     for line_number, line in enumerate(f, 1):
       text = line.strip()
       if not text:
@@ -136,7 +138,7 @@ def read_split(path: str, video_dir: str, video_id_prefix: str,
   """
   entries = []
   seen = set()
-  with open(path, newline='', encoding='utf-8-sig') as f:
+  with user_paths.open_text(path, newline='') as f:
     reader = csv.reader(f)
     for row in reader:
       fields = [field.strip() for field in row]

@@ -18,8 +18,10 @@ from typing import Tuple
 
 from absl import logging
 import tensorflow_datasets as tfds
+from tensorflow.io import gfile
 
 from airstreams_jax import errors
+from airstreams_jax import user_paths
 from airstreams_jax.data import video_dataset_builder
 from airstreams_jax.data.video_entries import VideoEntry
 
@@ -76,11 +78,11 @@ def list_videos(manual_dir: str) -> video_dataset_builder.VideoListing:
     ConfigError: If the video folder is missing or empty, an mp4 name does
       not parse, or a split would be empty.
   """
-  manual_dir = os.path.abspath(os.path.expanduser(manual_dir))
+  manual_dir = user_paths.absolute(manual_dir)
   video_dir = os.path.join(manual_dir, VIDEO_DIR)
-  if not os.path.isdir(video_dir):
+  if not gfile.isdir(video_dir):
     raise _error(f'no folder {video_dir}')
-  names = sorted(n for n in os.listdir(video_dir)
+  names = sorted(n for n in gfile.listdir(video_dir)
                  if n.lower().endswith('.mp4'))
   if not names:
     raise _error(f'no .mp4 file in {video_dir}')

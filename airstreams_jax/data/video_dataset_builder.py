@@ -49,8 +49,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow.io import gfile
 
 from airstreams_jax import errors
+from airstreams_jax import user_paths
 from airstreams_jax.data import video_io
 from airstreams_jax.data import video_processing
 from airstreams_jax.data import video_windows
@@ -172,8 +174,8 @@ def split_on_disk(entries: Sequence[VideoEntry], *, dataset: str,
     (present entries, bad inputs for the missing ones); the caller decides
     whether an empty split is an error.
   """
-  present = [e for e in entries if os.path.isfile(e.path)]
-  missing = [e.path for e in entries if not os.path.isfile(e.path)]
+  present = [e for e in entries if user_paths.is_file(e.path)]
+  missing = [e.path for e in entries if not user_paths.is_file(e.path)]
   if missing:
     logging.warning('%s %s: %d of %d listed videos are not on disk (named in '
                     'the report of bad inputs).', dataset, split, len(missing),
@@ -227,8 +229,7 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder):
       **kwargs: For `tfds.core.GeneratorBasedBuilder` (data_dir, config,
         ...).
     """
-    self._manual_dir = os.path.abspath(os.path.expanduser(manual_dir)
-                                       ) if manual_dir else ''
+    self._manual_dir = user_paths.absolute(manual_dir) if manual_dir else ''
     self._num_workers = num_workers or os.cpu_count() or 1
     self._bad_inputs: List[BadInput] = []
     self._clip = clip
@@ -304,7 +305,7 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder):
       manual_dir = self._manual_dir
     else:
       manual_dir = os.fspath(dl_manager.manual_dir)
-    if not os.path.isdir(manual_dir):
+    if not gfile.isdir(manual_dir):
       raise errors.ConfigError(
           f'manual_dir {manual_dir} is not a directory; '
           f'{self.MANUAL_DOWNLOAD_INSTRUCTIONS or ""}'.strip())
@@ -320,7 +321,7 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder):
         classes or an empty split.
     """
     manual_dir = self._manual_dir
-    if not manual_dir or not os.path.isdir(manual_dir):
+    if not manual_dir or not gfile.isdir(manual_dir):
       raise errors.ConfigError(
           f'manual_dir {manual_dir!r} is not a directory; '
           f'{self.MANUAL_DOWNLOAD_INSTRUCTIONS or ""}'.strip())
@@ -407,7 +408,7 @@ class VideoDatasetBuilder(tfds.core.GeneratorBasedBuilder):
                       os.path.join(self._final_data_dir, REPORT_FILENAME))
 
   def _write_report(self, directory: str) -> None:
-    with open(os.path.join(directory, REPORT_FILENAME), 'w') as f:
+    with gfile.GFile(os.path.join(directory, REPORT_FILENAME), 'w') as f:
       json.dump({'num_bad_inputs': len(self._bad_inputs),
                  'bad_inputs': [dataclasses.asdict(b)
                                 for b in self._bad_inputs],

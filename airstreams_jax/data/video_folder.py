@@ -43,8 +43,10 @@ import re
 from typing import Dict, List, Tuple
 
 import tensorflow_datasets as tfds
+from tensorflow.io import gfile
 
 from airstreams_jax import errors
+from airstreams_jax import user_paths
 from airstreams_jax.data import video_dataset_builder
 from airstreams_jax.data.video_entries import VideoEntry
 
@@ -60,8 +62,21 @@ def _error(problem: str) -> errors.ConfigError:
   return errors.ConfigError(f'video_folder: {problem}; {LAYOUT}.')
 
 
+def _remote_listing(path: str) -> Tuple[List[str], List[str]]:
+  """(folders, files) in a remote `path` (an object store has no symlinks,
+  pipes or devices: every entry is one or the other)."""
+  folders, files = [], []
+  for name in gfile.listdir(path):
+    name = name.rstrip('/')  # GCS lists folders with a trailing slash.
+    (folders if gfile.isdir(os.path.join(path, name)) else files).append(name)
+  return folders, files
+
+
 def _subfolders(path: str) -> List[str]:
   """Sorted names of the non-hidden folders in `path`."""
+  if user_paths.is_remote(path):
+    return sorted(n for n in _remote_listing(path)[0]
+                  if not n.startswith('.'))
   with os.scandir(path) as it:
     return sorted(e.name for e in it
                   if e.is_dir() and not e.name.startswith('.'))
@@ -70,6 +85,12 @@ def _subfolders(path: str) -> List[str]:
 def _videos(path: str) -> Tuple[List[str], List[Tuple[str, str]]]:
   """Sorted names of the video files in `path`, and the entries named like
   videos that are not files, each with its reason."""
+  if user_paths.is_remote(path):
+    folders, files = _remote_listing(path)
+    video = lambda n: os.path.splitext(n)[1].lower() in VIDEO_EXTENSIONS
+    return (sorted(filter(video, files)),
+            sorted((n, 'a directory named like a video')
+                   for n in folders if video(n)))
   videos, not_files = [], []
   with os.scandir(path) as it:
     for e in it:
@@ -106,8 +127,8 @@ def list_videos(root: str) -> video_dataset_builder.VideoListing:
     errors.ConfigError: If ROOT is missing or unreadable, has no split
       folder, or a split holds no video.
   """
-  root = os.path.abspath(os.path.expanduser(root))
-  if not os.path.isdir(root):
+  root = user_paths.absolute(root)
+  if not gfile.isdir(root):
     raise _error(f'{root} is not a directory')
   try:
     split_names = _subfolders(root)

@@ -121,14 +121,34 @@ def _error_reason(e: BaseException) -> str:
   return ' '.join(str(e).split()) or type(e).__name__
 
 
-def _open(path: str) -> av.container.InputContainer:
-  if not os.path.isfile(path):
-    raise VideoDecodeError('not a file' if os.path.exists(path)
-                           else 'file not found')
-  if os.path.getsize(path) == 0:
+def _open_remote(path: str):
+  """A seekable gfile of a remote video, checked as a local one is.
+
+  TensorFlow is imported here, not at the top: the decoding workers
+  (video_processing) import this module, and a local build never needs it.
+  """
+  from tensorflow.io import gfile  # pylint: disable=g-import-not-at-top
+  if not gfile.exists(path):
+    raise VideoDecodeError('file not found')
+  if gfile.isdir(path):
+    raise VideoDecodeError('not a file')
+  if gfile.stat(path).length == 0:
     raise VideoDecodeError('empty file (0 bytes)')
+  return gfile.GFile(path, 'rb')
+
+
+def _open(path: str) -> av.container.InputContainer:
+  if '://' in path:  # gs:// and the like: FFmpeg reads it through gfile.
+    source = _open_remote(path)
+  else:
+    if not os.path.isfile(path):
+      raise VideoDecodeError('not a file' if os.path.exists(path)
+                             else 'file not found')
+    if os.path.getsize(path) == 0:
+      raise VideoDecodeError('empty file (0 bytes)')
+    source = path
   try:
-    container = av.open(path, mode='r')
+    container = av.open(source, mode='r')
   except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as e:
     raise VideoDecodeError(f'not a readable video ({_error_reason(e)})'
                            ) from None

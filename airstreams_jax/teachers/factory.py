@@ -22,6 +22,7 @@ generator knows the true masks, can use it (`dataset.synthetic`).
 import os
 from typing import Any, Dict, Mapping, Optional
 
+from airstreams_jax import user_paths
 from airstreams_jax.teachers import base
 
 TEACHERS = ('selfie', 'tflite', 'files', 'maskrcnn', 'pose')
@@ -100,7 +101,7 @@ def check_options(name: str, options: Optional[Mapping[str, Any]],
   opts = _checked_options(name, _as_dict(options))
   if name == 'files':
     classes_file = _files_classes_file(manual_dir, opts)
-    if not os.path.isfile(classes_file):
+    if not user_paths.is_file(classes_file):
       raise base.TeacherSetupError(
           f'the files teacher reads the mask class names from '
           f'{classes_file}, which does not exist; write one name per line '

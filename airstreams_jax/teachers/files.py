@@ -16,6 +16,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from airstreams_jax import user_paths
 from airstreams_jax.teachers import base
 from airstreams_jax.teachers import tflite
 
@@ -71,12 +72,12 @@ class FilesTeacher(base.Teacher):
         masks have the wrong dtype, rank, frame count or class ids.
     """
     path = masks_path(source.video_path)
-    if not os.path.isfile(path):
+    if not user_paths.is_file(path):
       raise base.TeacherInputError(
           f'{path}: missing; the files teacher needs a {MASKS_SUFFIX} file '
           f'beside every video.')
     try:
-      loaded = np.load(path, allow_pickle=False)
+      loaded = np.load(user_paths.local_file(path), allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
       raise base.TeacherInputError(
           f'{path}: not a readable .npz file ({e}).') from e

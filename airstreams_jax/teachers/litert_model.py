@@ -5,12 +5,12 @@ batched inference when the model allows it, and the resizing that maps frames
 to the model's input and its output back to the frame's aspect ratio.
 """
 
-import os
 from typing import Optional, Tuple
 
 import numpy as np
 from PIL import Image
 
+from airstreams_jax import user_paths
 from airstreams_jax.teachers import base
 
 # Frames per interpreter call when the batch dimension can be resized. The
@@ -52,14 +52,14 @@ class LiteRTModel:
     # oracle) do not load it.
     from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
     self.path = path
-    if not os.path.isfile(path):
+    if not user_paths.is_file(path):
       raise base.TeacherSetupError(f'Model file {path} does not exist.')
     if batch_size < 1:
       raise base.TeacherSetupError(f'batch_size must be >= 1, got '
                                    f'{batch_size}.')
     try:
-      self._interpreter = litert.Interpreter(model_path=path,
-                                             num_threads=num_threads)
+      self._interpreter = litert.Interpreter(
+          model_path=user_paths.local_file(path), num_threads=num_threads)
     except (ValueError, RuntimeError) as e:
       raise base.TeacherSetupError(
           f'{path} is not a TFLite model LiteRT can load: '

@@ -15,6 +15,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from airstreams_jax import user_paths
 from airstreams_jax.teachers import base
 
 INSTALL_HINT = ('pip install torch==2.14.1 torchvision==0.29.1 (x86_64; '
@@ -121,7 +122,7 @@ class MaskRCNNTeacher(base.Teacher):
       raise base.TeacherSetupError(f'Unknown maskrcnn arch {arch!r}; valid: '
                                    f'{", ".join(ARCHITECTURES)}.')
     weights_path = os.path.expanduser(weights_path)
-    if not os.path.isfile(weights_path):
+    if not user_paths.is_file(weights_path):
       raise base.TeacherSetupError(
           f'Mask R-CNN weights file {weights_path} does not exist; download '
           f"torchvision's COCO weights for {arch} and pass their path as "
@@ -135,7 +136,8 @@ class MaskRCNNTeacher(base.Teacher):
     self._model = build(weights=None, weights_backbone=None,
                         num_classes=len(CLASS_NAMES), min_size=min_size)
     try:
-      state = torch.load(weights_path, map_location='cpu', weights_only=True)
+      state = torch.load(user_paths.local_file(weights_path),
+                         map_location='cpu', weights_only=True)
       self._model.load_state_dict(state)
     except (RuntimeError, OSError, ValueError, KeyError, EOFError,
             pickle.UnpicklingError) as e:

@@ -30,6 +30,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from airstreams_jax import user_paths
 from airstreams_jax.teachers import base
 from airstreams_jax.teachers import blazepose
 from airstreams_jax.teachers import litert_model
@@ -88,10 +89,11 @@ class _Model:
     # Imported here, as in litert_model, so that importing the teacher
     # does not load the interpreter.
     from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
-    if not os.path.isfile(path):
+    if not user_paths.is_file(path):
       raise base.TeacherSetupError(f'Model file {path} does not exist.')
     try:
-      self._interpreter = litert.Interpreter(model_path=path,
+      self._interpreter = litert.Interpreter(
+          model_path=user_paths.local_file(path),
                                              num_threads=num_threads)
     except (ValueError, RuntimeError) as e:
       first = (str(e).strip().splitlines() or [type(e).__name__])[0]

@@ -11,11 +11,11 @@ Frames are stretched to the input size; masks are resized (nearest neighbour)
 back to the frame's aspect ratio, as in `litert_model.output_hw`.
 """
 
-import os
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from airstreams_jax import user_paths
 from airstreams_jax.teachers import base
 from airstreams_jax.teachers import litert_model
 
@@ -36,11 +36,11 @@ def read_class_names(path: str, what: str = 'label file') -> Tuple[str, ...]:
     base.TeacherSetupError: If the file is missing, has fewer than two names
       or repeats a name.
   """
-  if not os.path.isfile(path):
+  if not user_paths.is_file(path):
     raise base.TeacherSetupError(
         f'The {what} {path} does not exist; it lists one class name per '
         'line, background first.')
-  with open(path, encoding='utf-8') as f:
+  with open(user_paths.local_file(path), encoding='utf-8') as f:
     # Stripped, because a stray space would otherwise make a distinct name.
     names = tuple(line.strip() for line in f if line.strip())
   if len(names) < 2:

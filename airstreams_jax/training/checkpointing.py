@@ -7,14 +7,17 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from tensorflow.io import gfile
 
 from airstreams_jax import errors
+from airstreams_jax import user_paths
 
 _policies = ocp.checkpoint_managers
 
 
 def _directory(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), 'checkpoints')
+  # Absolute (orbax wants it so) for a local workdir; gs:// kept as it is.
+  return os.path.join(user_paths.absolute(workdir), 'checkpoints')
 
 
 def make_manager(workdir: str, *, keep: int,
@@ -119,7 +122,7 @@ def restore_variables(workdir: str, sharding: jax.sharding.Sharding
     errors.ConfigError: if `workdir` holds no checkpoint.
   """
   directory = _directory(workdir)
-  if not os.path.isdir(directory):
+  if not gfile.isdir(directory):
     raise errors.ConfigError(
         f'{workdir} has no checkpoints/ folder; give the workdir of a '
         'training run that has saved a checkpoint.')

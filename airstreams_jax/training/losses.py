@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from tensorflow.io import gfile
 
 LOSS_NAMES = ('rgb', 'flow', 'semantic', 'merged', 'interm')
 
@@ -31,7 +32,7 @@ def loss_weights_vector(weights: Mapping[str, float],
     The weights, float32, shape `[5]`.
   """
   if weights_file:
-    with open(weights_file) as f:
+    with gfile.GFile(weights_file) as f:
       weights = json.load(f)
   if not hasattr(weights, 'keys') or set(weights) != set(LOSS_NAMES):
     raise ValueError(f'loss weights need exactly the keys {LOSS_NAMES}, got '
