@@ -33,6 +33,7 @@ from airstreams_jax import cluster
 from airstreams_jax import errors
 from airstreams_jax import mesh as mesh_lib
 from airstreams_jax.evolution import evolve
+from airstreams_jax.training import preemption
 from airstreams_jax.training import reporting
 from airstreams_jax.training import train
 
@@ -160,6 +161,11 @@ def main() -> None:
       results = evolve.evolve(FLAGS.config, FLAGS.workdir)
     else:
       results = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except preemption.Preempted as e:
+    # Saved: a clean exit (status 0), so that a scheduler that restarts
+    # failed jobs does not count it; the same command resumes.
+    print(e, file=sys.stderr)
+    results = None
   except (errors.ConfigError, FloatingPointError) as e:
     # A config error (found before any compilation) or a non-finite step
     # (reporting.check_step_finite): one line that names the fix, no traceback.
@@ -190,7 +196,7 @@ def main() -> None:
             'the newest checkpoint.')
     traceback.print_exc()
     _fail(f'error: process {jax.process_index()} stopped by the error above.')
-  if jax.process_index() == 0:
+  if results is not None and jax.process_index() == 0:
     if FLAGS.mode == 'evolve':
       _print_evolution_summary(results)
     else:

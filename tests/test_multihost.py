@@ -4,6 +4,7 @@ import glob
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -229,6 +230,44 @@ def test_two_slurm_tasks_without_flags_form_one_run(slurm_run,
   for key, value in one.items():
     if isinstance(value, float):
       assert two[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+
+
+@_SHARED
+def test_sigterm_to_one_task_stops_both_at_one_saved_step_then_resumes(
+    tmp_path, data_dir, slurm_run):
+  """A preemption notice to process 1 only: JAX's preemption service tells
+  process 0, both save the same step and exit 0 with one line; rerun, they
+  end with the weights of the uninterrupted pair."""
+  workdir = str(tmp_path / 'run')
+  procs = []
+  try:
+    procs = _slurm_pair(workdir, data_dir, _free_port())
+    readers = [_read_stderr(proc) for proc in procs]
+    _wait_for_line(procs[1], readers[1][0], 'step 1/3: loss ')
+    procs[1].send_signal(signal.SIGTERM)
+    _wait_all(procs, readers)
+  finally:
+    _end(procs)
+  lasts = [lines[-1] for lines, _ in readers]
+  steps = {int(re.fullmatch(r'preempted at step (\d+); saved; rerun the '
+                            r'same command to resume', last).group(1))
+           if re.fullmatch(r'preempted at step \d+; .*', last) else None
+           for last in lasts}
+  assert len(steps) == 1 and None not in steps, lasts
+  step = steps.pop()
+  assert 2 <= step <= 3, step
+  assert os.path.isdir(os.path.join(workdir, 'checkpoints', str(step)))
+  assert not os.path.exists(os.path.join(workdir, 'eval_results.json'))
+  try:
+    procs = _slurm_pair(workdir, data_dir, _free_port())
+    readers = [_read_stderr(proc) for proc in procs]
+    _wait_all(procs, readers)
+  finally:
+    _end(procs)
+  assert any(f'Resumed from the checkpoint of step {step}' in line
+             for line in readers[0][0]), readers[0][0][-20:]
+  assert (_eval_results(workdir)['params_sha256'] ==
+          _eval_results(slurm_run[0])['params_sha256'])
 
 
 def _kill_at_step_3(tmp_path, data_dir, victim: int):

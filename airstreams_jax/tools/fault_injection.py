@@ -1,7 +1,12 @@
 r"""Training killed with SIGKILL at random moments resumes to the same weights.
 
   .venv/bin/python -m airstreams_jax.tools.fault_injection --kills=20 \
-      [--root=workdirs/fault_injection] [--seed=0] [--data_dir=DIR]
+      [--root=workdirs/fault_injection] [--seed=0] [--data_dir=DIR] \
+      [--signal=KILL|TERM]
+
+`--signal=TERM` sends the preemption notice instead: each run must save the
+step it reached, exit 0 with "preempted at step N; saved; ..." and resume to
+the same weights.
 
 First an uninterrupted run of the smoke config records its `params_sha256`.
 Then, for each of `--kills` trials, a fresh run of the same config is killed
@@ -145,10 +150,12 @@ def _read_lines(stream, into: 'queue.Queue[Optional[str]]') -> None:
 def run_main(command: Sequence[str], workdir: str,
              kill_when: Optional[KillWhen] = None,
              timeout: float = 900.0,
-             env: Optional[Dict[str, str]] = None) -> Run:
-  """Runs `command` (a `main` invocation on `workdir`) to its end, or kills
-  it with SIGKILL as soon as `kill_when` holds (checked every 5 ms and on
-  every console line). `env` is added to this process's environment."""
+             env: Optional[Dict[str, str]] = None,
+             sig: int = signal.SIGKILL) -> Run:
+  """Runs `command` (a `main` invocation on `workdir`) to its end, or sends
+  it `sig` (SIGKILL: no clean-up; SIGTERM: a preemption notice) as soon as
+  `kill_when` holds (checked every 5 ms and on every console line). `env` is
+  added to this process's environment."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', **(env or {}))
   start = time.monotonic()
   proc = subprocess.Popen(list(command), cwd=ROOT, env=env, text=True,
@@ -177,7 +184,7 @@ def run_main(command: Sequence[str], workdir: str,
         raise TimeoutError(f'{" ".join(command)} ran over {timeout:.0f} s')
       if (kill_when is not None and not killed and proc.poll() is None and
           kill_when(console, elapsed, workdir)):
-        os.kill(proc.pid, signal.SIGKILL)
+        os.kill(proc.pid, sig)
         killed = True
       if not open_stream and proc.poll() is not None:
         break
@@ -216,10 +223,13 @@ def final_sha(workdir: str) -> str:
 
 
 def run_trial(command: Sequence[str], workdir: str, kill_when: KillWhen,
-              max_reruns: int = 3) -> List[Run]:
-  """A run killed when `kill_when` holds, then reruns until one finishes."""
-  runs = [run_main(command, workdir, kill_when)]
-  while runs[-1].returncode != 0:
+              max_reruns: int = 3, sig: int = signal.SIGKILL) -> List[Run]:
+  """A run sent `sig` when `kill_when` holds, then reruns until one
+  finishes. A run that SIGTERM preempted exits 0 without results: it is
+  rerun too."""
+  runs = [run_main(command, workdir, kill_when, sig=sig)]
+  while runs[-1].returncode != 0 or not os.path.exists(
+      os.path.join(workdir, 'eval_results.json')):
     if len(runs) > max_reruns:
       raise RuntimeError(f'{workdir}: no rerun finished:\n' +
                          '\n'.join(runs[-1].console[-20:]))
@@ -233,6 +243,9 @@ def define_flags() -> None:
   flags.DEFINE_string('root', 'workdirs/fault_injection', 'Workdirs go here.')
   flags.DEFINE_integer('seed', 0, 'Seed of the kill moments.')
   flags.DEFINE_string('data_dir', '', 'tfds data dir ("" = the default).')
+  flags.DEFINE_enum('signal', 'KILL', ['KILL', 'TERM'],
+                    'KILL: no clean-up (the OOM killer, a lost machine); '
+                    'TERM: a preemption notice, which saves and exits 0.')
 
 
 def main() -> int:
@@ -242,6 +255,7 @@ def main() -> int:
   os.makedirs(root, exist_ok=True)
   config = 'configs/synthetic.py:smoke'
   rng = np.random.default_rng(values.seed)
+  sig = getattr(signal, 'SIG' + values.signal)
 
   reference_dir = os.path.join(root, 'reference')
   command = main_command(config, reference_dir, values.data_dir,
@@ -263,9 +277,16 @@ def main() -> int:
     marker = MARKERS[int(rng.integers(len(MARKERS)))]
     delay = float(rng.uniform(0.0, MAX_DELAY_S))
     command = main_command(config, workdir, values.data_dir, FAULT_OVERRIDES)
-    runs = run_trial(command, workdir, console_line(marker, delay))
+    runs = run_trial(command, workdir, console_line(marker, delay),
+                     sig=sig)
     first = runs[0]
     identical = final_sha(workdir) == expected
+    if sig == signal.SIGTERM and first.killed:
+      # A preemption notice: saved and left with status 0 and its line
+      # (or, if it came after the last step, finished the run).
+      identical = identical and first.returncode == 0 and bool(
+          first.console) and (first.console[-1].startswith('preempted at step')
+                              or len(runs) == 1)
     trial = dict(trial=i, after=MARKER_NAMES[marker],
                  delay_s=round(delay, 2), killed=first.killed,
                  phase=first.phase if first.killed else 'finished first',
@@ -281,11 +302,12 @@ def main() -> int:
           flush=True)
   killed = [t for t in trials if t['killed']]
   same = sum(t['identical'] for t in killed)
-  print(f'{same} of {len(killed)} killed runs resumed to bit-identical '
+  what = 'killed' if sig == signal.SIGKILL else 'SIGTERM-preempted'
+  print(f'{same} of {len(killed)} {what} runs resumed to bit-identical '
         f'weights ({len(trials) - len(killed)} finished before their kill '
         'moment)')
   with open(os.path.join(root, 'fault_injection.json'), 'w') as f:
-    json.dump(dict(reference_sha256=expected,
+    json.dump(dict(reference_sha256=expected, signal=values.signal,
                    identical=same, killed=len(killed), trials=trials), f,
               indent=2)
   return 0 if same == len(killed) else 1

@@ -24,6 +24,7 @@ from airstreams_jax.plotting import images
 from airstreams_jax.training import checkpointing
 from airstreams_jax.training import evaluation as eval_lib
 from airstreams_jax.training import metrics as metrics_lib
+from airstreams_jax.training import preemption
 from airstreams_jax.training import reporting
 from airstreams_jax.training import run_files
 from airstreams_jax.training import setup as setup_lib
@@ -120,7 +121,18 @@ def train_and_evaluate(config, workdir: str,
 
   Returns:
     The final evaluation results (also written to `eval_results.json`).
+
+  Raises:
+    preemption.Preempted: on SIGTERM (or JAX's preemption notice), after
+      saving the step every process reached; rerunning resumes from it.
   """
+  with preemption.PreemptionWatch() as watch:
+    return _train_and_evaluate(config, workdir, mesh, watch)
+
+
+def _train_and_evaluate(config, workdir: str,
+                        mesh: Optional[jax.sharding.Mesh],
+                        watch: preemption.PreemptionWatch) -> Dict[str, Any]:
   s = setup_lib.setup(config, mesh)
   gfile.makedirs(workdir)
   run_files.write_run_info(config, s.meta, workdir)
@@ -194,9 +206,13 @@ def train_and_evaluate(config, workdir: str,
                      else accumulated.merge(step_metrics))
       report(step, time.time())
       is_last = step == config.num_train_steps
-      evaluated = step % config.eval_every_steps == 0 or is_last
+      # Every process, every step (JAX's preemption protocol needs both).
+      stop = watch.reached(step)
+      # A preemption leaves little time: the evaluation due now is skipped
+      # (the resumed run evaluates as usual).
+      evaluated = (step % config.eval_every_steps == 0 or is_last) and not stop
       saved = (step % config.checkpoint_every_steps == 0 or is_last or
-               (evaluated and config.best_metric))
+               (evaluated and config.best_metric) or stop)
       logged = step % config.log_every_steps == 0 or is_last
       if logged or evaluated or saved:
         reporting.check_step_finite(*unchecked, manager.latest_step)
@@ -223,6 +239,8 @@ def train_and_evaluate(config, workdir: str,
             manager, step, state,
             {k: v for k, v in results.items() if isinstance(v, float)}
             if evaluated else None)
+      if stop:  # Leaving closes the manager: the save completes first.
+        raise preemption.Preempted(step)
       if step % config.log_every_steps == 0:  # Evaluation and saving excluded.
         data_wait, interval_start = 0.0, time.monotonic()
     if results is None:  # Nothing left to train: evaluate what was restored.
