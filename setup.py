@@ -4,7 +4,8 @@ Install for use: pip install -r requirements.txt -e .
 Optional extras (each with the version the project tests):
   [torch]     the PyTorch twin that `python -m airstreams_jax.tools.benchmark`
               times beside the JAX model (a CPU build of torch);
-  [xm]        `python -m airstreams_jax.launch --launcher=xmanager`;
+  [xm]        `python -m airstreams_jax.launch --launcher=xmanager` (local,
+              vertex and kubernetes executors);
   [notebook]  the kernel and plotting of notebooks/quickstart.ipynb;
   [opencv]    OpenCV's TV-L1, the reference of experiments/compare_opencv_tvl1.py.
 """

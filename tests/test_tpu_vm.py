@@ -209,7 +209,7 @@ def test_cli_dry_run_prints_the_commands_and_refuses_a_local_root(tmp_path):
   assert proc.returncode == 1 and proc.stdout == ''
   assert proc.stderr.strip().splitlines() == [
       f'error: --root={tmp_path}: --launcher=tpu_vm needs a gs:// path that '
-      'every worker reads and writes, e.g. --root=gs://BUCKET/runs.']
+      'every worker (or job) reads and writes, e.g. --root=gs://BUCKET/runs.']
 
   # Not a dry run, with no gcloud on the PATH: one line, how to install it.
   proc = subprocess.run(base + ['--action=status'], capture_output=True,

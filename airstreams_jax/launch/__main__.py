@@ -23,6 +23,7 @@ if __name__ == '__main__':
   from airstreams_jax import cli as _cli  # pylint: disable=g-import-not-at-top
   _cli.start(tensorflow=False)
 
+import json
 import os
 import shlex
 import shutil
@@ -37,6 +38,7 @@ from airstreams_jax.launch import local
 from airstreams_jax.launch import record as record_lib
 from airstreams_jax.launch import sweep as sweep_lib
 from airstreams_jax.launch import tpu_vm
+from airstreams_jax.launch import xm_cloud
 
 FLAGS = flags.FLAGS
 
@@ -66,6 +68,18 @@ def define_flags() -> None:
       'local: subprocesses on this machine; xmanager: an XManager experiment '
       '(xm_local executor); tpu_vm: every worker of a Cloud TPU VM slice, '
       'through gcloud.')
+  flags.DEFINE_enum(
+      'xm_executor', 'local', ['local', *xm_cloud.EXECUTORS],
+      'xmanager: local (processes on this machine), vertex (Vertex AI) or '
+      'kubernetes (a GKE cluster); the cloud ones package the code with '
+      'xm.python_container (Docker) and need --accelerator, a gs:// --root '
+      'and --data_dir.')
+  flags.DEFINE_string(
+      'accelerator', None, 'xmanager on vertex/kubernetes: NAME=COUNT of an '
+      'XManager resource per job, e.g. a100=8.')
+  flags.DEFINE_string(
+      'image_tag', None, 'xmanager on vertex/kubernetes: where the image is '
+      'pushed (default: XManager\'s gcr.io/<project>/<folder>:<time>).')
   flags.DEFINE_integer(
       'cpus_per_unit', None, 'CPU cores pinned to each running unit; '
       'default: the cores shared equally when --parallel > 1, else not '
@@ -178,6 +192,23 @@ def _tpu_vm() -> None:
   tpu_vm.execute(steps)
 
 
+def _xm_cloud(units) -> None:
+  """--launcher=xmanager on Vertex AI or Kubernetes."""
+  if not FLAGS.accelerator:
+    raise errors.ConfigError(
+        f'--xm_executor={FLAGS.xm_executor} needs --accelerator=NAME=COUNT '
+        '(e.g. a100=8).')
+  with open(os.path.join(tpu_vm.REPOSITORY, 'requirements.txt')) as f:
+    requirements = f.read()
+  args = (units, FLAGS.root, FLAGS.data_dir or '', FLAGS.xm_executor,
+          FLAGS.accelerator, requirements)
+  if FLAGS.dry_run:
+    print(json.dumps(xm_cloud.plan(*args), indent=1))
+    return
+  experiment = xm_cloud.launch(*args, image_tag=FLAGS.image_tag or '')
+  print(f'XManager experiment {experiment}: {len(units)} unit(s) done.')
+
+
 def main() -> None:
   if FLAGS.parallel < 1:
     sys.exit(f'error: --parallel={FLAGS.parallel}; give at least 1.')
@@ -194,6 +225,16 @@ def main() -> None:
     units = _units()
   except errors.ConfigError as e:
     sys.exit(f'error: {e}')
+  if FLAGS.launcher == 'xmanager' and FLAGS.xm_executor != 'local':
+    try:
+      _xm_cloud(units)
+    except errors.ConfigError as e:
+      sys.exit(f'error: {e}')
+    return
+  if FLAGS.accelerator or FLAGS.xm_executor != 'local':
+    sys.exit('error: --accelerator and --xm_executor=vertex|kubernetes apply '
+             'to --launcher=xmanager\'s cloud executors; the local launchers '
+             'use this machine\'s devices.')
   if FLAGS.dry_run:
     print_plan(units, FLAGS.root)
     return

@@ -92,7 +92,8 @@ def check_slice(slice_: Slice) -> None:
                              'zone, e.g. us-central2-b).')
 
 
-def check_remote(root: str, data_dir: Optional[str] = None) -> None:
+def check_remote(root: str, data_dir: Optional[str] = None,
+                 launcher: str = '--launcher=tpu_vm') -> None:
   """Every worker writes the workdirs and reads the data: both must be on
   GCS, which every worker sees (a local path would be one per worker).
   `data_dir` None: not needed (the logs)."""
@@ -102,8 +103,8 @@ def check_remote(root: str, data_dir: Optional[str] = None) -> None:
   for flag, value, example in paths:
     if not (value or '').startswith('gs://') or len(value) <= len('gs://'):
       raise errors.ConfigError(
-          f'--{flag}={value or ""}: --launcher=tpu_vm needs a gs:// path '
-          f'that every worker reads and writes, e.g. --{flag}={example}.')
+          f'--{flag}={value or ""}: {launcher} needs a gs:// path that '
+          f'every worker (or job) reads and writes, e.g. --{flag}={example}.')
 
 
 def workers(accelerator_type: str) -> Optional[int]:

@@ -1,4 +1,5 @@
-"""The XManager launcher: a sweep as one XManager experiment on this machine.
+"""The XManager launcher: a sweep as one XManager experiment on this machine
+(Vertex AI and Kubernetes: `xm_cloud.py`).
 
   python -m airstreams_jax.launch --sweep=FILE.py[:arg] --root=ROOT \
       --launcher=xmanager
@@ -64,6 +65,10 @@ def _import_xmanager():
         f'--launcher=xmanager needs XManager ({reason}); install it with '
         f'`pip install xmanager=={XMANAGER_VERSION}`.') from None
   return xm, xm_local
+
+
+# For the cloud executors (xm_cloud.py).
+import_xmanager = _import_xmanager
 
 
 def _return_code(error: BaseException) -> Optional[int]:
