@@ -172,6 +172,48 @@ def test_record_rerun_rules(tmp_path):
   assert [e['name'] for e in regrown['dropped']] == ['v']
 
 
+@pytest.mark.slow
+def test_a_unit_that_exits_0_without_its_results_was_preempted(tmp_path):
+  """`main` saves and exits 0 on SIGTERM (a preemption): without the
+  results this attempt should have written, the unit is interrupted (rerun
+  resumes it), not done."""
+  root = str(tmp_path)
+  unit = sweep.Unit(SMOKE, name='u')
+  record = record_lib.merge(None, [unit], root, 'test')
+  entry = record['units'][0]
+  entry.update(status='running', attempts=1)
+  os.makedirs(entry['workdir'])
+  results = os.path.join(entry['workdir'], 'eval_results.json')
+
+  def collect():
+    # A child that exits 0 at once, as a preempted `main` does.
+    job = local._Running(  # pylint: disable=protected-access
+        process=subprocess.Popen(['true']), slot=0, started=time.time(),
+        log=open(os.path.join(root, 'log'), 'a'))
+    job.process.wait()
+    running = {'u': job}
+    out = io.StringIO()
+    local._collect_finished(  # pylint: disable=protected-access
+        running, {'u': entry}, local._Progress(1, 0, out))  # pylint: disable=protected-access
+    assert not running
+    return out.getvalue()
+
+  printed = collect()
+  assert entry['status'] == 'interrupted' and entry['return_code'] == 0
+  assert 'u preempted: it saved its step' in printed
+  assert record_lib.units_to_run(record) == ['u']
+  # Results of an earlier attempt do not count either.
+  with open(results, 'w') as f:
+    json.dump({'top1': 0.5}, f)
+  os.utime(results, (time.time() - 60,) * 2)
+  collect()
+  assert entry['status'] == 'interrupted'
+  # This attempt's results: done, with its metrics.
+  os.utime(results)
+  collect()
+  assert entry['status'] == 'done' and entry['metrics']['top1'] == 0.5
+
+
 def test_one_launcher_per_root(tmp_path):
   root = str(tmp_path)
   with local._only_launcher(root):  # pylint: disable=protected-access

@@ -124,6 +124,12 @@ def done_message(entry: Dict[str, Any]) -> str:
           f'{result}.')
 
 
+def preempted_message(entry: Dict[str, Any]) -> str:
+  """A unit that saved a checkpoint and left on SIGTERM."""
+  return (f"{entry['name']} preempted: it saved its step and left without "
+          'results; rerun the same launch command to resume it.')
+
+
 def failed_message(entry: Dict[str, Any], reason: str) -> str:
   """A failed unit, with the end of its log (where main's error is)."""
   return (f"{entry['name']} FAILED ({reason}); last lines of "
@@ -388,6 +394,11 @@ def _collect_finished(running: Dict[str, _Running],
     entry['wall_time_s'] += entry['finished'] - job.started
     if stopped and code != 0:
       entry['status'] = 'interrupted'
+    elif code == 0 and not record_lib.wrote_results(
+        entry['workdir'], entry['mode'], job.started):
+      # Preempted (SIGTERM from us or from the machine): saved and left.
+      entry['status'] = 'interrupted'
+      progress.event(f"[sweep] {preempted_message(entry)}")
     elif code == 0:
       entry['status'] = 'done'
       entry['metrics'] = record_lib.final_metrics(entry['workdir'],

@@ -117,12 +117,27 @@ def _read_json(path: str) -> Optional[Any]:
     return None
 
 
+def _results_file(workdir: str, mode: str) -> str:
+  return os.path.join(workdir, 'best_weights.json' if mode == 'evolve'
+                      else 'eval_results.json')
+
+
+def wrote_results(workdir: str, mode: str, since: float) -> bool:
+  """Whether the unit's attempt that started at `since` (time.time()) wrote
+  its results: a `main` that exits 0 without them was preempted (SIGTERM:
+  it saved a checkpoint and left), not finished."""
+  try:
+    return os.path.getmtime(_results_file(workdir, mode)) >= since - 1
+  except OSError:
+    return False
+
+
 def final_metrics(workdir: str, mode: str) -> Dict[str, Any]:
   """What a finished unit measured, from the files it wrote."""
   if mode == 'evolve':
-    best = _read_json(os.path.join(workdir, 'best_weights.json'))
+    best = _read_json(_results_file(workdir, mode))
     return {} if best is None else {'best_weights': best}
-  results = _read_json(os.path.join(workdir, 'eval_results.json'))
+  results = _read_json(_results_file(workdir, mode))
   if results is None:
     return {}
   metrics = {k: results[k] for k in _RESULT_KEYS if k in results}

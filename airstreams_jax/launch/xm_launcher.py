@@ -223,6 +223,15 @@ class _XmSweep:
       reason = f'exit code {code}' if code is not None else str(e)
       self._event(local.failed_message(entry, reason))
     else:
+      if not record_lib.wrote_results(entry['workdir'], entry['mode'],
+                                      started):
+        # Preempted (SIGTERM): main saved its step and exited 0.
+        entry.update(status='interrupted', return_code=0,
+                     finished=time.time())
+        entry['wall_time_s'] += entry['finished'] - started
+        self._event(local.preempted_message(entry))
+        self._save()
+        return
       entry.update(status='done', return_code=0, finished=time.time(),
                    metrics=record_lib.final_metrics(entry['workdir'],
                                                     entry['mode']))
