@@ -23,8 +23,13 @@ from airstreams_jax.tools import fault_injection as fi
 pytestmark = pytest.mark.slow
 
 
-def test_killed_twice_then_resumed_gives_the_uninterrupted_weights(
+def test_killed_twice_preempted_then_resumed_gives_the_uninterrupted_weights(
     tmp_path, data_dir, smoke_main_run):
+  """SIGKILL mid-checkpoint and mid-evaluation, then a preemption notice
+  (SIGTERM): the step in flight ends, is saved, and the run leaves with
+  status 0 and one line; the same command then resumes from that step to the
+  weights of the run that was never interrupted. (One run, three
+  interruptions: each `main` start costs a compile-cache load.)"""
   expected = smoke_main_run[2]['params_sha256']
   workdir = str(tmp_path / 'run')
   # Checkpoints every 2 steps, evaluations every 4, a console line per
@@ -48,9 +53,24 @@ def test_killed_twice_then_resumed_gives_the_uninterrupted_weights(
   assert not any(' step 5/8: loss ' in line for line in run.console)
   assert not set(cut) & set(fi.half_written_steps(workdir))
 
-  # 3. Rerun to the end: the weights of the run that was never killed.
+  # 3. A preemption notice once step 5 is logged.
+  run = fi.run_main(command, workdir, fi.console_line(r' step 5/8: loss '),
+                    sig=signal.SIGTERM)
+  assert run.killed and run.returncode == 0, run.console[-10:]
+  match = re.fullmatch(r'preempted at step (\d+); saved; rerun the same '
+                       r'command to resume', run.console[-1])
+  assert match, run.console[-10:]
+  step = int(match.group(1))
+  # Past the step the notice followed, before the end; an odd step is one
+  # the regular schedule (every 2) would not have saved.
+  assert 5 <= step < 8, step
+  assert os.path.isdir(os.path.join(workdir, 'checkpoints', str(step)))
+  assert not os.path.exists(os.path.join(workdir, 'eval_results.json'))
+
+  # 4. Rerun to the end: the weights of the run that was never interrupted.
   run = fi.run_main(command, workdir)
   assert run.returncode == 0, run.console[-20:]
+  assert run.resumed_from == step
   assert fi.final_sha(workdir) == expected
   assert fi.half_written_steps(workdir) == []
   assert not os.path.exists(os.path.join(workdir, 'eval_results.json.tmp'))
@@ -184,30 +204,3 @@ def test_a_data_dir_that_vanishes_mid_run_is_one_line_naming_it(
   assert 'was it moved or deleted while the run used it?' in last
   assert all(line[:1].isdigit() or line.startswith('error: ')
              for line in run.console), run.console
-
-
-def test_sigterm_saves_the_step_reached_exits_0_and_the_rerun_resumes(
-    tmp_path, data_dir, smoke_main_run):
-  """A preemption notice (SIGTERM) mid-training: the step in flight ends,
-  is saved, the run leaves with status 0 and one line; the same command
-  resumes from that step to the uninterrupted weights."""
-  expected = smoke_main_run[2]['params_sha256']
-  workdir = str(tmp_path / 'run')
-  command = fi.main_command('configs/synthetic.py:smoke', workdir, data_dir,
-                            fi.FAULT_OVERRIDES)
-  run = fi.run_main(command, workdir, fi.console_line(r' step 5/8: loss '),
-                    sig=signal.SIGTERM)
-  assert run.killed and run.returncode == 0, run.console[-10:]
-  match = re.fullmatch(r'preempted at step (\d+); saved; rerun the same '
-                       r'command to resume', run.console[-1])
-  assert match, run.console[-10:]
-  step = int(match.group(1))
-  # Past the step the notice followed, before the end; an odd step is one
-  # the regular schedule (every 2) would not have saved.
-  assert 5 <= step < 8, step
-  assert os.path.isdir(os.path.join(workdir, 'checkpoints', str(step)))
-  assert not os.path.exists(os.path.join(workdir, 'eval_results.json'))
-  run = fi.run_main(command, workdir)
-  assert run.returncode == 0, run.console[-20:]
-  assert run.resumed_from == step
-  assert fi.final_sha(workdir) == expected
