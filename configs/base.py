@@ -331,9 +331,17 @@ def get_config():
       # convolutions slowly) or 'auto' (sequential on CPU, else vmap).
       group_step='auto',
       proxy_steps=200,
+      # A candidate's fitness is the mean of proxy_repeats proxy trainings,
+      # repeat r with seed config.seed + r for every candidate (paired); a
+      # child that would become the best first trains race_repeats more
+      # (racing), so one lucky proxy cannot crown a weighting
+      # (airstreams_jax/evolution/tournament.py; docs/usage.md says why 1
+      # and 2).
+      proxy_repeats=1,
+      race_repeats=2,
       holdout_percent=20,
       # Who leaves the population when a child joins: 'worst' or 'oldest'
-      # (regularised evolution); airstreams_jax/evolution/search.py says why
+      # (regularised evolution); airstreams_jax/evolution/tournament.py says why
       # worst.
       removal='worst',
       seed=0,

@@ -173,7 +173,8 @@ def cases(config, directory: str) -> List[Case]:
                      ('num_evaluations', '0'), ('num_evaluations', '2'),
                      ('parallel', '0'),
                      ('proxy_steps', '0'), ('holdout_percent', '100'),
-                     ('holdout_percent', '-5'), ('removal', 'random')):
+                     ('holdout_percent', '-5'), ('removal', 'random'),
+                     ('proxy_repeats', '0'), ('race_repeats', '-1')):
     out.append(Case([f'--config.evolution.{key}={value}'], key))
   return out
 
