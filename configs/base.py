@@ -339,6 +339,13 @@ def get_config():
       # and 2).
       proxy_repeats=1,
       race_repeats=2,
+      # 'tournament' (the paper's) or 'halving': successive halving over
+      # num_evaluations drawn weightings, halving_rungs rungs, each keeping
+      # the best 1/halving_keep and retraining them halving_keep times
+      # longer, the last for proxy_steps (airstreams_jax/evolution/halving.py).
+      strategy='tournament',
+      halving_rungs=3,
+      halving_keep=3,
       holdout_percent=20,
       # Who leaves the population when a child joins: 'worst' or 'oldest'
       # (regularised evolution); airstreams_jax/evolution/tournament.py says why

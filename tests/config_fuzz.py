@@ -174,8 +174,13 @@ def cases(config, directory: str) -> List[Case]:
                      ('parallel', '0'),
                      ('proxy_steps', '0'), ('holdout_percent', '100'),
                      ('holdout_percent', '-5'), ('removal', 'random'),
-                     ('proxy_repeats', '0'), ('race_repeats', '-1')):
+                     ('proxy_repeats', '0'), ('race_repeats', '-1'),
+                     ('strategy', 'bayes'), ('halving_keep', '1'),
+                     ('halving_rungs', '0')):
     out.append(Case([f'--config.evolution.{key}={value}'], key))
+  # Successive halving's first rung needs proxy_steps / keep^(rungs-1) >= 1.
+  out.append(Case(['--config.evolution.strategy=halving',
+                   '--config.evolution.proxy_steps=4'], 'proxy_steps'))
   return out
 
 

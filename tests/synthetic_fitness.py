@@ -51,8 +51,38 @@ def noisy_fitness(noise_seed: int, sd: float, seed_sd: float):
   return fitness
 
 
+def fidelity_fitness(noise_seed: int, sd_full: float, full_steps: int):
+  """Fitness of proxies whose noise shrinks with their length: sd_full at
+  `full_steps` steps, sd_full * sqrt(full_steps / steps) at `steps` (the
+  mean of fewer noisy steps), fixed by (noise_seed, candidate, repeat,
+  rung)."""
+  def fitness(jobs):
+    return [(true_fitness(j.candidate.weights) + sd_full * np.sqrt(
+        full_steps / j.steps) * np.random.default_rng(
+            [noise_seed, j.candidate.id, j.repeat, j.rung]).normal(), None)
+            for j in jobs]
+  return fitness
+
+
 def run_search(settings, history=(), fitness=distance_fitness,
                on_batch_done=None):
   search = runner.make_search(settings, history)
   runner.run(search, fitness, on_batch_done)
   return search
+
+
+def snapshots(settings, fitness):
+  """(the history, the history files an uninterrupted search writes: none
+  yet and one after each batch, and the jobs answered after each file)."""
+  texts, jobs_after = [''], [[]]
+  answered = []
+
+  def answer(jobs):
+    answered.extend((j.candidate.id, j.repeat, j.rung) for j in jobs)
+    return fitness(jobs)
+
+  def save(search, _):
+    texts.append(candidates_lib.format_history(search.history, NAMES))
+    jobs_after.append(list(answered))
+  search = run_search(settings, fitness=answer, on_batch_done=save)
+  return search.history, texts, [answered[len(a):] for a in jobs_after]

@@ -16,7 +16,7 @@ and recomputed from the evaluations when the file is read back.
 import dataclasses
 import json
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 HISTORY_FILE = 'evolution_history.jsonl'
 
@@ -38,6 +38,7 @@ class Evaluation:
   fitness: Optional[float]
   rung: int = 0
   count: Optional[int] = None
+  steps: Optional[int] = None  # The proxy's length (None: not recorded).
 
   def to_dict(self) -> Dict[str, Any]:
     return dataclasses.asdict(self)
@@ -50,7 +51,8 @@ class Evaluation:
                seed=None if seed is None else int(seed),
                fitness=None if fitness is None else float(fitness),
                rung=int(d.get('rung', 0)),
-               count=None if d.get('count') is None else int(d['count']))
+               count=None if d.get('count') is None else int(d['count']),
+               steps=None if d.get('steps') is None else int(d['steps']))
 
 
 def rank_key(fitness: Optional[float]) -> float:
@@ -208,7 +210,25 @@ class Job:
     fitness = None if fitness is None or not math.isfinite(fitness) \
         else float(fitness)
     return Evaluation(repeat=self.repeat, seed=self.seed, fitness=fitness,
-                      rung=self.rung, count=count)
+                      rung=self.rung, count=count, steps=self.steps)
+
+
+def add_evaluations(candidates: Dict[int, Candidate],
+                    pending: Callable[[], List[Job]],
+                    answers: Sequence[Tuple[Job, Evaluation]]) -> None:
+  """Adds each answer's evaluation to its candidate in `candidates`.
+
+  Raises:
+    ValueError: an answer to a job that `pending()` does not list.
+  """
+  for job, evaluation in answers:
+    waiting = {(j.candidate.id, j.repeat, j.rung) for j in pending()}
+    key = (job.candidate.id, job.repeat, job.rung)
+    if key not in waiting or (evaluation.repeat, evaluation.rung) != key[1:]:
+      raise ValueError(f'An evaluation of candidate {key[0]}, repeat '
+                       f'{key[1]}, rung {key[2]} was not pending (or does '
+                       'not answer its job).')
+    candidates[key[0]] = candidates[key[0]].with_evaluation(evaluation)
 
 
 def format_history(history: Sequence[Candidate],

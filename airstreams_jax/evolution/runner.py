@@ -2,13 +2,14 @@
 replaying a history so that a resumed search continues exactly where it
 stopped."""
 
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 from airstreams_jax.evolution import candidates as candidates_lib
+from airstreams_jax.evolution import halving
 from airstreams_jax.evolution import settings as settings_lib
 from airstreams_jax.evolution import tournament
 
-AnySearch = tournament.Search
+AnySearch = Union[tournament.Search, halving.Search]
 Candidate = candidates_lib.Candidate
 Job = candidates_lib.Job
 # What a proxy training gives: (fitness, held-out examples or None).
@@ -22,7 +23,8 @@ def make_search(settings: settings_lib.Settings,
   Raises:
     ValueError: bad settings, or a history these settings did not write.
   """
-  search = tournament.Search(settings)
+  search = (halving.Search(settings) if settings.strategy == 'halving'
+            else tournament.Search(settings))
   replay(search, history)
   return search
 
@@ -73,15 +75,17 @@ def replay(search: AnySearch, history: Sequence[Candidate]) -> None:
 
 def _check_same(candidate: Candidate, job: Job) -> None:
   evaluation = candidate.evaluation(job.repeat, job.rung)
-  other_seed = (evaluation is not None and evaluation.seed is not None and
-                evaluation.seed != job.seed)
-  if candidate.proposal != job.candidate.proposal or other_seed:
+  # Seed and length are None in a history from before they were recorded.
+  other_proxy = evaluation is not None and (
+      evaluation.seed not in (None, job.seed) or
+      evaluation.steps not in (None, job.steps))
+  if candidate.proposal != job.candidate.proposal or other_proxy:
     raise ValueError(
         f'candidate {candidate.id} of the history is not the one these '
         'settings propose (it was written with another seed, population, '
-        'tournament, parallel, removal, draw, weight_range, '
-        'start_from_config or config seed): use the settings it was written '
-        'with, or another workdir.')
+        'tournament, parallel, removal, strategy, halving, draw, '
+        'weight_range, start_from_config, proxy length or config seed): use '
+        'the settings it was written with, or another workdir.')
 
 
 def run(search: AnySearch,

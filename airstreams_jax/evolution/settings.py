@@ -9,7 +9,7 @@ from typing import Any, Optional, Sequence, Tuple
 from airstreams_jax.evolution import search_space
 
 REMOVALS = ('oldest', 'worst')
-STRATEGIES = ('tournament',)
+STRATEGIES = ('tournament', 'halving')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +33,10 @@ class Settings:
   proxy_repeats: int = 1
   # Extra repeats of a child before it may become the best (racing).
   race_repeats: int = 0
+  # Successive halving: rungs, and the fraction 1/halving_keep that each
+  # rung keeps and retrains halving_keep times longer.
+  halving_rungs: int = 3
+  halving_keep: int = 3
   draw: str = 'uniform'
   weight_range: Tuple[float, float] = (0.0, 1.0)
   # The config's weighting (unscaled) that joins the first generation as
@@ -50,9 +54,10 @@ class Settings:
         names=tuple(names), population_size=int(c.population_size),
         tournament_size=int(c.tournament_size),
         num_evaluations=int(c.num_evaluations), parallel=int(c.parallel),
-        seed=int(c.seed), removal=str(c.removal),
+        seed=int(c.seed), removal=str(c.removal), strategy=str(c.strategy),
         proxy_steps=int(c.proxy_steps), proxy_repeats=int(c.proxy_repeats),
         race_repeats=int(c.race_repeats),
+        halving_rungs=int(c.halving_rungs), halving_keep=int(c.halving_keep),
         initial_weights=(None if initial_weights is None else
                          tuple(float(w) for w in initial_weights)),
         proxy_seed=int(proxy_seed))
@@ -74,15 +79,18 @@ class Settings:
       raise ValueError('The search needs at least one weight name.')
     if self.strategy not in STRATEGIES:
       bad('strategy', f'one of {STRATEGIES}')
-    if self.population_size < 1:
-      bad('population_size', '>= 1')
-    if not 1 <= self.tournament_size <= self.population_size:
-      bad('tournament_size',
-          f'in [1, population_size={self.population_size}]')
-    if self.num_evaluations < self.population_size:
-      bad('num_evaluations',
-          f'>= population_size={self.population_size} (the initial '
-          'population counts)')
+    if self.strategy == 'tournament':
+      if self.population_size < 1:
+        bad('population_size', '>= 1')
+      if not 1 <= self.tournament_size <= self.population_size:
+        bad('tournament_size',
+            f'in [1, population_size={self.population_size}]')
+      if self.num_evaluations < self.population_size:
+        bad('num_evaluations',
+            f'>= population_size={self.population_size} (the initial '
+            'population counts)')
+    elif self.num_evaluations < 1:
+      bad('num_evaluations', '>= 1 (the weightings of the first rung)')
     if self.parallel < 1:
       bad('parallel', '>= 1')
     if self.removal not in REMOVALS:
@@ -91,8 +99,17 @@ class Settings:
       bad('proxy_repeats', '>= 1 (proxy trainings per candidate)')
     if self.race_repeats < 0:
       bad('race_repeats', '>= 0 (0: no racing)')
-    if self.proxy_steps < 1:
-      bad('proxy_steps', '>= 1')
+    if self.halving_rungs < 1:
+      bad('halving_rungs', '>= 1')
+    if self.halving_keep < 2:
+      bad('halving_keep', '>= 2 (each rung keeps 1/halving_keep)')
+    shortest = self.halving_keep ** (self.halving_rungs - 1) \
+        if self.strategy == 'halving' else 1
+    if self.proxy_steps < shortest:
+      bad('proxy_steps', f'>= {shortest}' + (
+          f" with strategy='halving' (the first of {self.halving_rungs} "
+          f'rungs trains proxy_steps / {shortest} steps)'
+          if shortest > 1 else ''))
     if self.draw not in search_space.DRAWS:
       bad('draw', f'one of {search_space.DRAWS}')
     self._check_range()

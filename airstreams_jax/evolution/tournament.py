@@ -152,16 +152,7 @@ class Search:
 
   def record(self, answers: Sequence[Tuple[Job, Evaluation]]) -> None:
     """Adds the evaluations of pending jobs (any order, any subset)."""
-    for job, evaluation in answers:
-      waiting = {(j.candidate.id, j.repeat) for j in self.pending()}
-      key = (job.candidate.id, job.repeat)
-      if key not in waiting or (evaluation.repeat, evaluation.rung) != (
-          job.repeat, 0):
-        raise ValueError(f'An evaluation of candidate {key[0]}, repeat '
-                         f'{key[1]} was not pending (or does not answer its '
-                         'job).')
-      self._candidates[key[0]] = self._candidates[key[0]].with_evaluation(
-          evaluation)
+    candidates_lib.add_evaluations(self._candidates, self.pending, answers)
     if not self.done and not self.pending():
       self._next_stage()
 
