@@ -346,6 +346,17 @@ def get_config():
       strategy='tournament',
       halving_rungs=3,
       halving_keep=3,
+      # The search space. Weightings are drawn from `draw` over
+      # `weight_range`: 'uniform' (the paper's U[0, 1]) or 'log_uniform'
+      # (log λ uniform: every ratio as likely as its inverse; needs a low
+      # end > 0, e.g. (0.01, 1)). Under Adam only the weights' ratios
+      # matter, so with start_from_config the config's own weights, scaled
+      # so that the largest is the range's top, are candidate 0 of the first
+      # generation: the search can propose what it is compared against
+      # (airstreams_jax/evolution/search_space.py).
+      draw='uniform',
+      weight_range=(0.0, 1.0),
+      start_from_config=True,
       holdout_percent=20,
       # Who leaves the population when a child joins: 'worst' or 'oldest'
       # (regularised evolution); airstreams_jax/evolution/tournament.py says why

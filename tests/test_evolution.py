@@ -19,6 +19,7 @@ from airstreams_jax.evolution import figure
 from airstreams_jax.evolution import evolve as evolve_lib
 from airstreams_jax.evolution import proxy_trainer as proxies
 from airstreams_jax.evolution import candidates as candidates_lib
+from airstreams_jax.evolution import runner
 from airstreams_jax.training import config_checks
 from airstreams_jax.training import setup as setup_lib
 from configs import synthetic
@@ -212,6 +213,29 @@ def test_the_trainer_gets_each_jobs_own_seed_in_runs_of_one_seed():
   assert {frozenset(seeds) for seeds in handed.values()} <= {
       frozenset({3, 4}), frozenset({3, 4, 5, 6})}
   assert len(handed) == 30
+
+
+def test_the_search_starts_from_the_configs_own_weights(tmp_path):
+  """`settings_from_config` hands the search the config's weighting (its
+  loss_weights, or loss_weights_file), which becomes candidate 0 scaled into
+  the range, and the config's seed as the first proxy seed."""
+  config = synthetic.get_config('smoke')
+  settings = proxies.settings_from_config(config)
+  assert settings.initial_weights == (1.0, 0.0, 0.0, 1.0, 4.0)
+  assert settings.proxy_seed == config.seed
+  first = runner.make_search(settings).pending()[0]
+  assert first.candidate.weights == (0.25, 0.0, 0.0, 0.25, 1.0)
+  assert first.seed == config.seed
+  path = tmp_path / 'weights.json'
+  path.write_text(json.dumps(dict(rgb=0.5, flow=0.1, semantic=0.2, merged=2,
+                                  interm=1)))
+  config.loss_weights_file = str(path)
+  config.seed = 4
+  settings = proxies.settings_from_config(config)
+  assert settings.initial_weights == pytest.approx((0.5, 0.1, 0.2, 2.0, 1.0))
+  assert settings.proxy_seed == 4
+  config.evolution.start_from_config = False
+  assert proxies.settings_from_config(config).initial_weights is None
 
 
 def _events_tags(workdir):

@@ -36,6 +36,7 @@ from airstreams_jax.training import evaluation as eval_lib
 from airstreams_jax.data import pipeline
 from airstreams_jax.evolution import candidates as candidates_lib
 from airstreams_jax.evolution import settings as settings_lib
+from airstreams_jax.training import config_checks
 from airstreams_jax.training import losses
 from airstreams_jax.training import setup as setup_lib
 from airstreams_jax.training import train
@@ -54,14 +55,19 @@ _NOT_PROXY_DATASET = ('data_dir', 'manual_dir', 'build_workers')
 
 def settings_from_config(config) -> settings_lib.Settings:
   """The search settings of `config.evolution`, checked; repeat r of every
-  candidate trains with proxy seed `config.seed` + r.
+  candidate trains with proxy seed `config.seed` + r, and with
+  `evolution.start_from_config` the config's own loss weights (its
+  `loss_weights` or `loss_weights_file`) join the first generation.
 
   Raises:
     errors.ConfigError: naming the key to fix.
   """
+  initial = (config_checks.read_loss_weights(config)
+             if config.evolution.start_from_config else None)
   try:
     settings = settings_lib.Settings.from_config(
-        config.evolution, losses.LOSS_NAMES, proxy_seed=config.seed)
+        config.evolution, losses.LOSS_NAMES, initial_weights=initial,
+        proxy_seed=config.seed)
     settings.check()
   except (ValueError, TypeError) as e:
     raise errors.ConfigError(str(e)) from None

@@ -58,6 +58,7 @@ class Settings:
         proxy_steps=int(c.proxy_steps), proxy_repeats=int(c.proxy_repeats),
         race_repeats=int(c.race_repeats),
         halving_rungs=int(c.halving_rungs), halving_keep=int(c.halving_keep),
+        draw=str(c.draw), weight_range=tuple(c.weight_range),
         initial_weights=(None if initial_weights is None else
                          tuple(float(w) for w in initial_weights)),
         proxy_seed=int(proxy_seed))
