@@ -242,9 +242,12 @@ def _print_summary(results) -> None:
 def _print_evolution_summary(results) -> None:
   best = results['best']
   weights = ', '.join(f'{k} {v:.3f}' for k, v in best['weights'].items())
+  # The best's error over its repeats, when it has more than one.
+  se = '' if best.get('se') is None else f" ± {best['se']:.4f}"
   print(f"Evolution: {results['num_evaluated']} weightings evaluated "
-        f"({results['num_trained']} in this run); best {results['metric']} "
-        f"{best['fitness']:.4f} (candidate {best['id']}) with {weights}. "
+        f"({results['num_trained']} proxy trainings in this run); best "
+        f"{results['metric']} {best['fitness']:.4f}{se} over "
+        f"{best['repeats']} proxies (candidate {best['id']}) with {weights}. "
         f"Train with --config.loss_weights_file="
         f"{results['best_weights_file']}")
 

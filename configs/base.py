@@ -331,9 +331,35 @@ def get_config():
       # convolutions slowly) or 'auto' (sequential on CPU, else vmap).
       group_step='auto',
       proxy_steps=200,
+      # A candidate's fitness is the mean of proxy_repeats proxy trainings,
+      # repeat r with seed config.seed + r for every candidate (paired); a
+      # child that would become the best first trains race_repeats more
+      # (racing), so one lucky proxy cannot crown a weighting
+      # (airstreams_jax/evolution/tournament.py; docs/usage.md says why 1
+      # and 2).
+      proxy_repeats=1,
+      race_repeats=2,
+      # 'tournament' (the paper's) or 'halving': successive halving over
+      # num_evaluations drawn weightings, halving_rungs rungs, each keeping
+      # the best 1/halving_keep and retraining them halving_keep times
+      # longer, the last for proxy_steps (airstreams_jax/evolution/halving.py).
+      strategy='tournament',
+      halving_rungs=3,
+      halving_keep=3,
+      # The search space. Weightings are drawn from `draw` over
+      # `weight_range`: 'uniform' (the paper's U[0, 1]) or 'log_uniform'
+      # (log λ uniform: every ratio as likely as its inverse; needs a low
+      # end > 0, e.g. (0.01, 1)). Under Adam only the weights' ratios
+      # matter, so with start_from_config the config's own weights, scaled
+      # so that the largest is the range's top, are candidate 0 of the first
+      # generation: the search can propose what it is compared against
+      # (airstreams_jax/evolution/search_space.py).
+      draw='uniform',
+      weight_range=(0.0, 1.0),
+      start_from_config=True,
       holdout_percent=20,
       # Who leaves the population when a child joins: 'worst' or 'oldest'
-      # (regularised evolution); airstreams_jax/evolution/search.py says why
+      # (regularised evolution); airstreams_jax/evolution/tournament.py says why
       # worst.
       removal='worst',
       seed=0,

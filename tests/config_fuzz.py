@@ -173,8 +173,25 @@ def cases(config, directory: str) -> List[Case]:
                      ('num_evaluations', '0'), ('num_evaluations', '2'),
                      ('parallel', '0'),
                      ('proxy_steps', '0'), ('holdout_percent', '100'),
-                     ('holdout_percent', '-5'), ('removal', 'random')):
+                     ('holdout_percent', '-5'), ('removal', 'random'),
+                     ('proxy_repeats', '0'), ('race_repeats', '-1'),
+                     ('strategy', 'bayes'), ('halving_keep', '1'),
+                     ('halving_rungs', '0')):
     out.append(Case([f'--config.evolution.{key}={value}'], key))
+  # Successive halving's first rung needs proxy_steps / keep^(rungs-1) >= 1.
+  out.append(Case(['--config.evolution.strategy=halving',
+                   '--config.evolution.proxy_steps=4'], 'proxy_steps'))
+  # The search space: a draw, ranges, and a config weighting that cannot
+  # join the first generation.
+  out.append(Case(['--config.evolution.draw=normal'], 'draw'))
+  for value in ('(1.0, 0.5)', '(-1.0, 1.0)', '(0.0, 1.0, 2.0)', "(0.0, 'a')"):
+    out.append(Case([f'--config.evolution.weight_range={value}'],
+                    'weight_range'))
+  out.append(Case(['--config.evolution.draw=log_uniform'], 'weight_range'))
+  out.append(Case([f'--config.loss_weights.{name}=0' for name in
+                   ('rgb', 'merged', 'interm')] +
+                  ['--config.evolution.start_from_config=true'],
+                  'start_from_config'))
   return out
 
 

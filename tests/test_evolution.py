@@ -1,5 +1,6 @@
-"""Evolution of the loss weights: the search against known answers, the
-vmapped proxy training against separate runs, and `--mode=evolve`."""
+"""Evolution of the loss weights: the vmapped proxy training against
+separate runs, the proxies' seeds, and `--mode=evolve` (the pure search is
+tested in tests/test_evolution_search.py)."""
 
 import json
 import os
@@ -17,160 +18,20 @@ from airstreams_jax import mesh as mesh_lib
 from airstreams_jax.evolution import figure
 from airstreams_jax.evolution import evolve as evolve_lib
 from airstreams_jax.evolution import proxy_trainer as proxies
-from airstreams_jax.evolution import search as search_lib
-from airstreams_jax.training import losses
+from airstreams_jax.evolution import candidates as candidates_lib
+from airstreams_jax.evolution import runner
 from airstreams_jax.training import config_checks
 from airstreams_jax.training import setup as setup_lib
 from configs import synthetic
 from airstreams_jax.tools import fault_injection
 
+from tests.synthetic_fitness import NAMES, paper_settings, run_search
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NAMES = losses.LOSS_NAMES
-TARGET = np.array([0.9, 0.1, 0.05, 0.95, 0.7])
-
-
-def _paper_settings(**overrides):
-  """The paper's search: population 10, tournaments of 3, 100 evaluations."""
-  return search_lib.Settings(NAMES, **overrides)
-
-
-def _distance_fitness(group):
-  """Known answer: the fittest weighting is TARGET."""
-  return [-float(np.linalg.norm(np.asarray(c.weights) - TARGET))
-          for c in group]
-
-
-def _search(settings, history=(), fitness=_distance_fitness):
-  search = search_lib.Search(settings, history)
-  search_lib.run(search, fitness)
-  return search
-
-
-def test_groups_cut_population_and_children_separately():
-  settings = _paper_settings(population_size=10, parallel=4,
-                             num_evaluations=23)
-  assert [list(g) for g in search_lib.groups(settings)] == [
-      [0, 1, 2, 3], [4, 5, 6, 7], [8, 9], [10, 11, 12, 13],
-      [14, 15, 16, 17], [18, 19, 20, 21], [22]]
-
-
-def test_tournament_picks_the_best_of_the_sampled():
-  rng = np.random.default_rng(0)
-  fitness = rng.uniform(size=10)
-  winners = set()
-  for _ in range(300):
-    winner, sampled = search_lib.tournament(fitness, 3, rng)
-    assert len(set(sampled.tolist())) == 3  # Three distinct members.
-    assert winner == sampled[np.argmax(fitness[sampled])]
-    winners.add(winner)
-  # Sampled, not the population's best every time; the 2 least fit members
-  # can never win a tournament of 3 distinct members.
-  assert len(winners) > 3
-  assert not winners & set(np.argsort(fitness)[:2].tolist())
-  # NaN (a diverged proxy) ranks below everything.
-  assert search_lib.tournament([np.nan, 0.1], 2, rng)[0] == 1
-
-
-@pytest.mark.parametrize('removal', search_lib.REMOVALS)
-def test_a_child_redraws_exactly_one_weight_of_a_member(removal):
-  settings = _paper_settings(removal=removal)
-  search = search_lib.Search(settings)
-  population_when_proposed = {}
-  while not search.done:
-    group = search.pending()
-    for c in group:
-      population_when_proposed[c.id] = {m.id for m in search.population}
-    search.record([c.with_fitness(f)
-                   for c, f in zip(group, _distance_fitness(group))])
-  history = search.history
-  assert [c.id for c in history] == list(range(100))
-  for child in history[10:]:
-    parent = history[child.parent]
-    # The parent is a member of the population the group was chosen from.
-    assert child.parent in population_when_proposed[child.id]
-    changed = np.flatnonzero(np.asarray(child.weights) !=
-                             np.asarray(parent.weights))
-    assert changed.tolist() == [child.mutated]
-    assert 0.0 <= child.weights[child.mutated] <= 1.0
-    assert child.generation == parent.generation + 1
-  for member in history[:10]:
-    assert member.parent is None and member.generation == 0
-    assert all(0.0 <= w <= 1.0 for w in member.weights)
-  assert len(search.population) == 10
-  if removal == 'worst':  # The population holds the 10 fittest.
-    assert ({c.id for c in search.population} ==
-            {c.id for c in search.top(10)})
-  else:  # The 10 youngest.
-    assert [c.id for c in search.population] == list(range(90, 100))
-
-
-@pytest.mark.parametrize('removal', search_lib.REMOVALS)
-def test_evolution_beats_random_search_and_finds_the_target(removal):
-  seeds = range(20)
-  evolved = [-_search(_paper_settings(seed=seed, removal=removal))
-             .best().fitness for seed in seeds]
-  # Random search with the same budget: the best of 100 uniform weightings.
-  random = [np.linalg.norm(np.random.default_rng(1000 + seed).uniform(
-      size=(100, 5)) - TARGET, axis=1).min() for seed in seeds]
-  print(f'{removal}: median best distance {np.median(evolved):.3f}, random '
-        f'search {np.median(random):.3f}')
-  assert np.median(evolved) < 0.8 * np.median(random)
-  assert np.median(evolved) < (0.2 if removal == 'worst' else 0.3)
-
-
-def test_same_seed_same_history_other_seed_other_history():
-  settings = _paper_settings(num_evaluations=40)
-  first = _search(settings).history
-  assert _search(settings).history == first
-  assert _search(_paper_settings(num_evaluations=40, seed=1)).history != first
-
-
-@pytest.mark.parametrize('parallel', [1, 5])
-def test_resuming_a_truncated_history_gives_the_uninterrupted_one(parallel):
-  settings = _paper_settings(parallel=parallel)
-  full = _search(settings).history
-  text = search_lib.format_history(full, NAMES)
-  assert len(text.splitlines()) == 100
-  for cut in (0, 3, 10, 12, 57, 99, 100):
-    kept = search_lib.parse_history(
-        ''.join(text.splitlines(keepends=True)[:cut]), NAMES)
-    trained = []
-
-    def fitness(group, trained=trained):
-      trained.extend(c.id for c in group)
-      return _distance_fitness(group)
-    resumed = _search(settings, kept, fitness)
-    assert resumed.history == full, cut
-    assert trained == list(range(cut, 100)), cut  # Nothing trained twice.
-
-
-def test_history_of_other_settings_or_malformed_is_rejected():
-  history = _search(_paper_settings(num_evaluations=30)).history
-  with pytest.raises(ValueError, match='not the one these settings propose'):
-    search_lib.Search(_paper_settings(num_evaluations=30, seed=1), history)
-  with pytest.raises(ValueError, match='more than'):
-    search_lib.Search(_paper_settings(num_evaluations=20), history)
-  with pytest.raises(ValueError, match='ids must run 0, 1, 2'):
-    search_lib.Search(_paper_settings(), history[:5] + history[6:])
-  text = search_lib.format_history(history[:3], NAMES) + '{"id": 3\n'
-  with pytest.raises(ValueError, match='line 4 is not a candidate record'):
-    search_lib.parse_history(text, NAMES)
-
-
-@pytest.mark.parametrize('key,value,message', [
-    ('tournament_size', 11, 'tournament_size=11 must be in [1, '),
-    ('num_evaluations', 9, 'num_evaluations=9 must be >= population_size'),
-    ('parallel', 0, 'parallel=0 must be >= 1'),
-    ('removal', 'random', "removal='random' must be one of"),
-])
-def test_bad_settings_name_the_key(key, value, message):
-  with pytest.raises(ValueError) as e:
-    _paper_settings(**{key: value}).check()
-  assert f'config.evolution.{message}' in str(e.value)
 
 
 def test_top_weights_image_draws_each_weight_as_a_bar():
-  top = _search(_paper_settings(num_evaluations=20)).top(5)
+  top = run_search(paper_settings(num_evaluations=20)).top(5)
   height = 100
   image = evolve_lib.top_weights_image(top, bar_width=10, height=height)
   assert image.dtype == np.uint8 and image.shape[2] == 3
@@ -227,9 +88,12 @@ def test_group_step_shards_the_batch_and_not_the_candidates(smoke_config):
 @pytest.fixture(scope='module')
 def search_config(smoke_config):
   """A tiny search: population 2, 3 evaluations in groups of 2 (the initial
-  pair, then one child in a padded group), proxies of the smoke length."""
+  pair, then one child in a padded group), proxies of the smoke length; the
+  first group's fittest, and the child if it beats it, race one more
+  proxy seed."""
   return _evolve_config(smoke_config, num_evaluations=3,
-                        proxy_steps=smoke_config.num_train_steps)
+                        proxy_steps=smoke_config.num_train_steps,
+                        race_repeats=1)
 
 
 @pytest.fixture(scope='module')
@@ -267,7 +131,14 @@ def test_vmapped_proxy_training_equals_separate_runs(proxy_setup):
   proxy_trainer = proxies.ProxyTrainer(proxy_setup, group_size=2,
                                        group_step='vmap')
   s = proxy_trainer.s
-  initial = jax.device_get(proxy_trainer.initial)
+  # Each proxy seed has its own start, the same on every call.
+  initial = jax.device_get(proxy_trainer.initial(0))
+  for a, b, c in zip(jax.tree.leaves(initial),
+                     jax.tree.leaves(proxy_trainer.initial(0)),
+                     jax.tree.leaves(proxy_trainer.initial(1))):
+    np.testing.assert_array_equal(a, b)
+  assert not all(np.array_equal(a, c) for a, c in zip(
+      jax.tree.leaves(initial), jax.tree.leaves(proxy_trainer.initial(1))))
   rng = np.random.default_rng(0)
   d = s.config.dataset
   batches = [mesh_lib.global_batch({
@@ -282,7 +153,7 @@ def test_vmapped_proxy_training_equals_separate_runs(proxy_setup):
                       [0.2, 0.9, 0.6, 0.3, 0.05]], np.float32)
 
   group_step = proxy_trainer.step
-  states = proxy_trainer.stack(proxy_trainer.initial)
+  states = proxy_trainer.stack(proxy_trainer.initial(0))
   stacked_shardings = jax.tree.map(lambda x: x.sharding, states)
   for batch in batches:
     before = states
@@ -318,6 +189,53 @@ def test_vmapped_proxy_training_equals_separate_runs(proxy_setup):
   # The weights matter: at these tolerances the candidates differ.
   assert not all(np.allclose(a, b, rtol=1e-5, atol=1e-5) for a, b in zip(
       jax.tree.leaves(alone[0]), jax.tree.leaves(alone[1])))
+
+
+def test_the_trainer_gets_each_jobs_own_seed_in_runs_of_one_seed():
+  """The seeds the driver hands the proxy trainer: each job's own (the
+  config's seed + its repeat), the same for every candidate, trained in
+  runs of at most the group size that share one seed."""
+  settings = paper_settings(num_evaluations=30, proxy_repeats=2,
+                            race_repeats=2, parallel=4, proxy_seed=3)
+  handed = {}
+
+  def train(jobs):
+    runs = proxies.seed_runs([j.seed for j in jobs], settings.parallel)
+    covered = sorted(i for _, indices in runs for i in indices)
+    assert covered == list(range(len(jobs)))  # Each job once.
+    for seed, indices in runs:
+      assert 1 <= len(indices) <= settings.parallel
+      for i in indices:
+        assert jobs[i].seed == seed == 3 + jobs[i].repeat
+        handed.setdefault(jobs[i].candidate.id, set()).add(seed)
+    return [(0.5 + 0.01 * j.candidate.id, 100) for j in jobs]
+  run_search(settings, fitness=train)
+  assert {frozenset(seeds) for seeds in handed.values()} <= {
+      frozenset({3, 4}), frozenset({3, 4, 5, 6})}
+  assert len(handed) == 30
+
+
+def test_the_search_starts_from_the_configs_own_weights(tmp_path):
+  """`settings_from_config` hands the search the config's weighting (its
+  loss_weights, or loss_weights_file), which becomes candidate 0 scaled into
+  the range, and the config's seed as the first proxy seed."""
+  config = synthetic.get_config('smoke')
+  settings = proxies.settings_from_config(config)
+  assert settings.initial_weights == (1.0, 0.0, 0.0, 1.0, 4.0)
+  assert settings.proxy_seed == config.seed
+  first = runner.make_search(settings).pending()[0]
+  assert first.candidate.weights == (0.25, 0.0, 0.0, 0.25, 1.0)
+  assert first.seed == config.seed
+  path = tmp_path / 'weights.json'
+  path.write_text(json.dumps(dict(rgb=0.5, flow=0.1, semantic=0.2, merged=2,
+                                  interm=1)))
+  config.loss_weights_file = str(path)
+  config.seed = 4
+  settings = proxies.settings_from_config(config)
+  assert settings.initial_weights == pytest.approx((0.5, 0.1, 0.2, 2.0, 1.0))
+  assert settings.proxy_seed == 4
+  config.evolution.start_from_config = False
+  assert proxies.settings_from_config(config).initial_weights is None
 
 
 def _events_tags(workdir):
@@ -361,7 +279,7 @@ def evolved_search(tmp_path_factory, search_config, proxy_trainer):
   workdir = str(tmp_path_factory.mktemp('evolved_search') / 'evolve')
   config_of_run = search_config.copy_and_resolve_references()
   results = evolve_lib.evolve(search_config, workdir, trainer=proxy_trainer)
-  with open(os.path.join(workdir, search_lib.HISTORY_FILE)) as f:
+  with open(os.path.join(workdir, candidates_lib.HISTORY_FILE)) as f:
     return workdir, config_of_run, results, f.read()
 
 
@@ -370,16 +288,27 @@ def test_evolve_writes_weights_that_training_accepts(smoke_config,
                                                      evolved_search):
   workdir, config_of_run, results, _ = evolved_search
   config_of_run = config_of_run.copy_and_resolve_references()  # Changed below.
-  assert results['num_evaluated'] == results['num_trained'] == 3
+  assert results['num_evaluated'] == 3
   assert results['metric'] == 'top1'
 
-  with open(os.path.join(workdir, search_lib.HISTORY_FILE)) as f:
-    history = search_lib.parse_history(f.read(), NAMES)
+  with open(os.path.join(workdir, candidates_lib.HISTORY_FILE)) as f:
+    history = candidates_lib.parse_history(f.read(), NAMES)
   assert [c.id for c in history] == [0, 1, 2]
   assert history[2].parent in (0, 1)
-  assert all(0.0 <= c.fitness <= 1.0 for c in history)
-  best = max(history, key=lambda c: (c.fitness, -c.id))
+  assert results['num_trained'] == sum(len(c.evaluations) for c in history)
+  # Every evaluation trained with its repeat's seed, the same for all.
+  for c in history:
+    assert [e.seed for e in c.evaluations] == [
+        config_of_run.seed + e.repeat for e in c.evaluations]
+    assert all(0.0 <= e.fitness <= 1.0 and e.count > 0
+               for e in c.evaluations)
+  # The best was raced (race_repeats=1): the fittest of those with 2.
+  raced = [c for c in history if len(c.evaluations) == 2]
+  assert raced and len(history[0].evaluations) + len(
+      history[1].evaluations) == 3  # The first group's fittest raced.
+  best = max(raced, key=lambda c: (c.fitness, -c.id))
   assert results['best']['id'] == best.id
+  assert results['best']['se'] == pytest.approx(best.se)
   with open(os.path.join(workdir, evolve_lib.TOP_FILE)) as f:
     assert json.load(f) == results['top5'] and len(results['top5']) == 3
   best_file = os.path.join(workdir, evolve_lib.BEST_FILE)
@@ -401,8 +330,8 @@ def test_evolve_writes_weights_that_training_accepts(smoke_config,
   # A rerun of the finished search trains nothing and keeps the history ...
   again = evolve_lib.evolve(config_of_run, workdir)
   assert again['num_trained'] == 0 and again['best'] == results['best']
-  with open(os.path.join(workdir, search_lib.HISTORY_FILE)) as f:
-    assert search_lib.parse_history(f.read(), NAMES) == history
+  with open(os.path.join(workdir, candidates_lib.HISTORY_FILE)) as f:
+    assert candidates_lib.parse_history(f.read(), NAMES) == history
   # ... and one whose proxies would train differently is refused.
   config_of_run.evolution.proxy_steps += 1
   with pytest.raises(errors.ConfigError, match='num_train_steps differ'):
@@ -468,10 +397,10 @@ def test_bad_evolution_config_fails_before_any_work(tmp_path, smoke_config,
 def test_history_of_another_search_is_refused(tmp_path, smoke_config):
   workdir = tmp_path / 'run'
   workdir.mkdir()
-  other = _search(_paper_settings(population_size=2, tournament_size=2,
-                                  num_evaluations=4, parallel=2, seed=7))
-  (workdir / search_lib.HISTORY_FILE).write_text(
-      search_lib.format_history(other.history, NAMES))
+  other = run_search(paper_settings(population_size=2, tournament_size=2,
+                                    num_evaluations=4, parallel=2, seed=7))
+  (workdir / candidates_lib.HISTORY_FILE).write_text(
+      candidates_lib.format_history(other.history, NAMES))
   config = _evolve_config(smoke_config, num_evaluations=4)
   config.dataset.data_dir = str(tmp_path / 'never_built')
   with pytest.raises(errors.ConfigError, match='another workdir'):
@@ -491,20 +420,20 @@ def test_a_search_killed_mid_proxy_resumes_to_the_uninterrupted_history(
       ['--mode=evolve', '--config.optimizer.name=sgd'] + [
           f'--config.evolution.{key}={evolution[key]}'
           for key in ('population_size', 'tournament_size', 'parallel',
-                      'num_evaluations', 'proxy_steps')])
+                      'num_evaluations', 'proxy_steps', 'race_repeats')])
   one_device = {'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
   # Killed once the first group's history is written: in the second
   # group's proxy training (or its result files).
   run = fault_injection.run_main(
-      command, workdir, fault_injection.file_written(search_lib.HISTORY_FILE),
+      command, workdir, fault_injection.file_written(candidates_lib.HISTORY_FILE),
       env=one_device)
   assert run.killed, run.console[-10:]
-  with open(os.path.join(workdir, search_lib.HISTORY_FILE)) as f:
+  with open(os.path.join(workdir, candidates_lib.HISTORY_FILE)) as f:
     assert len(f.read().splitlines()) == 2  # Only the first group.
   run = fault_injection.run_main(command, workdir, env=one_device)
   assert run.returncode == 0, run.console[-20:]
   assert any('Resuming the search: 2 of 3 weightings already evaluated' in line
              for line in run.console), run.console
   # Nothing lost, nothing evaluated twice: the uninterrupted history.
-  with open(os.path.join(workdir, search_lib.HISTORY_FILE)) as f:
+  with open(os.path.join(workdir, candidates_lib.HISTORY_FILE)) as f:
     assert f.read() == expected

@@ -14,7 +14,7 @@ import pytest
 
 from airstreams_jax import errors
 from airstreams_jax.evolution import figure as evolution_figure
-from airstreams_jax.evolution import search as search_lib
+from airstreams_jax.evolution import candidates as candidates_lib
 from airstreams_jax.models import rep_flow
 from airstreams_jax.plotting import figures
 from airstreams_jax.visualize import run_figures
@@ -121,7 +121,7 @@ def test_confusion_figure_writes_counts_and_rejects_a_mismatch():
 
 def test_evolution_figure_from_a_history(tmp_path):
   names = ('rgb', 'flow', 'semantic', 'merged', 'interm')
-  with open(tmp_path / search_lib.HISTORY_FILE, 'w') as f:
+  with open(tmp_path / candidates_lib.HISTORY_FILE, 'w') as f:
     for i, fitness in enumerate([0.2, 0.5, None, 0.4]):
       weights = dict(zip(names, np.linspace(0.1, 0.9, 5) * (i + 1) / 4))
       f.write(json.dumps({'id': i, 'fitness': fitness,
@@ -141,7 +141,7 @@ def test_evolution_figure_from_a_history(tmp_path):
 def test_errors_name_the_workdir(tmp_path):
   with pytest.raises(errors.ConfigError, match='does not exist'):
     run_figures.write_figures(str(tmp_path / 'nowhere'), str(tmp_path))
-  (tmp_path / search_lib.HISTORY_FILE).write_text('')
+  (tmp_path / candidates_lib.HISTORY_FILE).write_text('')
   with pytest.raises(errors.ConfigError, match='not evaluated any'):
     run_figures.write_figures(str(tmp_path), str(tmp_path / 'out'))
   (tmp_path / 'run').mkdir()

@@ -12,16 +12,18 @@ The held-out videos are, by default, the last `holdout_percent` % of the
 training split, on which the proxies do not train: the weights are then not
 tuned on the test split that final results are reported on.
 
-Every candidate of a search starts from the same initial parameters and sees
-the same batches in the same order (and the same dropout masks): the
-fitness of two weightings then differs by the weighting alone, not by
-initialisation or data luck (common random numbers), which a 100-evaluation
-search needs to tell weightings apart.
+A candidate's fitness is the mean of `evolution.proxy_repeats` proxy
+trainings, repeat r with the seed `config.seed` + r for every candidate
+(common random numbers: two weightings' means differ by the weighting, not
+by initialisation or data luck), and a child that would become the best is
+first raced with `evolution.race_repeats` more (tournament.py).
 
 Writes to the workdir:
   evolution_history.jsonl  one line per evaluated candidate (weights,
-                           fitness, parent, generation); a rerun resumes
-                           from it and never retrains a candidate in it.
+                           every evaluation with its seed, the mean fitness,
+                           its standard error and the holdout's binomial
+                           one, parent, generation); a rerun resumes from
+                           it and never retrains an evaluation in it.
   best_weights.json        the fittest weighting, in the format of
                            `config.loss_weights_file`.
   top5_weights.json        the five fittest (the paper's Figure 5).
@@ -45,9 +47,10 @@ from tensorflow.io import gfile
 
 from airstreams_jax import atomic_write
 from airstreams_jax import errors
+from airstreams_jax.evolution import candidates as candidates_lib
 from airstreams_jax.evolution import figure
 from airstreams_jax.evolution import proxy_trainer
-from airstreams_jax.evolution import search as search_lib
+from airstreams_jax.evolution import runner
 from airstreams_jax.training import losses
 from airstreams_jax.training import setup as setup_lib
 
@@ -71,7 +74,7 @@ TOP_K = 5
 TERM_COLOURS = np.array(figure.TERM_COLOURS, np.uint8)
 
 
-def top_weights_image(top: Sequence[search_lib.Candidate],
+def top_weights_image(top: Sequence[candidates_lib.Candidate],
                       bar_width: int = 14, height: int = 120) -> np.ndarray:
   """The paper's Figure 5 as an image: bars of each weighting's λ.
 
@@ -102,8 +105,10 @@ def top_weights_image(top: Sequence[search_lib.Candidate],
   return image
 
 
-def _top_records(top: Sequence[search_lib.Candidate]) -> List[Dict[str, Any]]:
-  return [dict(rank=r, id=c.id, fitness=c.fitness,
+def _top_records(top: Sequence[candidates_lib.Candidate]
+                 ) -> List[Dict[str, Any]]:
+  return [dict(rank=r, id=c.id, fitness=c.fitness, se=c.se,
+               holdout_se=c.holdout_se, repeats=len(c.at_rung()),
                weights=c.weights_dict(losses.LOSS_NAMES))
           for r, c in enumerate(top, 1)]
 
@@ -126,21 +131,21 @@ class _Outputs:
   def path(self, name: str) -> str:
     return os.path.join(self.workdir, name)
 
-  def _write_figure(self, search: search_lib.Search) -> None:
+  def _write_figure(self, search: runner.AnySearch) -> None:
     """The paper's Figure 5 (figure.py), replaced whole."""
     png = figure.png_bytes(
         [(c.id, c.fitness, c.weights) for c in search.top(TOP_K)],
         [c.fitness for c in search.history], losses.LOSS_NAMES, self.metric)
     atomic_write.write_whole(self.path(figure.FIGURE_FILE), png)
 
-  def __call__(self, search: search_lib.Search,
-               group: Sequence[search_lib.Candidate]) -> None:
+  def __call__(self, search: runner.AnySearch,
+               group: Sequence[candidates_lib.Candidate]) -> None:
     history = search.history
     if jax.process_index() == 0:
       # Rewritten whole: an interruption never leaves half a line behind.
       atomic_write.write_whole(
-          self.path(search_lib.HISTORY_FILE),
-          search_lib.format_history(history, losses.LOSS_NAMES))
+          self.path(candidates_lib.HISTORY_FILE),
+          candidates_lib.format_history(history, losses.LOSS_NAMES))
       best = search.best()
       _write_json(self.path(BEST_FILE), best.weights_dict(losses.LOSS_NAMES))
       _write_json(self.path(TOP_FILE), _top_records(search.top(TOP_K)))
@@ -149,7 +154,7 @@ class _Outputs:
     best_so_far = -np.inf
     for candidate in history:
       best_so_far = max(best_so_far,
-                        search_lib.rank_key(candidate.fitness))
+                        candidates_lib.rank_key(candidate.fitness))
       if candidate.id in new_ids:
         self.writer.write_scalars(candidate.id + 1, {
             'evolution/fitness': candidate.fitness,
@@ -162,24 +167,28 @@ class _Outputs:
     self.writer.flush()
     if group:  # The console's progress line of the search.
       best = search.best()
-      logging.info('Evaluated %d of %d weightings (this group: %s); best %s '
+      logging.info('Evaluated %d of %d weightings (this batch: %s); best %s '
                    '%s (candidate %d).', len(history),
                    search.settings.num_evaluations,
-                   ', '.join(_fitness_text(c.fitness) for c in group),
-                   self.metric, _fitness_text(best.fitness), best.id)
+                   ', '.join(f'{c.id}: {_fitness_text(c)}' for c in group),
+                   self.metric, _fitness_text(best), best.id)
 
 
-def _fitness_text(fitness: Optional[float]) -> str:
-  return 'not finite' if fitness is None else f'{fitness:.3f}'
+def _fitness_text(candidate: candidates_lib.Candidate) -> str:
+  """The mean, with its standard error over the repeats when there is one."""
+  if candidate.fitness is None:
+    return 'not finite'
+  se = '' if candidate.se is None else f' ± {candidate.se:.3f}'
+  return f'{candidate.fitness:.3f}{se} ({len(candidate.at_rung())}x)'
 
 
-def _top_table(top: Sequence[search_lib.Candidate]) -> str:
+def _top_table(top: Sequence[candidates_lib.Candidate]) -> str:
   """A Markdown table of the top weightings (the image has no labels)."""
   names = losses.LOSS_NAMES
   lines = ['| rank | id | fitness | ' + ' | '.join(names) + ' |',
            '|---' * (3 + len(names)) + '|']
   for r, c in enumerate(top, 1):
-    lines.append(f'| {r} | {c.id} | {c.fitness:.4f} | ' +
+    lines.append(f'| {r} | {c.id} | {_fitness_text(c)} | ' +
                  ' | '.join(f'{w:.3f}' for w in c.weights) + ' |')
   return '\n'.join(lines)
 
@@ -203,16 +212,61 @@ def _check_same_proxy(path: str, described: Dict[str, Any]) -> None:
         'trained with, or another workdir.')
 
 
-def _read_history(path: str, settings: search_lib.Settings
-                  ) -> List[search_lib.Candidate]:
+def _read_history(path: str, names: Sequence[str]
+                  ) -> List[candidates_lib.Candidate]:
   if not gfile.exists(path):
     return []
   with gfile.GFile(path) as f:
     text = f.read()
   try:
-    return search_lib.parse_history(text, settings.names)
+    return candidates_lib.parse_history(text, names)
   except ValueError as e:
     raise errors.ConfigError(f'{path}: {e}; fix or delete it.') from None
+
+
+class _Trainers:
+  """Answers a batch of jobs with a `proxy_trainer.ProxyTrainer` per proxy
+  length (one in a tournament; one per rung with successive halving), each
+  built on first use."""
+
+  def __init__(self, config, settings, mesh, trainer):
+    self.config, self.settings, self.mesh = config, settings, mesh
+    self.group_step = proxy_trainer.resolve_group_step(config)
+    self.by_steps = {}
+    self.trained = 0
+    if trainer is not None:
+      self._check(trainer, proxy_trainer.proxy_config(config))
+      self.by_steps[settings.proxy_steps] = trainer
+
+  def _check(self, trainer, proxy) -> None:
+    if (trainer.s.config.to_json_best_effort(sort_keys=True) !=
+        proxy.to_json_best_effort(sort_keys=True) or
+        trainer.group_size != self.settings.parallel or
+        trainer.group_step != self.group_step):
+      raise ValueError('The trainer was built for another proxy config, '
+                       'group size or group step than this search needs.')
+
+  def _trainer(self, steps: int) -> proxy_trainer.ProxyTrainer:
+    if steps not in self.by_steps:
+      proxy = proxy_trainer.proxy_config(self.config, steps)
+      logging.info(
+          'Proxy training: %d steps; fitness: %s on %s; groups of %d '
+          'candidates (%s).', steps, proxy_trainer.fitness_metric(proxy),
+          proxy.dataset.eval_split, self.settings.parallel, self.group_step)
+      self.by_steps[steps] = proxy_trainer.ProxyTrainer(
+          setup_lib.setup(proxy, self.mesh), self.settings.parallel,
+          self.group_step)
+    return self.by_steps[steps]
+
+  def __call__(self, jobs: Sequence[candidates_lib.Job]):
+    answers = [None] * len(jobs)
+    for steps in dict.fromkeys(j.steps for j in jobs):
+      indices = [i for i, j in enumerate(jobs) if j.steps == steps]
+      for i, answer in zip(indices, self._trainer(steps)(
+          [jobs[i] for i in indices])):
+        answers[i] = answer
+    self.trained += len(jobs)
+    return answers
 
 
 def evolve(config, workdir: str,
@@ -232,16 +286,17 @@ def evolve(config, workdir: str,
 
   Returns:
     {'best': the best record, 'top5': the five best records (rank, id,
-    fitness, weights), 'num_evaluated', 'num_trained' (in this run),
-    'metric', 'best_weights_file'}.
+    fitness, se, holdout_se, repeats, weights), 'num_evaluated'
+    (weightings), 'num_trained' (proxy trainings in this run), 'metric',
+    'best_weights_file'}.
   """
   settings = proxy_trainer.settings_from_config(config)
   proxy = proxy_trainer.proxy_config(config)
   gfile.makedirs(workdir)
-  history_path = os.path.join(workdir, search_lib.HISTORY_FILE)
-  history = _read_history(history_path, settings)
+  history_path = os.path.join(workdir, candidates_lib.HISTORY_FILE)
+  history = _read_history(history_path, settings.names)
   try:
-    search = search_lib.Search(settings, history)
+    search = runner.make_search(settings, history)
   except ValueError as e:
     raise errors.ConfigError(f'{history_path}: {e}') from None
   proxy_path = os.path.join(workdir, PROXY_FILE)
@@ -258,29 +313,15 @@ def evolve(config, workdir: str,
     with gfile.GFile(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
   outputs = _Outputs(workdir, proxy_trainer.fitness_metric(config))
+  trainers = _Trainers(config, settings, mesh, trainer)
   if search.done:  # Nothing to train: only rewrite the result files.
     outputs(search, [])
   else:
-    group_step = proxy_trainer.resolve_group_step(config)
-    if trainer is None:
-      trainer = proxy_trainer.ProxyTrainer(setup_lib.setup(proxy, mesh),
-                                           settings.parallel,
-                             group_step)
-    elif (trainer.s.config.to_json_best_effort(sort_keys=True) !=
-          proxy.to_json_best_effort(sort_keys=True) or
-          trainer.group_size != settings.parallel or
-          trainer.group_step != group_step):
-      raise ValueError('The trainer was built for another proxy config, '
-                       'group size or group step than this search needs.')
-    logging.info('Proxy training: %d steps; fitness: %s on %s; groups of %d '
-                 'candidates (%s).', proxy.num_train_steps,
-                 proxy_trainer.fitness_metric(config), proxy.dataset.eval_split,
-                 settings.parallel, group_step)
-    search_lib.run(search, trainer, outputs)
+    runner.run(search, trainers, outputs)
   best = search.best()
   return dict(best=_top_records([best])[0],
               top5=_top_records(search.top(TOP_K)),
               num_evaluated=len(search.history),
-              num_trained=len(search.history) - len(history),
+              num_trained=trainers.trained,
               metric=proxy_trainer.fitness_metric(config),
               best_weights_file=os.path.join(workdir, BEST_FILE))

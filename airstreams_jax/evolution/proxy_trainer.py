@@ -11,16 +11,19 @@ vmapped step (`jax.vmap` of `steps.train_step` over their stacked states and
 weights, on the same batch: a group of G costs one compile) or one after
 the other (`resolve_group_step` says which is faster where).
 
-Every candidate of a search starts from the same initial parameters and sees
-the same batches in the same order (and the same dropout masks): the
-fitness of two weightings then differs by the weighting alone, not by
-initialisation or data luck (common random numbers), which a 100-evaluation
-search needs to tell weightings apart. `evolve.py` drives the search.
+Each job of the search names a repeat's proxy seed: the training starts
+from the parameters that seed initialises and sees the batches (and dropout
+masks) it orders. Every candidate is trained with the same seeds, so the
+fitness of two weightings differs by the weighting, not by initialisation
+or data luck (common random numbers, paired across candidates), and the
+spread over a candidate's repeats measures that luck. The candidates of a
+group that share a seed train side by side; repeats differ in their batches,
+so they are separate runs (`seed_runs`). `evolve.py` drives the search.
 """
 
 import json
 import time
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +34,9 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from airstreams_jax import errors
 from airstreams_jax.training import evaluation as eval_lib
 from airstreams_jax.data import pipeline
-from airstreams_jax.evolution import search as search_lib
+from airstreams_jax.evolution import candidates as candidates_lib
+from airstreams_jax.evolution import settings as settings_lib
+from airstreams_jax.training import config_checks
 from airstreams_jax.training import losses
 from airstreams_jax.training import setup as setup_lib
 from airstreams_jax.training import train
@@ -48,22 +53,24 @@ _NOT_PROXY = ('evolution', 'loss_weights', 'loss_weights_file',
 _NOT_PROXY_DATASET = ('data_dir', 'manual_dir', 'build_workers')
 
 
-def settings_from_config(config) -> search_lib.Settings:
-  """The search settings of `config.evolution`, checked.
+def settings_from_config(config) -> settings_lib.Settings:
+  """The search settings of `config.evolution`, checked; repeat r of every
+  candidate trains with proxy seed `config.seed` + r, and with
+  `evolution.start_from_config` the config's own loss weights (its
+  `loss_weights` or `loss_weights_file`) join the first generation.
 
   Raises:
     errors.ConfigError: naming the key to fix.
   """
-  settings = search_lib.Settings.from_config(config.evolution,
-                                            losses.LOSS_NAMES)
+  initial = (config_checks.read_loss_weights(config)
+             if config.evolution.start_from_config else None)
   try:
+    settings = settings_lib.Settings.from_config(
+        config.evolution, losses.LOSS_NAMES, initial_weights=initial,
+        proxy_seed=config.seed)
     settings.check()
-  except ValueError as e:
+  except (ValueError, TypeError) as e:
     raise errors.ConfigError(str(e)) from None
-  if config.evolution.proxy_steps < 1:
-    raise errors.ConfigError(
-        f'config.evolution.proxy_steps={config.evolution.proxy_steps} must '
-        'be >= 1.')
   resolve_group_step(config)
   return settings
 
@@ -102,18 +109,19 @@ def check_evolution(config) -> None:
   proxy_config(config)
 
 
-def proxy_config(config):
+def proxy_config(config, steps: Optional[int] = None):
   """The config of one proxy training.
 
-  `num_train_steps` becomes `evolution.proxy_steps` (so warm-up and decay fit
-  the short run), and with `evolution.holdout_percent` > 0 the proxies train
-  on the first part of the training split and are evaluated on the rest.
+  `num_train_steps` becomes `steps` (`evolution.proxy_steps` by default; so
+  warm-up and decay fit the short run), and with `evolution.holdout_percent`
+  > 0 the proxies train on the first part of the training split and are
+  evaluated on the rest.
 
   Raises:
     errors.ConfigError: a holdout that cannot be cut from the split.
   """
   proxy = config.copy_and_resolve_references()
-  proxy.num_train_steps = config.evolution.proxy_steps
+  proxy.num_train_steps = steps or config.evolution.proxy_steps
   holdout = config.evolution.holdout_percent
   if not 0 <= holdout < 100:
     raise errors.ConfigError(
@@ -187,14 +195,29 @@ def fitness_metric(config) -> str:
   return 'mAP' if config.model.multi_label else 'top1'
 
 
-class ProxyTrainer:
-  """Trains and evaluates groups of candidate weightings.
+def seed_runs(seeds: Sequence[int],
+              group_size: int) -> List[Tuple[int, List[int]]]:
+  """How a batch of jobs trains: (seed, indices of the jobs) per run, each
+  run at most `group_size` jobs of one seed (they share initial parameters
+  and batches, so a vmapped step can train them side by side), seeds in
+  order of first appearance."""
+  runs = []
+  for seed in dict.fromkeys(seeds):
+    indices = [i for i, s in enumerate(seeds) if s == seed]
+    runs += [(seed, indices[i:i + group_size])
+             for i in range(0, len(indices), group_size)]
+  return runs
 
-  With `group_step='vmap'` a group trains in one vmapped step, compiled
-  once: groups smaller than `group_size` are padded with copies of their
-  first weighting, whose results are dropped. With 'sequential' each
-  candidate trains in turn with the ordinary train step, on the same batches
-  (`resolve_group_step` says when which is faster).
+
+class ProxyTrainer:
+  """Trains and evaluates the proxy trainings a search asks for.
+
+  Jobs of one seed train together (`seed_runs`). With `group_step='vmap'`
+  they train in one vmapped step, compiled once: runs smaller than
+  `group_size` are padded with copies of their first weighting, whose
+  results are dropped. With 'sequential' each candidate trains in turn with
+  the ordinary train step, on the same batches (`resolve_group_step` says
+  when which is faster).
   """
 
   def __init__(self, s: setup_lib.Setup, group_size: int,
@@ -204,11 +227,7 @@ class ProxyTrainer:
     self.s = s
     self.group_size = group_size
     self.group_step = group_step
-    # Kept, not donated: every group starts from these same values.
-    self.initial = setup_lib.create_state(s)
-    if s.config.init_from:  # E.g. Moments in Time weights for Charades.
-      self.initial = setup_lib.initialise_from(s, self.initial,
-                                           s.config.init_from)
+    self._init = setup_lib.jit_init(s)
     if group_step == 'vmap':
       self.stack = jit_stack(s, group_size)
       self.step = jit_group_train_step(s)
@@ -221,15 +240,24 @@ class ProxyTrainer:
       self.step = setup_lib.jit_train_step(s)
     self._eval = setup_lib.jit_eval_step(s)
 
-  def _run(self, state: Any, weights: Any) -> Tuple[Any, Any]:
-    """`proxy_steps` steps of `self.step` from `state` on the proxy's
-    batches (the same sequence on every call); returns the state and the
-    accumulated metrics on the host."""
+  def initial(self, seed: int) -> Any:
+    """The state every candidate of proxy seed `seed` starts from (a fresh
+    one per run: the steps donate it)."""
+    state = self._init(seed)
+    if self.s.config.init_from:  # E.g. Moments in Time weights for Charades.
+      state = setup_lib.initialise_from(self.s, state,
+                                        self.s.config.init_from)
+    return state
+
+  def _run(self, state: Any, weights: Any, seed: int) -> Tuple[Any, Any]:
+    """`num_train_steps` steps of `self.step` from `state` on the batches
+    of proxy seed `seed` (the same sequence on every call with it); returns
+    the state and the accumulated metrics on the host."""
     s = self.s
     ds = pipeline.make_train_dataset(
         s.builder, s.config.dataset,
         local_batch_size=pipeline.local_batch_size(s.config.batch_size),
-        seed=s.config.seed, start_step=0, process_index=jax.process_index(),
+        seed=seed, start_step=0, process_index=jax.process_index(),
         process_count=jax.process_count())
     batches = pipeline.global_batches(ds, s.batch_sharding)
     accumulated = None
@@ -239,25 +267,31 @@ class ProxyTrainer:
                      else accumulated.merge(step_metrics))
     return state, eval_lib.to_host(accumulated)
 
-  def _train_vmapped(self, weights: np.ndarray) -> Tuple[List[Any], Any]:
+  def _train_vmapped(self, weights: np.ndarray,
+                     seed: int) -> Tuple[List[Any], Any]:
     s, n = self.s, len(weights)
     padded = np.concatenate(
         [weights, np.repeat(weights[:1], self.group_size - n, axis=0)])
     padded = jax.device_put(padded.astype(np.float32), s.replicated)
-    states, metrics = self._run(self.stack(self.initial), padded)
+    states, metrics = self._run(self.stack(self.initial(seed)), padded, seed)
     return ([self.take(states, i) for i in range(n)],
             [jax.tree.map(lambda x, i=i: x[i], metrics) for i in range(n)])
 
-  def _train_one(self, weights: np.ndarray) -> Tuple[Any, Any]:
-    return self._run(self.copy(self.initial), jax.device_put(
-        weights.astype(np.float32), self.s.replicated))
+  def _train_one(self, initial: Any, weights: np.ndarray,
+                 seed: int) -> Tuple[Any, Any]:
+    return self._run(self.copy(initial), jax.device_put(
+        weights.astype(np.float32), self.s.replicated), seed)
 
-  def train(self, weights: np.ndarray) -> List[Any]:
-    """Proxy-trains `weights` [n <= group_size, 5]; returns n states."""
+  def train(self, weights: np.ndarray, seed: int) -> List[Any]:
+    """Proxy-trains `weights` [n <= group_size, 5] with proxy seed `seed`;
+    returns n states."""
     if self.group_step == 'vmap':
-      states, metrics = self._train_vmapped(weights)
+      states, metrics = self._train_vmapped(weights, seed)
     else:
-      states, metrics = zip(*[self._train_one(w) for w in weights])
+      # Kept, not donated: each candidate starts from a copy.
+      initial = self.initial(seed)
+      states, metrics = zip(*[self._train_one(initial, w, seed)
+                              for w in weights])
     for w, m in zip(weights, metrics):
       loss = float(m.compute()['loss'])
       if not np.isfinite(loss):
@@ -269,16 +303,26 @@ class ProxyTrainer:
     """`train.run_evaluation` of one trained candidate."""
     return train.run_evaluation(self.s, state, self._eval)
 
-  def __call__(self, group: Sequence[search_lib.Candidate]) -> List[float]:
-    """The fitness of each candidate of a group."""
-    start = time.time()
-    states = self.train(np.asarray([c.weights for c in group]))
+  def __call__(self, jobs: Sequence[candidates_lib.Job]
+               ) -> List[Tuple[float, Optional[int]]]:
+    """(fitness, held-out examples; None for mAP) of each job, all of
+    this trainer's proxy length."""
     metric = fitness_metric(self.s.config)
-    fitness = [self.evaluate(state)[metric] for state in states]
-    logging.info('Candidates %d-%d: %s %s in %.0f s.', group[0].id,
-                 group[-1].id, metric,
-                 ' '.join(f'{f:.4f}' for f in fitness), time.time() - start)
-    return fitness
+    answers = [None] * len(jobs)
+    for seed, indices in seed_runs([j.seed for j in jobs], self.group_size):
+      start = time.time()
+      states = self.train(np.asarray([jobs[i].candidate.weights
+                                      for i in indices]), seed)
+      for i, state in zip(indices, states):
+        results = self.evaluate(state)
+        answers[i] = (float(results[metric]), None if metric == 'mAP'
+                      else int(results['num_examples']))
+      logging.info('Candidates %s, proxy seed %d: %s %s in %.0f s.',
+                   ', '.join(str(jobs[i].candidate.id) for i in indices),
+                   seed, metric, ' '.join(f'{answers[i][0]:.4f}'
+                                          for i in indices),
+                   time.time() - start)
+    return answers
 
 
 def proxy_description(proxy) -> Dict[str, Any]:

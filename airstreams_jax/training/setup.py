@@ -88,12 +88,18 @@ def model_setup(config, checked: config_checks.CheckedConfig,
                state_sharding, loss_weights)
 
 
+def jit_init(s: Setup) -> Callable[[int], state_lib.TrainState]:
+  """seed -> a fresh state in its shardings; one compile serves every seed
+  (the evolution's repeats each start from their own)."""
+  init = jax.jit(functools.partial(state_lib.init_state, model=s.model,
+                                   tx=s.tx), out_shardings=s.state_sharding)
+  sample = jnp.zeros(_sample_video(s.config).shape, jnp.uint8)
+  return lambda seed: init(jnp.int32(seed), sample)
+
+
 def create_state(s: Setup) -> state_lib.TrainState:
   """Initialises the state directly into its shardings."""
-  init = functools.partial(state_lib.init_state, model=s.model, tx=s.tx)
-  sample = jnp.zeros(_sample_video(s.config).shape, jnp.uint8)
-  return jax.jit(init, out_shardings=s.state_sharding)(
-      jnp.int32(s.config.seed), sample)
+  return jit_init(s)(s.config.seed)
 
 
 def initialise_from(s: Setup, state: state_lib.TrainState,

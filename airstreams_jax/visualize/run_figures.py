@@ -19,7 +19,7 @@ from airstreams_jax import errors
 from airstreams_jax.data import dataset_from_config
 from airstreams_jax.data import pipeline
 from airstreams_jax.evolution import figure as evolution_figure
-from airstreams_jax.evolution import search as search_lib
+from airstreams_jax.evolution import candidates as candidates_lib
 from airstreams_jax.models import rep_flow
 from airstreams_jax.training import losses
 from airstreams_jax.training import steps
@@ -136,7 +136,7 @@ def write_run_figures(run: trained_run.TrainedRun, out: str, *, num_clips: int,
 
 def write_evolution_figure(workdir: str, out: str) -> Dict[str, str]:
   """Figure 5 of an evolution's workdir, redrawn from its history."""
-  with gfile.GFile(os.path.join(workdir, search_lib.HISTORY_FILE)) as f:
+  with gfile.GFile(os.path.join(workdir, candidates_lib.HISTORY_FILE)) as f:
     records = [json.loads(line) for line in f if line.strip()]
   if not records:
     raise errors.ConfigError(f'{workdir}: the evolution has not evaluated '
@@ -166,7 +166,7 @@ def write_figures(workdir: str, out: str, *, num_clips: int = 4,
   if not gfile.isdir(workdir):
     raise errors.ConfigError(f'--workdir={workdir} does not exist; give the '
                              'workdir of a training run or an evolution.')
-  if gfile.exists(os.path.join(workdir, search_lib.HISTORY_FILE)):
+  if gfile.exists(os.path.join(workdir, candidates_lib.HISTORY_FILE)):
     return write_evolution_figure(workdir, out)
   return write_run_figures(trained_run.TrainedRun.load(workdir), out, num_clips=num_clips,
                            split=split)
