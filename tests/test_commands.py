@@ -27,7 +27,8 @@ COMMANDS = {
     'airstreams_jax.model_info': ('config', 'num_classes', 'num_seg_classes'),
     'airstreams_jax.visualize': ('workdir', 'out', 'num_clips', 'split'),
     'airstreams_jax.launch': ('sweep', 'root', 'parallel', 'dry_run',
-                              'launcher'),
+                              'launcher', 'tpu', 'zone', 'action',
+                              'xm_executor', 'accelerator'),
     'airstreams_jax.tools.benchmark': ('out', 'quick', 'only',
                                        'official_flow'),
     'airstreams_jax.tools.ablations': ('dataset_config', 'seeds', 'root',
@@ -36,7 +37,7 @@ COMMANDS = {
     'airstreams_jax.tools.make_video_folder': ('root', 'num_train',
                                                'oracle_drop_prob'),
     'airstreams_jax.tools.fault_injection': ('kills', 'root', 'seed',
-                                             'data_dir'),
+                                             'data_dir', 'signal'),
 }
 # `tfds build` on the folder dataset, with tfds's own flags. In a process of
 # its own: a dataset module run as `__main__` registers its builder again.
