@@ -98,7 +98,9 @@ def test_ucf101_folder_builds_trains_and_predict_judges_every_clip(
   clips = {c: sorted(glob.glob(os.path.join(ACTIONS, c, '*'))) for c in classes}
   root = _folder(tmp_path, {'train': {c: p[:3] for c, p in clips.items()},
                             'test': {c: p[3:] for c, p in clips.items()}})
-  config = _config(root, str(tmp_path / 'tfds'))
+  # The first 32 frames of each clip: the teacher's cost is per frame, and
+  # the smoke run takes 4-frame clips.
+  config = _config(root, str(tmp_path / 'tfds'), max_frames=32)
   assert config.dataset.teacher == 'selfie'  # The real-video default.
   workdir = str(tmp_path / 'run')
   results = train.train_and_evaluate(config, workdir)
