@@ -144,37 +144,6 @@ def _assert_same_training(one: str, two: str) -> None:
   assert os.path.isdir(os.path.join(two, 'checkpoints', '3'))
 
 
-@_SHARED
-def test_two_processes_match_one_process(tmp_path, data_dir, one_process_run):
-  # Process 0 finds another run building the dataset (the test holds the
-  # build lock) while process 1 waits for the dataset: the lock is freed 45 s
-  # after process 1 has logged its devices, so that they reach their first
-  # collective at least 45 s apart, more than the 30 s in which the CPU
-  # collectives (gloo) expect a peer. Under load, compiling at different
-  # paces did the same and made the run fail and abort (SIGABRT) at times.
-  config = synthetic_config.get_config('smoke')
-  config.dataset.data_dir = data_dir
-  double = str(tmp_path / 'two_processes')
-  address = f'127.0.0.1:{_free_port()}'
-  procs = []
-  try:
-    with dataset_from_config.build_lock(
-        dataset_from_config.make_builder(config.dataset).data_dir):
-      procs = [_launch(double, 4, data_dir,
-                       [f'--coordinator_address={address}',
-                        '--num_processes=2', f'--process_id={i}'])
-               for i in range(2)]
-      readers = [_read_stderr(proc) for proc in procs]
-      # Process 1 logs its devices just before it waits for the dataset.
-      _wait_for_line(procs[1], readers[1][0], 'JAX devices: ')
-      time.sleep(45)
-    _wait_all(procs, readers)
-  finally:
-    _end(procs)
-  _assert_same_training(one_process_run, double)
-  assert os.path.exists(os.path.join(double, 'eval_results.json'))
-
-
 def _slurm_pair(workdir, data_dir, port, extra=()):
   """Two tasks of a simulated SLURM job (the variables srun sets, which
   JAX's SlurmCluster reads) and no process flags."""
@@ -190,17 +159,33 @@ def _slurm_pair(workdir, data_dir, port, extra=()):
 
 @pytest.fixture(scope='module')
 def slurm_run(tmp_path_factory, data_dir):
-  """An uninterrupted run of two simulated SLURM tasks.
+  """An uninterrupted run of two simulated SLURM tasks that reach their
+  first collective 45 s apart.
+
+  Task 0 finds another run building the dataset (the fixture holds the build
+  lock) while task 1 waits for the dataset: the lock is freed 45 s after
+  task 1 has logged its devices, more than the 30 s in which the CPU
+  collectives (gloo) expect a peer. Under load, compiling at different
+  paces did the same and made the run fail and abort (SIGABRT) at times.
+  (The process flags, `--coordinator_address/--num_processes/--process_id`,
+  form the pairs of the dying-process tests below.)
 
   Returns:
     (workdir, the port, each process's stderr lines).
   """
+  config = synthetic_config.get_config('smoke')
+  config.dataset.data_dir = data_dir
   workdir = str(tmp_path_factory.mktemp('slurm') / 'run')
   port = _free_port()
   procs = []
   try:
-    procs = _slurm_pair(workdir, data_dir, port)
-    readers = [_read_stderr(proc) for proc in procs]
+    with dataset_from_config.build_lock(
+        dataset_from_config.make_builder(config.dataset).data_dir):
+      procs = _slurm_pair(workdir, data_dir, port)
+      readers = [_read_stderr(proc) for proc in procs]
+      # Task 1 logs its devices just before it waits for the dataset.
+      _wait_for_line(procs[1], readers[1][0], 'JAX devices: ')
+      time.sleep(45)
     _wait_all(procs, readers)
   finally:
     _end(procs)
