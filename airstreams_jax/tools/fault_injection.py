@@ -169,6 +169,7 @@ def run_main(command: Sequence[str], workdir: str,
   stdout_reader.start()
   console: List[str] = []
   killed, open_stream = False, True
+  lines_at_signal = 0
   try:
     while proc.poll() is None or open_stream:
       try:
@@ -185,7 +186,7 @@ def run_main(command: Sequence[str], workdir: str,
       if (kill_when is not None and not killed and proc.poll() is None and
           kill_when(console, elapsed, workdir)):
         os.kill(proc.pid, sig)
-        killed = True
+        killed, lines_at_signal = True, len(console)
       if not open_stream and proc.poll() is not None:
         break
   finally:
@@ -195,16 +196,21 @@ def run_main(command: Sequence[str], workdir: str,
   stdout_reader.join(timeout=10)
   run = Run(proc.returncode, killed, console, ''.join(stdout))
   if killed:
-    run.phase = phase_of(run, workdir)
+    # SIGKILL ends the process where it was: every line read was written
+    # before it. After SIGTERM the run goes on to the step it saves, so
+    # where the notice landed is what the console said when it was sent.
+    run.phase = phase_of(
+        run.console if sig == signal.SIGKILL else console[:lines_at_signal],
+        workdir)
   return run
 
 
-def phase_of(run: Run, workdir: str) -> str:
+def phase_of(console: Sequence[str], workdir: str) -> str:
   """Where a killed run was: what its console last said, and whether a
   checkpoint was half-written."""
-  said = [line for line in run.console if ' progress: ' not in line]
+  said = [line for line in console if ' progress: ' not in line]
   last = said[-1] if said else ''
-  if not any('Training steps' in line for line in run.console):
+  if not any('Training steps' in line for line in console):
     phase = 'start-up (restore, compile)'
   elif 'Evaluating' in last:
     phase = 'evaluation'
@@ -294,8 +300,12 @@ def main() -> int:
                  reruns=len(runs) - 1, identical=identical,
                  half_written_left=half_written_steps(workdir))
     trials.append(trial)
-    restart = ('started afresh' if trial['resumed_from'] is None
-               else f"resumed from {trial['resumed_from']}")
+    if not trial['reruns']:
+      restart = 'finished, no rerun'
+    elif trial['resumed_from'] is None:
+      restart = 'started afresh'
+    else:
+      restart = f"resumed from {trial['resumed_from']}"
     print(f"{i:3d}  {trial['after']:>12s} +{delay:4.2f} s  "
           f"{trial['phase']:<45s} "
           f"{restart:<16s}  {'identical' if identical else 'DIFFERENT'}",
