@@ -54,10 +54,7 @@ FORMATS = ('text', 'json', 'csv')
 def decode_frames(path: str, dataset_config) -> np.ndarray:
   """A video file's frames as the dataset stored them (its frame rate,
   frame limit and short side): uint8 [N, H, W, 3]."""
-  return video_io.decode(
-      path, fps=dataset_config.get('fps', 0.0),
-      max_frames=dataset_config.get('max_frames', 0),
-      short_side=dataset_config.get('short_side', 0)).frames
+  return video_predictor.decode_as_stored(path, dataset_config).frames
 
 
 def predict(workdir: str, video_path: str, views: str = 'windows'

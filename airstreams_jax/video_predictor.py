@@ -68,6 +68,17 @@ class VideoPrediction:
 VIEWS = ('windows', 'eval')
 
 
+def decode_as_stored(path: str, dataset_config) -> video_io.DecodedVideo:
+  """A video's frames as the run's dataset stored them: the same
+  `video_io.decode` and the same `fps`, `max_frames` and `short_side` as the
+  build, so a window of the model's clip covers the same seconds of video
+  in predict as in training, whatever the source's frame rate."""
+  d = dataset_config
+  return video_io.decode(path, fps=d.get('fps', 0.0),
+                         max_frames=d.get('max_frames', 0),
+                         short_side=d.get('short_side', 0))
+
+
 class VideoPredictor:
   """Scores whole videos with a trained run; see the module docstring.
 
@@ -139,10 +150,7 @@ class VideoPredictor:
 
   def decode(self, path: str) -> video_io.DecodedVideo:
     """The video's frames as the dataset stored them (rate, short side)."""
-    d = self._dataset
-    return video_io.decode(path, fps=d.get('fps', 0.0),
-                           max_frames=d.get('max_frames', 0),
-                           short_side=d.get('short_side', 0))
+    return decode_as_stored(path, self._dataset)
 
   def _warn_if_short(self, path: str, num_stored: int, repeated: int):
     """Once per video: never pad a short one silently."""

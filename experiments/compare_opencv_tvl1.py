@@ -75,11 +75,12 @@ import numpy as np
 
 from airstreams_jax.models import flow_pyramid
 from airstreams_jax.models import rep_flow
+from airstreams_jax.tools import opencv_flow
+from airstreams_jax.tools.opencv_flow import moving_stats
+from airstreams_jax.tools.opencv_flow import normalise
+from airstreams_jax.tools.opencv_flow import opencv_tvl1
 
-# TV-L1 hyper parameters of the layer (and OpenCV's defaults).
-_THETA = 0.3
-_LAMBDA = 0.15
-_TAU = 0.25
+_THETA, _LAMBDA, _TAU = opencv_flow.THETA, opencv_flow.LAMBDA, opencv_flow.TAU
 _CLIP = 'carphone_pristine.mp4'
 
 
@@ -130,46 +131,6 @@ def read_gray(path: str, start: int, num: int, downsample: int) -> np.ndarray:
   if len(frames) < num:
     raise SystemExit(f'{path} has fewer than {start + num} frames.')
   return np.stack(frames)
-
-
-def normalise(clip: np.ndarray) -> np.ndarray:
-  """Min-max normalises a clip to [0, 255] as the layer does (per clip)."""
-  mn, mx = clip.min(), clip.max()
-  if mx <= mn:
-    return np.zeros_like(clip)
-  return 255.0 * (clip - mn) / (mx - mn)
-
-
-def opencv_tvl1(iters: int | None, levels: int = 1, warps: int = 1,
-                scale_step: float = 0.8):
-  """Creates OpenCV's TV-L1; `iters=None` keeps all of OpenCV's defaults.
-
-  Args:
-    iters: Iterations per warp of the matched configuration (`levels`
-      scales `scale_step` apart, `warps` warps, no median filter, no early
-      stop), or None for the default configuration.
-    levels: Pyramid levels of the matched configuration.
-    warps: Warps per level of the matched configuration.
-    scale_step: Scale step of the matched configuration.
-
-  Returns:
-    A `cv2.optflow.DualTVL1OpticalFlow`.
-  """
-  tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
-  tvl1.setTheta(_THETA)
-  tvl1.setLambda(_LAMBDA)  # Weights the data term, as our lambda does.
-  tvl1.setTau(_TAU)
-  if iters is not None:
-    tvl1.setScalesNumber(levels)
-    tvl1.setScaleStep(scale_step)
-    tvl1.setWarpingsNumber(warps)
-    tvl1.setOuterIterations(1)
-    tvl1.setInnerIterations(iters)
-    # OpenCV stops once sum |u_k - u_{k-1}|^2 <= epsilon^2 * H * W.
-    tvl1.setEpsilon(0.0)
-    # Values <= 1 skip the median filter (applied before each outer step).
-    tvl1.setMedianFiltering(1)
-  return tvl1
 
 
 def epe(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -324,16 +285,6 @@ def read_pairs(path: str, starts: list[int], stride: int, short_side: int,
 def count_frames(path: str) -> int:
   with av.open(path) as container:
     return sum(1 for packet in container.demux(video=0) if packet.size)
-
-
-def moving_stats(ours: np.ndarray, ref: np.ndarray) -> tuple:
-  """On the pixels where |ref| > 1 px: (EPE, direction within 45 degrees,
-  |ours| / |ref|), one value per pixel."""
-  moving = np.linalg.norm(ref, axis=-1) > 1.0
-  a, b = ours[moving].astype(np.float64), ref[moving].astype(np.float64)
-  na, nb = np.linalg.norm(a, axis=-1), np.linalg.norm(b, axis=-1)
-  cos = np.sum(a * b, axis=-1) / np.maximum(na * nb, 1e-12)
-  return (np.linalg.norm(a - b, axis=-1), cos >= np.cos(np.pi / 4), na / nb)
 
 
 def realdata_table(args, settings: list[dict]) -> None:

@@ -27,22 +27,16 @@ import sys
 import time
 
 import numpy as np
-from PIL import Image
-from PIL import ImageDraw
 
 from airstreams_jax.data import video_io
 from airstreams_jax.teachers import factory
 from airstreams_jax.teachers import pose as pose_teacher
+from airstreams_jax.tools import real_video_figures
 
 _DEFAULT_ROOT = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), '..', 'shared', 'realdata')
-_COLOURS = {'selfie': (255, 40, 40), 'pose': (40, 230, 40)}
-_ROI_COLOUR = (255, 230, 0)
 # Frames per montage row (each row shows every teacher for these frames).
 _COLUMNS = 4
-# Panels are drawn this tall (frames are scaled, keeping the aspect).
-_PANEL_HEIGHT = 240
-_CAPTION = 14
 
 
 def clips(root: str, videos: bool):
@@ -51,57 +45,6 @@ def clips(root: str, videos: bool):
   if videos:
     paths += sorted(glob.glob(os.path.join(root, 'videos', '*')))
   return paths
-
-
-def overlay(frame: np.ndarray, mask: np.ndarray, colour) -> np.ndarray:
-  """The frame with the mask (any size) tinted over it."""
-  h, w = frame.shape[:2]
-  big = np.asarray(Image.fromarray(mask * 255).resize(
-      (w, h), Image.Resampling.NEAREST)) > 127
-  out = frame.astype(np.float32)
-  out[big] = 0.45 * out[big] + 0.55 * np.asarray(colour, np.float32)
-  return out.astype(np.uint8)
-
-
-def panel(image: np.ndarray, caption: str, rois=()):
-  """A captioned panel, `_PANEL_HEIGHT` tall, with ROIs outlined."""
-  h, w = image.shape[:2]
-  pw = max(1, round(w * _PANEL_HEIGHT / h))
-  img = Image.fromarray(image).resize((pw, _PANEL_HEIGHT),
-                                      Image.Resampling.BILINEAR)
-  draw = ImageDraw.Draw(img)
-  k = _PANEL_HEIGHT / h
-  for roi in rois:
-    corners = _corners(roi) * k
-    draw.polygon([tuple(p) for p in corners], outline=_ROI_COLOUR)
-  out = Image.new('RGB', (pw, _PANEL_HEIGHT + _CAPTION), (0, 0, 0))
-  out.paste(img, (0, _CAPTION))
-  ImageDraw.Draw(out).text((2, 1), caption, fill=(255, 255, 255))
-  return out
-
-
-def _corners(roi) -> np.ndarray:
-  """A rotated rect's 4 corners, in pixels."""
-  c, s = np.cos(roi.rotation), np.sin(roi.rotation)
-  half = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * (
-      roi.width / 2, roi.height / 2)
-  rot = np.array([[c, -s], [s, c]])
-  return half @ rot.T + (roi.cx, roi.cy)
-
-
-def montage(rows) -> Image.Image:
-  """Stacks rows of panels."""
-  width = max(sum(p.width for p in row) for row in rows)
-  height = sum(max(p.height for p in row) for row in rows)
-  out = Image.new('RGB', (width, height), (40, 40, 40))
-  y = 0
-  for row in rows:
-    x = 0
-    for p in row:
-      out.paste(p, (x, y))
-      x += p.width
-    y += max(p.height for p in row)
-  return out
 
 
 def main():
@@ -165,28 +108,20 @@ def main():
     num_frames += len(frames)
     shown = np.unique(np.linspace(0, len(frames) - 1, args.frames).round()
                       .astype(int))
-    masks, rois = {}, {}
+    masks = {}
     for name, teacher in teachers.items():
       start = time.perf_counter()
       masks[name] = teacher(frames)
       seconds[name] += time.perf_counter() - start
-      if isinstance(teacher, pose_teacher.PoseTeacher):
-        # The regions, for the picture only (a second, untimed pass).
-        rois[name] = [r for _, r in teacher.run(frames, masks[name].shape[1:])]
-    rows = []
-    for first in range(0, len(shown), _COLUMNS):
-      for name in names:
-        row = []
-        for i in shown[first:first + _COLUMNS]:
-          share = 100 * masks[name][i].mean()
-          caption = f'{name} frame {video.indices[i]}: {share:.0f}% masked'
-          row.append(panel(overlay(frames[i], masks[name][i],
-                                   _COLOURS.get(name, (40, 40, 255))),
-                           caption, rois[name][i] if name in rois else ()))
-        rows.append(row)
+    # The regions, for the picture only (a second, untimed pass).
+    rois = {name: [r for _, r in teacher.run(frames, masks[name].shape[1:])]
+            for name, teacher in teachers.items()
+            if isinstance(teacher, pose_teacher.PoseTeacher)}
+    image = real_video_figures.teacher_montage(frames, video.indices, masks,
+                                               rois, shown, _COLUMNS)
     clip = os.path.splitext(os.path.basename(path))[0]
     target = os.path.join(out_dir, f'{clip}.png')
-    montage(rows).save(target)
+    image.save(target)
     print(f'{target}: {len(frames)} frames {frames.shape[2]}x'
           f'{frames.shape[1]}', flush=True)
   for name in names:

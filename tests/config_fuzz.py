@@ -115,6 +115,12 @@ def cases(config, directory: str) -> List[Case]:
       ('model.flow.num_iter', ['0', '-3']),
       ('model.flow.bottleneck', ['0']),
       ('model.flow.presmooth_sigma', ['-1']),
+      # The coarse-to-fine flow (models/flow_pyramid.py): 1 level and 1 warp
+      # are the paper's layer; a step of 1 or more never shrinks the image.
+      ('model.flow.pyramid_levels', ['0', '-2']),
+      ('model.flow.warps', ['0', '-1']),
+      ('model.flow.scale_step', ['0', '1.0', '1.5', '-0.5', 'nan']),
+      ('model.flow.warp_interpolation', ['nearest', 'bicubic ']),
       ('model.seg.output_stride', ['7', '0', '64']),
       ('model.seg.decoder_features', ['-8']),
       ('model.seg.widths', ['(8, 16)', '(0, 16, 16, 32)']),

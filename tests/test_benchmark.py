@@ -16,11 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from airstreams_jax import errors
 from airstreams_jax.models import airstreams
 from airstreams_jax.models import rep_flow
 from configs import synthetic as synthetic_config
 from airstreams_jax.tools import benchmark
 from airstreams_jax.tools import benchmark_measurements
+from airstreams_jax.tools import twin_scope
 
 
 def _flow_input(shape=(2, 4, 12, 14, 3), seed=0):
@@ -77,6 +79,31 @@ def test_the_twin_has_our_architecture_at_the_synthetic_config():
                                                     np.uint8)))
   assert set(outputs['logits']) == {'rgb', 'flow', 'semantic', 'merged'}
   assert tuple(outputs['seg_logits'].shape) == (16, num_seg_classes, 32, 32)
+
+
+@pytest.mark.parametrize('key,value', [
+    ('flow.pyramid_levels', 3), ('flow.warps', 2),
+    ('flow.presmooth_sigma', 1.0), ('flow_of_flow.enabled', True)])
+def test_the_twin_refuses_a_model_it_does_not_mirror_in_one_line(key, value):
+  """Without PyTorch: the check the twin and the benchmark's parent run."""
+  config = synthetic_config.get_config()
+  twin_scope.check_model_config(config.model)  # The paper's layers pass.
+  branch, leaf = key.split('.')
+  config.model[branch][leaf] = value
+  with pytest.raises(errors.ConfigError) as raised:
+    twin_scope.check_model_config(config.model)
+  message = str(raised.value)
+  assert f'model.{key}={value}' in message and '--config.model.' in message
+  assert '\n' not in message
+
+
+def test_the_twin_model_refuses_the_flow_pyramid():
+  pytest.importorskip('torch')
+  from airstreams_jax.tools import torch_twin  # pylint: disable=g-import-not-at-top
+  config = synthetic_config.get_config()
+  config.model.flow.pyramid_levels = 3
+  with pytest.raises(errors.ConfigError, match='single-scale'):
+    torch_twin.AIRStreams(config.model, 6, 4, 8)
 
 
 def _results():

@@ -137,3 +137,16 @@ def test_flipping_classes_that_name_a_direction_is_warned():
   assert config_checks.flip_warning(True, ('brush_hair', 'cartwheel', 'ride_bike',
                                    'leftover', 'bright_light')) == ''
   assert config_checks.flip_warning(True, ('Turn Left', 'jump')) != ''
+
+
+def test_the_real_video_config_gets_every_flow_pyramid_level():
+  """configs/video_folder.py's coarse-to-fine flow (docs/real_video.md) at
+  its input size: no level is dropped for being under the pyramid's
+  smallest side (64 -> 32 -> 16 px), and the flow runs coarse to fine."""
+  from airstreams_jax.models import flow_pyramid  # pylint: disable=g-import-not-at-top
+  from configs import video_folder  # pylint: disable=g-import-not-at-top
+  config = video_folder.get_config()
+  flow, size = config.model.flow, config.dataset.image_size
+  sizes = flow_pyramid.pyramid_sizes(size, size, flow.pyramid_levels,
+                                     flow.scale_step)
+  assert flow.pyramid_levels > 1 and len(sizes) == flow.pyramid_levels

@@ -73,8 +73,10 @@ def test_the_5_frame_clips_are_counted_at_build_time(tmp_path, caplog):
   paths = [os.path.join(REALDATA, 'videos', name) for name in SHORT]
   root = _folder(tmp_path, {'train': {'pose': paths[:1]},
                             'test': {'pose': paths[1:]}})
+  # Every frame kept (fps 0): at the config's 15 stored frames/s the 30-fps
+  # clip keeps 3 of its 5 frames (6 repeats), the 5-fps one all 5.
   config = _config(root, str(tmp_path / 'tfds'), num_frames=8,
-                   frame_stride=2)
+                   frame_stride=2, fps=0.0)
   builder = dataset_from_config.make_builder(config.dataset)
   with caplog.at_level(logging.INFO):
     dataset_from_config.prepare(builder)
@@ -114,8 +116,10 @@ def test_ucf101_folder_builds_trains_and_predict_judges_every_clip(
     # Windows cover the video: the first starts at 0, and they are in order.
     starts = [w.start_seconds for w in p.windows]
     assert starts == sorted(starts) and starts[0] < 0.1
-    # The smoke clip is 4 frames at stride 1: even 5 frames fill it.
-    assert p.repeated_frames == 0
+    # The smoke clip is 4 frames at stride 1: 5 frames fill it; at 15
+    # stored frames/s the 30-fps 5-frame clip keeps 3 (one repeat).
+    expected = {'mmpose__000001_mpiinew_test.mp4': 1}.get(name, 0)
+    assert p.repeated_frames == expected, name
 
   # The command over the folder: one process, every clip, in JSON.
   proc = subprocess.run(

@@ -250,3 +250,24 @@ def test_a_few_frames_short_of_the_header_is_not_truncated(tmp_path):
   assert video.num_video_frames == decodable
   assert video.indices[-1] == decodable - 1
   assert [frame_index(f) for f in video.frames] == list(video.indices)
+
+
+def test_one_config_means_one_clip_duration_across_source_rates(tmp_path):
+  """configs/video_folder.py's clip (8 stored frames, one in 2, at its
+  dataset.fps), decoded as the build and predict decode it: the same
+  seconds of video from a 30-, 25- or 24-fps source (to within one source
+  frame); a 5-fps source keeps its own frames, so its clip spans longer."""
+  from airstreams_jax import video_predictor  # pylint: disable=g-import-not-at-top
+  from configs import video_folder  # pylint: disable=g-import-not-at-top
+  d = video_folder.get_config().dataset
+  span = (d.num_frames - 1) * d.frame_stride  # Stored frames, first to last.
+  for rate in (30, 25, 24, 5):
+    path = str(tmp_path / f'{rate}fps.mp4')
+    write_video(path, 3 * rate, height=16, width=16, fps=rate)
+    video = video_predictor.decode_as_stored(path, d)
+    seconds = video.timestamps[span] - video.timestamps[0]
+    if rate >= d.fps:
+      assert abs(seconds - span / d.fps) <= 1 / rate + 1e-6, rate
+    else:
+      np.testing.assert_array_equal(video.indices, np.arange(3 * rate))
+      assert seconds == pytest.approx(span / rate)

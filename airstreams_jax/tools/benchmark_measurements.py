@@ -29,6 +29,7 @@ from airstreams_jax.training import config_checks
 from airstreams_jax.training import setup as setup_lib
 from configs import synthetic as synthetic_config
 from airstreams_jax.tools import torch_worker
+from airstreams_jax.tools import twin_scope
 from airstreams_jax.tools.peak_memory import PeakMemory
 
 # Moments in Time: 339 action classes; the selfie teacher: background, person.
@@ -224,6 +225,9 @@ def bench_model(name: str, config, classes, batch_size: int, rounds: int,
   train_fns = {'jax': ours.run}
   infer_fns = {'jax': jax_inference(s, batch['video'])}
   if worker:
+    # Here, not in the child: a model the twin does not mirror is refused in
+    # one line, not as the worker's traceback.
+    twin_scope.check_model_config(config.model)
     worker.release()  # The previous section's twin and its memory.
     result['torch'], _ = worker.build(
         'airstreams_jax.tools.torch_twin:model_callables', config, num_classes,

@@ -37,6 +37,7 @@ except ImportError as e:  # An optional dependency of the benchmark only.
       "'.[torch]'") from e
 
 from airstreams_jax.tools import torch_twin_flow
+from airstreams_jax.tools import twin_scope
 
 
 def _bn3d(channels: int, zero_init: bool = False) -> nn.BatchNorm3d:
@@ -242,9 +243,7 @@ class AIRStreams(nn.Module):
     flow = dict(model_config.flow)
     in_channels = {'rgb': 3, 'flow': 2 * flow.get('bottleneck', 1),
                    'semantic': num_seg_classes}
-    if flow.get('presmooth_sigma', 0) or model_config.get(
-        'flow_of_flow', {}).get('enabled', False):
-      raise ValueError('The twin has no pre-smoothing or flow-of-flow.')
+    twin_scope.check_model_config(model_config)
     if 'flow' in self.streams:
       self.flow_layer = torch_twin_flow.RepresentationFlow(
           3, flow.get('num_iter', 20), flow.get('bottleneck', 1))
