@@ -73,14 +73,7 @@ def define_flags() -> None:
   flags.DEFINE_integer(
       'process_id', int(os.environ.get('PROCESS_ID', '0')),
       'This process\'s index in a multi-host run.')
-  # Compiled steps are kept across runs (a minute of compiling on CPU saved
-  # by the second run of a config); JAX's own variable names another place.
-  flags.DEFINE_string(
-      'jit_cache_dir', os.environ.get(
-          'JAX_COMPILATION_CACHE_DIR',
-          os.path.join(os.path.expanduser('~'), '.cache', 'airstreams_jax',
-                       'jit')),
-      "JAX's persistent compilation cache ('' turns it off).")
+  cli.define_jit_cache_flag()
   flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -151,13 +144,7 @@ def _log_file(workdir: str):
 
 def main() -> None:
   _check_workdir(FLAGS.workdir)
-  if FLAGS.jit_cache_dir:
-    jax.config.update('jax_compilation_cache_dir', FLAGS.jit_cache_dir)
-    if 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS' not in os.environ:
-      # Every program, not only those over JAX's 1 s default: the dozens of
-      # small ones (metrics, evaluation views, samples) took 45 of the
-      # smoke run's 100 s with a warm cache.
-      jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+  cli.use_jit_cache(FLAGS.jit_cache_dir)
   _init_distributed()
   # tf.data only; keep TensorFlow off any accelerator JAX will use.
   tf.config.set_visible_devices([], 'GPU')
