@@ -232,8 +232,8 @@ def report_markdown(summary: Mapping[str, Any],
            f'proxy fitness and the mean full {label} over the weightings, '
            'with a 95 % percentile bootstrap interval (weightings '
            'resampled). SNR: between-weighting over within-weighting '
-           '(repeat) variance of the proxies; reliability: the share of an '
-           f'{repeats}-repeat mean that is signal.', '']
+           '(repeat) variance of the proxies; reliability: the share of '
+           f'signal in a mean of {repeats} repeats.', '']
   if best is not None:
     lines += [f'Best proxy length here: {best["steps"]} steps, ρ = '
               f'{best["spearman"]:.2f} [{_number(best["interval"][0], 2)}, '
