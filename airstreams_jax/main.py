@@ -2,11 +2,14 @@ r"""Entry point: train, evaluate, evolve the loss weights.
 
   python -m airstreams_jax.main --config=configs/synthetic.py \
       --workdir=workdirs/synthetic [--config.num_train_steps=100] \
-      [--mode=train_and_eval|eval|evolve]
+      [--mode=train_and_eval|eval|evolve|confirm]
 
 `--mode=evolve` searches the five loss weights (see
 `airstreams_jax.evolution.evolve`) and writes `best_weights.json` for
-`--config.loss_weights_file`.
+`--config.loss_weights_file`; then, unless
+`--config.evolution.confirm_seeds=0`, it confirms the answer by full
+training (`airstreams_jax.evolution.confirm`: `evolution_report.md`).
+`--mode=confirm` does only that, on a finished search's workdir.
 
 Kept thin on purpose: the work happens in `airstreams_jax.training.train`,
 which tests and notebooks import directly.
@@ -32,6 +35,7 @@ from airstreams_jax import cli
 from airstreams_jax import cluster
 from airstreams_jax import errors
 from airstreams_jax import mesh as mesh_lib
+from airstreams_jax.evolution import confirm
 from airstreams_jax.evolution import evolve
 from airstreams_jax.training import preemption
 from airstreams_jax.training import reporting
@@ -50,9 +54,12 @@ def define_flags() -> None:
       'workdir', None, 'Directory for checkpoints, logs and results; '
       'training resumes from it.')
   flags.DEFINE_enum(
-      'mode', 'train_and_eval', ['train_and_eval', 'eval', 'evolve'],
-      'What to run: train and evaluate, evaluate the latest checkpoint, or '
-      'search the loss weights (config.evolution).')
+      'mode', 'train_and_eval',
+      ['train_and_eval', 'eval', 'evolve', 'confirm'],
+      'What to run: train and evaluate, evaluate the latest checkpoint, '
+      'search the loss weights (config.evolution; then confirm the answer '
+      'unless evolution.confirm_seeds=0), or confirm a finished search\'s '
+      'answer by full training.')
   # Multi-host: every process runs the same command with its own
   # --process_id. The upper-case environment variables of the same names are
   # the fallback. Without either, a cluster JAX detects (SLURM, Open MPI, a
@@ -66,14 +73,7 @@ def define_flags() -> None:
   flags.DEFINE_integer(
       'process_id', int(os.environ.get('PROCESS_ID', '0')),
       'This process\'s index in a multi-host run.')
-  # Compiled steps are kept across runs (a minute of compiling on CPU saved
-  # by the second run of a config); JAX's own variable names another place.
-  flags.DEFINE_string(
-      'jit_cache_dir', os.environ.get(
-          'JAX_COMPILATION_CACHE_DIR',
-          os.path.join(os.path.expanduser('~'), '.cache', 'airstreams_jax',
-                       'jit')),
-      "JAX's persistent compilation cache ('' turns it off).")
+  cli.define_jit_cache_flag()
   flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -144,13 +144,7 @@ def _log_file(workdir: str):
 
 def main() -> None:
   _check_workdir(FLAGS.workdir)
-  if FLAGS.jit_cache_dir:
-    jax.config.update('jax_compilation_cache_dir', FLAGS.jit_cache_dir)
-    if 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS' not in os.environ:
-      # Every program, not only those over JAX's 1 s default: the dozens of
-      # small ones (metrics, evaluation views, samples) took 45 of the
-      # smoke run's 100 s with a warm cache.
-      jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+  cli.use_jit_cache(FLAGS.jit_cache_dir)
   _init_distributed()
   # tf.data only; keep TensorFlow off any accelerator JAX will use.
   tf.config.set_visible_devices([], 'GPU')
@@ -159,6 +153,12 @@ def main() -> None:
       results = train.evaluate_checkpoint(FLAGS.config, FLAGS.workdir)
     elif FLAGS.mode == 'evolve':
       results = evolve.evolve(FLAGS.config, FLAGS.workdir)
+      if FLAGS.config.evolution.confirm_seeds:
+        results['confirmation'] = confirm.confirm(FLAGS.config,
+                                                  FLAGS.workdir)
+    elif FLAGS.mode == 'confirm':
+      results = dict(confirmation=confirm.confirm(FLAGS.config,
+                                                  FLAGS.workdir))
     else:
       results = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except preemption.Preempted as e:
@@ -199,6 +199,9 @@ def main() -> None:
   if results is not None and jax.process_index() == 0:
     if FLAGS.mode == 'evolve':
       _print_evolution_summary(results)
+    if FLAGS.mode in ('evolve', 'confirm'):
+      if 'confirmation' in results:
+        print(confirm.summary_line(results['confirmation']))
     else:
       _print_summary(results)
   if jax.process_count() > 1:

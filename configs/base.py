@@ -363,6 +363,14 @@ def get_config():
       # worst.
       removal='worst',
       seed=0,
+      # When the search ends (`--mode=evolve`; or `--mode=confirm` on a
+      # finished search), its confirm_top best weightings and this config's
+      # own weights train in full over confirm_seeds seeds, the same seeds
+      # for each (paired), and evolution_report.md says whether the search
+      # beat the fixed weights beyond noise (airstreams_jax/evolution/
+      # confirm.py). 0 seeds: no confirmation.
+      confirm_seeds=3,
+      confirm_top=3,
   ))
 
   # Device mesh: (axis name, size) pairs; -1 takes the remaining devices.

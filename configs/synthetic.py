@@ -52,5 +52,6 @@ def get_config(arg=None):
                                          num_test=16))
     config.evolution.update(dict(population_size=4, tournament_size=2,
                                  num_evaluations=8, parallel=2,
-                                 proxy_steps=4))
+                                 proxy_steps=4, confirm_seeds=2,
+                                 confirm_top=1))
   return config

@@ -182,7 +182,8 @@ def cases(config, directory: str) -> List[Case]:
                      ('holdout_percent', '-5'), ('removal', 'random'),
                      ('proxy_repeats', '0'), ('race_repeats', '-1'),
                      ('strategy', 'bayes'), ('halving_keep', '1'),
-                     ('halving_rungs', '0')):
+                     ('halving_rungs', '0'), ('confirm_seeds', '1'),
+                     ('confirm_seeds', '-1'), ('confirm_top', '0')):
     out.append(Case([f'--config.evolution.{key}={value}'], key))
   # Successive halving's first rung needs proxy_steps / keep^(rungs-1) >= 1.
   out.append(Case(['--config.evolution.strategy=halving',

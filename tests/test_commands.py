@@ -34,6 +34,8 @@ COMMANDS = {
     'airstreams_jax.tools.ablations': ('dataset_config', 'seeds', 'root',
                                        'set', 'tables_only'),
     'airstreams_jax.tools.summarize_sweep': ('root', 'out'),
+    'airstreams_jax.tools.fidelity': ('config', 'workdir', 'weightings',
+                                      'repeats', 'seeds', 'proxy_steps'),
     'airstreams_jax.tools.make_video_folder': ('root', 'num_train',
                                                'oracle_drop_prob'),
     'airstreams_jax.tools.fault_injection': ('kills', 'root', 'seed',

@@ -420,7 +420,10 @@ def test_a_search_killed_mid_proxy_resumes_to_the_uninterrupted_history(
       ['--mode=evolve', '--config.optimizer.name=sgd'] + [
           f'--config.evolution.{key}={evolution[key]}'
           for key in ('population_size', 'tournament_size', 'parallel',
-                      'num_evaluations', 'proxy_steps', 'race_repeats')])
+                      'num_evaluations', 'proxy_steps', 'race_repeats')] +
+      # The search alone: its confirmation is tested in
+      # test_evolution_confirm.py and tests/test_fidelity_command.py.
+      ['--config.evolution.confirm_seeds=0'])
   one_device = {'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
   # Killed once the first group's history is written: in the second
   # group's proxy training (or its result files).

@@ -243,13 +243,24 @@ def parse_history(text: str, names: Sequence[str]) -> List[Candidate]:
   Raises:
     ValueError: naming the first malformed line.
   """
-  history = []
+  return parse_lines(text, lambda line: Candidate.from_json(line, names),
+                     'a candidate record')
+
+
+def parse_lines(text: str, parse: Callable[[str], Any],
+                what: str) -> List[Any]:
+  """`parse` of each non-empty line of a JSON-lines file.
+
+  Raises:
+    ValueError: naming the first line `parse` fails on.
+  """
+  out = []
   for number, line in enumerate(text.splitlines(), 1):
     if not line.strip():
       continue
     try:
-      history.append(Candidate.from_json(line, names))
+      out.append(parse(line))
     except (ValueError, KeyError, TypeError) as e:
-      raise ValueError(f'line {number} is not a candidate record ({e!r}): '
+      raise ValueError(f'line {number} is not {what} ({e!r}): '
                        f'{line[:120]!r}') from None
-  return history
+  return out

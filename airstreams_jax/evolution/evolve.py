@@ -25,7 +25,8 @@ Writes to the workdir:
                            one, parent, generation); a rerun resumes from
                            it and never retrains an evaluation in it.
   best_weights.json        the fittest weighting, in the format of
-                           `config.loss_weights_file`.
+                           `config.loss_weights_file`; after a
+                           confirmation (confirm.py) also its verdict.
   top5_weights.json        the five fittest (the paper's Figure 5).
   evolution_figure.png     Figure 5: the top-5 weightings' bars and the
                            fitness of every evaluation (figure.py).
@@ -118,6 +119,22 @@ def _write_json(path: str, value: Any) -> None:
   atomic_write.write_whole(path, json.dumps(value, indent=2))
 
 
+def _write_best(path: str, weights: Dict[str, float]) -> None:
+  """best_weights.json; a confirmation's verdict on these same weights
+  (confirm.py) stays in it when a finished search rewrites its files."""
+  record = None
+  if gfile.exists(path):
+    try:
+      with gfile.GFile(path) as f:
+        old = json.load(f)
+      if {k: old.get(k) for k in weights} == weights:
+        record = old.get('confirmation')
+    except (ValueError, AttributeError):  # Unreadable: written anew.
+      pass
+  _write_json(path, weights if record is None
+              else dict(weights, confirmation=record))
+
+
 class _Outputs:
   """The history file, best and top-5 files and TensorBoard, kept current
   after every group (process 0 writes; the others only log)."""
@@ -147,7 +164,7 @@ class _Outputs:
           self.path(candidates_lib.HISTORY_FILE),
           candidates_lib.format_history(history, losses.LOSS_NAMES))
       best = search.best()
-      _write_json(self.path(BEST_FILE), best.weights_dict(losses.LOSS_NAMES))
+      _write_best(self.path(BEST_FILE), best.weights_dict(losses.LOSS_NAMES))
       _write_json(self.path(TOP_FILE), _top_records(search.top(TOP_K)))
       self._write_figure(search)
     new_ids = {c.id for c in group}
@@ -212,7 +229,7 @@ def _check_same_proxy(path: str, described: Dict[str, Any]) -> None:
         'trained with, or another workdir.')
 
 
-def _read_history(path: str, names: Sequence[str]
+def read_history(path: str, names: Sequence[str]
                   ) -> List[candidates_lib.Candidate]:
   if not gfile.exists(path):
     return []
@@ -294,7 +311,7 @@ def evolve(config, workdir: str,
   proxy = proxy_trainer.proxy_config(config)
   gfile.makedirs(workdir)
   history_path = os.path.join(workdir, candidates_lib.HISTORY_FILE)
-  history = _read_history(history_path, settings.names)
+  history = read_history(history_path, settings.names)
   try:
     search = runner.make_search(settings, history)
   except ValueError as e:

@@ -43,6 +43,10 @@ class Settings:
   # candidate 0; None: a fully random first generation.
   initial_weights: Optional[Tuple[float, ...]] = None
   proxy_seed: int = 0  # The config's seed.
+  # After the search, its confirm_top best and the config's weights train
+  # in full over confirm_seeds paired seeds (confirm.py); 0: no confirmation.
+  confirm_seeds: int = 0
+  confirm_top: int = 3
 
   @classmethod
   def from_config(cls, evolution_config: Any, names: Sequence[str],
@@ -61,7 +65,8 @@ class Settings:
         draw=str(c.draw), weight_range=tuple(c.weight_range),
         initial_weights=(None if initial_weights is None else
                          tuple(float(w) for w in initial_weights)),
-        proxy_seed=int(proxy_seed))
+        proxy_seed=int(proxy_seed),
+        confirm_seeds=int(c.confirm_seeds), confirm_top=int(c.confirm_top))
 
   @property
   def low(self) -> float:
@@ -111,6 +116,11 @@ class Settings:
           f" with strategy='halving' (the first of {self.halving_rungs} "
           f'rungs trains proxy_steps / {shortest} steps)'
           if shortest > 1 else ''))
+    if self.confirm_seeds < 0 or self.confirm_seeds == 1:
+      bad('confirm_seeds', '0 (no confirmation) or >= 2 (one seed gives no '
+          'standard error)')
+    if self.confirm_top < 1:
+      bad('confirm_top', '>= 1 (the best weightings retrained in full)')
     if self.draw not in search_space.DRAWS:
       bad('draw', f'one of {search_space.DRAWS}')
     self._check_range()

@@ -50,6 +50,7 @@ from airstreams_jax.launch import local
 from airstreams_jax.launch import record as record_lib
 from airstreams_jax.launch import sweep as sweep_lib
 from airstreams_jax.training import config_checks
+from airstreams_jax.training import losses
 from airstreams_jax.tools import sweep_tables
 from configs.sweeps import ablations as ablation_sweep
 
@@ -195,8 +196,10 @@ def tables_markdown(record: Dict[str, Any], *, title: str = '') -> str:
   evolved = [u for u in record['units'] if u['mode'] == 'evolve'
              and u['status'] == 'done']
   if evolved and evolved[0]['metrics'].get('best_weights'):
+    # Only the λ: a confirmed search's file also holds its verdict.
     weights = ', '.join(f'{k} {v:.3f}' for k, v in
-                        evolved[0]['metrics']['best_weights'].items())
+                        evolved[0]['metrics']['best_weights'].items()
+                        if k not in losses.RECORD_KEYS)
     lines += ['', f'Evolved weights ({evolved[0]["name"]}): {weights}.']
 
   lines += ['', '## What the representations learned', '',

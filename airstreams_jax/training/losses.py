@@ -18,6 +18,11 @@ import optax
 from tensorflow.io import gfile
 
 LOSS_NAMES = ('rgb', 'flow', 'semantic', 'merged', 'interm')
+# Keys a weights file may hold beside the five λ, which training ignores:
+# the evolution records there whether full training confirmed its weights
+# (airstreams_jax/evolution/confirm.py), so the file that trains with them
+# also says how far to trust them.
+RECORD_KEYS = ('confirmation',)
 
 
 def loss_weights_vector(weights: Mapping[str, float],
@@ -26,7 +31,8 @@ def loss_weights_vector(weights: Mapping[str, float],
 
   Args:
     weights: a mapping with exactly the keys of `LOSS_NAMES`.
-    weights_file: optional JSON file with the same keys; replaces `weights`.
+    weights_file: optional JSON file with the same keys (and any of
+      `RECORD_KEYS`, ignored); replaces `weights`.
 
   Returns:
     The weights, float32, shape `[5]`.
@@ -34,6 +40,8 @@ def loss_weights_vector(weights: Mapping[str, float],
   if weights_file:
     with gfile.GFile(weights_file) as f:
       weights = json.load(f)
+    if isinstance(weights, dict):
+      weights = {k: v for k, v in weights.items() if k not in RECORD_KEYS}
   if not hasattr(weights, 'keys') or set(weights) != set(LOSS_NAMES):
     raise ValueError(f'loss weights need exactly the keys {LOSS_NAMES}, got '
                      f'{sorted(weights) if hasattr(weights, "keys") else weights}.')
