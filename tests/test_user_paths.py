@@ -53,6 +53,12 @@ ALLOWED = {
                               'are on the machine that runs the processes',
     ('launch/record.py', '*'): "the launcher's record of local runs",
     ('launch/xm_launcher.py', '*'): "the XManager launcher's local root",
+    ('launch/__main__.py', '_tpu_vm'): "this checkout's requirements.txt, "
+                                       'gcloud on PATH, and the local folder '
+                                       'that --action=logs pulls into',
+    ('launch/__main__.py', '_xm_cloud'): "this checkout's requirements.txt "
+                                         '(installed in the image)',
+    ('launch/xm_cloud.py', 'launch'): "Docker on this machine's PATH",
     ('launch/config_overrides.py', '*'): 'a config or sweep file given on '
                                          'the command line (Python to import)',
     ('tools/', '*'): 'developer tools run on this machine (benchmarks, fault '
