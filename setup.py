@@ -37,5 +37,7 @@ setuptools.setup(
         'notebook': ['ipykernel==7.4.0', 'matplotlib==3.11.2',
                      'nbclient==0.11.0'],
         'opencv': ['opencv-contrib-python-headless==5.0.0.93'],
+        # The rvm teacher's runtime (its model comes from a wheel, fetched).
+        'rvm': ['onnxruntime==1.32.0'],
     },
 )

@@ -12,7 +12,8 @@ Tiny run (a few training steps on small stored frames):
 ROOT holds one folder per split (train/ and test/; the split names are the
 folder names, see --config.dataset.train_split/eval_split) with one folder per
 class inside, videos .mp4, .avi, .mkv, .webm or .mov. The teacher can be
-`selfie` (people; fetched once from PyPI), `tflite` (your segmentation model:
+`selfie` (people; fetched once from PyPI), `pose` or `rvm` (see
+docs/real_video.md), `tflite` (your segmentation model:
 --config.dataset.teacher_options.model_path=... .labels_path=...) or `files`
 (masks you computed: <stem>.masks.npz beside each video, ROOT/classes.txt).
 How frames are stored: --config.dataset.short_side (pixels), .fps (frames

