@@ -74,6 +74,7 @@ def define_flags() -> None:
       'process_id', int(os.environ.get('PROCESS_ID', '0')),
       'This process\'s index in a multi-host run.')
   cli.define_jit_cache_flag()
+  flags.declare_key_flag('jit_cache_dir')  # Listed in this command's --help.
   flags.mark_flags_as_required(['config', 'workdir'])
 
 

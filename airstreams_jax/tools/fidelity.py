@@ -71,6 +71,7 @@ def define_flags() -> None:
                       'e.g. 40,80,160; empty: config.evolution.proxy_steps.')
   flags.DEFINE_integer('bootstrap', 9999, 'Bootstrap resamples of ρ.')
   cli.define_jit_cache_flag()
+  flags.declare_key_flag('jit_cache_dir')  # Listed in this command's --help.
   flags.mark_flags_as_required(['config', 'workdir'])
 
 
