@@ -312,15 +312,17 @@ def evolve(config, workdir: str,
   gfile.makedirs(workdir)
   history_path = os.path.join(workdir, candidates_lib.HISTORY_FILE)
   history = read_history(history_path, settings.names)
-  try:
-    search = runner.make_search(settings, history)
-  except ValueError as e:
-    raise errors.ConfigError(f'{history_path}: {e}') from None
+  # Proxies that would train differently are named key by key, before the
+  # replay below would only say that the history is not this search's.
   proxy_path = os.path.join(workdir, PROXY_FILE)
   described = proxy_trainer.proxy_description(proxy)
   if history and gfile.exists(proxy_path):
     _check_same_proxy(proxy_path, described)
-  elif jax.process_index() == 0:
+  try:
+    search = runner.make_search(settings, history)
+  except ValueError as e:
+    raise errors.ConfigError(f'{history_path}: {e}') from None
+  if not (history and gfile.exists(proxy_path)) and jax.process_index() == 0:
     _write_json(proxy_path, described)
   if history:
     logging.info('Resuming the search: %d of %d weightings already '
