@@ -139,7 +139,6 @@ def _log_file(workdir: str):
   # Not jax.process_index(): the backends start after logging is set.
   process_id = _processes().process_id
   name = 'main.log' if process_id == 0 else f'main.process{process_id}.log'
-
   return os.path.join(workdir, name)
 
 

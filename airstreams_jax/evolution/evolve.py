@@ -50,6 +50,7 @@ from airstreams_jax import atomic_write
 from airstreams_jax import errors
 from airstreams_jax.evolution import candidates as candidates_lib
 from airstreams_jax.evolution import figure
+from airstreams_jax.evolution import full_runs
 from airstreams_jax.evolution import proxy_trainer
 from airstreams_jax.evolution import runner
 from airstreams_jax.training import losses
@@ -210,18 +211,10 @@ def _top_table(top: Sequence[candidates_lib.Candidate]) -> str:
   return '\n'.join(lines)
 
 
-def _differences(a: Any, b: Any, prefix: str = '') -> List[str]:
-  """Dotted keys whose values differ between two JSON-like trees."""
-  if isinstance(a, dict) and isinstance(b, dict):
-    return [d for k in sorted(set(a) | set(b))
-            for d in _differences(a.get(k), b.get(k), f'{prefix}{k}.')]
-  return [] if a == b else [prefix[:-1]]
-
-
 def _check_same_proxy(path: str, described: Dict[str, Any]) -> None:
   with gfile.GFile(path) as f:
     stored = json.load(f)
-  differ = _differences(stored, described)
+  differ = full_runs.differences(stored, described)
   if differ:
     raise errors.ConfigError(
         f'{path}: this search\'s candidates were trained with other proxy '
